@@ -1,0 +1,212 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { ChrootDriver } from '@execenv/chroot';
+import { type ExecenvEvent, mountPoints, open, readLeases } from '@execenv/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { busyboxTarball, minbaseTarball } from './fixtures.js';
+
+const run = promisify(execFile);
+const driver = new ChrootDriver({ mode: 'root' });
+let stateDir: string;
+let cacheDir: string;
+
+beforeAll(async () => {
+  stateDir = await mkdtemp(join(tmpdir(), 'execenv-e2e-state-'));
+  cacheDir = await mkdtemp(join(tmpdir(), 'execenv-e2e-cache-'));
+});
+afterAll(async () => {
+  await rm(stateDir, { recursive: true, force: true });
+  await rm(cacheDir, { recursive: true, force: true });
+});
+
+async function mountsUnderState(): Promise<string[]> {
+  return (await mountPoints()).filter((m) => m.startsWith(stateDir));
+}
+
+describe('chroot driver on this host', () => {
+  it('probes available in root mode with its reason and version', async () => {
+    const a = await driver.probe();
+    expect(a).toMatchObject({ available: true, details: { mode: 'root' } });
+    expect(a.version).toMatch(/unshare from util-linux/);
+    expect(a.capabilities).toContain('isolation-chroot');
+  });
+
+  it.each(['', '.gz', '.xz', '.zst', '.bz2'] as const)('opens the busybox rootfs compressed as "%s"', async (ext) => {
+    const d = new ChrootDriver({ mode: 'root', cacheDir });
+    await using env = await d.open({ image: busyboxTarball(ext) }, { stateDir });
+    const r = await env.exec(['cat', '/etc/os-release']);
+    expect(r.stdout).toContain('busybox fixture');
+  });
+
+  it('opens a directory image read-only: changes land in the overlay, never in the image', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'execenv-e2e-dir-'));
+    try {
+      await run('tar', ['-xf', busyboxTarball(), '-C', dir]);
+      const before = await readdir(join(dir, 'tmp'));
+      {
+        await using env = await driver.open({ image: dir }, { stateDir });
+        await env.exec(['sh', '-c', 'echo changed > /tmp/new; rm -f /bin/ls'], { check: true });
+        expect((await env.exec(['cat', '/tmp/new'])).stdout).toBe('changed\n');
+      }
+      expect(await readdir(join(dir, 'tmp'))).toEqual(before);
+      expect((await readdir(join(dir, 'bin'))).includes('ls')).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports progress events from open to destroy', async () => {
+    const events: ExecenvEvent[] = [];
+    const env = await driver.open({ image: busyboxTarball() }, { stateDir, onEvent: (e) => events.push(e) });
+    await env.exec(['true']);
+    await env.close();
+    expect(events.map((e) => e.type)).toEqual(['image-resolve', 'create', 'ready', 'exec-start', 'exec-end', 'destroy']);
+  });
+
+  it('mounts /proc, /dev and /dev/pts and unmounts everything at close', async () => {
+    const env = await driver.open({ image: busyboxTarball() }, { stateDir });
+    const r = await env.exec(['sh', '-c', 'ls /dev; test -c /dev/null && echo null-ok; ls /proc | grep -c "^[0-9]"']);
+    expect(r.stdout).toContain('null-ok');
+    expect(r.stdout).toContain('pts');
+    // A fresh pid namespace per exec: the shell, its ls and grep are the only processes it can see, with the init.
+    expect(Number(r.stdout.trim().split('\n').at(-1))).toBeLessThanOrEqual(5);
+    expect((await mountsUnderState()).length).toBeGreaterThan(3);
+    await env.close();
+    expect(await mountsUnderState()).toEqual([]);
+    expect(await readdir(join(stateDir, 'envs'))).toEqual([]);
+  });
+
+  it('copies the host resolv.conf and hosts in', async () => {
+    await using env = await driver.open({ image: busyboxTarball() }, { stateDir });
+    expect((await env.exec(['cat', '/etc/hosts'])).stdout).toBe(await readFile('/etc/hosts', 'utf8'));
+  });
+
+  it('runs i386 under the 32-bit personality', async () => {
+    await using env = await driver.open({ image: busyboxTarball(), arch: 'i386' }, { stateDir });
+    expect((await env.exec(['uname', '-m'])).stdout.trim()).toBe('i686');
+  });
+
+  it('gives each exec an empty network namespace unless network is "host"', async () => {
+    await using isolated = await driver.open({ image: busyboxTarball() }, { stateDir });
+    await using shared = await driver.open({ image: busyboxTarball(), network: 'host' }, { stateDir });
+    const count = async (e: typeof isolated) =>
+      (await e.exec(['sh', '-c', 'cat /proc/net/dev | wc -l'])).stdout.trim();
+    expect(await count(isolated)).toBe('3');
+    expect(shared.capabilities.has('network')).toBe(true);
+    expect(Number(await count(shared))).toBeGreaterThan(3);
+  });
+
+  it('bind-mounts host directories, read-only when asked', async () => {
+    const src = await mkdtemp(join(tmpdir(), 'execenv-e2e-mnt-'));
+    try {
+      await writeFile(join(src, 'hello'), 'from host');
+      await using env = await driver.open(
+        { image: busyboxTarball(), mounts: [{ source: src, target: '/mnt/in', readOnly: true }] },
+        { stateDir },
+      );
+      expect((await env.exec(['cat', '/mnt/in/hello'])).stdout).toBe('from host');
+      const w = await env.exec(['sh', '-c', 'echo x > /mnt/in/new']);
+      expect(w.exitCode).not.toBe(0);
+    } finally {
+      await rm(src, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses what it cannot do before creating anything', async () => {
+    const before = await readLeases(stateDir);
+    await expect(driver.open({ image: busyboxTarball(), network: 'nat' }, { stateDir })).rejects.toMatchObject({
+      code: 'INVALID_SPEC',
+      field: 'network',
+    });
+    await expect(driver.open({ image: busyboxTarball(), arch: 'arm64' }, { stateDir })).rejects.toMatchObject({
+      code: 'INVALID_SPEC',
+      field: 'arch',
+    });
+    await expect(driver.open({ image: busyboxTarball(), resources: { memory: '1G' } }, { stateDir })).rejects.toMatchObject({
+      code: 'UNSUPPORTED',
+    });
+    await expect(driver.open({ image: '/nonexistent/rootfs.tar' }, { stateDir })).rejects.toMatchObject({
+      code: 'IMAGE_NOT_FOUND',
+    });
+    expect(await readLeases(stateDir)).toEqual(before);
+    expect(await mountsUnderState()).toEqual([]);
+  });
+
+  it('refuses a hostile rootfs tarball and writes nothing outside the cache', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'execenv-e2e-hostile-'));
+    const marker = `execenv-escape-${process.pid}`;
+    try {
+      await writeFile(join(dir, 'x'), 'x');
+      // GNU tar keeps a leading ../ with --transform tricks only through -P: build the member name directly.
+      await run('tar', ['-C', dir, '-cf', join(dir, 'evil.tar'), '-P', '--transform', `s|^x$|../../${marker}|`, 'x']);
+      const d = new ChrootDriver({ mode: 'root', cacheDir });
+      await expect(d.open({ image: join(dir, 'evil.tar') }, { stateDir })).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
+      expect(await readdir(join(cacheDir, 'rootfs')).then((n) => n.filter((x) => x.includes('.tmp')))).toEqual([]);
+      await expect(readFile(join(cacheDir, '..', marker))).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('is found by name through the registry without importing it', async () => {
+    await using env = await open('chroot', { image: busyboxTarball() }, { stateDir });
+    expect(env.driver).toBe('chroot');
+  });
+
+  it('opens the Debian minbase rootfs and runs dpkg', async () => {
+    await using env = await driver.open({ image: minbaseTarball() }, { stateDir });
+    const r = await env.exec(['dpkg-query', '-W', 'dpkg'], { check: true });
+    expect(r.stdout).toMatch(/^dpkg\t/);
+  });
+});
+
+describe('cleanup when the owner goes away', () => {
+  const child = (mode: string) => `
+    import { ChrootDriver } from '@execenv/chroot';
+    const env = await new ChrootDriver({ mode: '${mode}' }).open({ image: process.env.IMAGE }, { stateDir: process.env.STATE });
+    console.log(env.id);
+    setInterval(() => {}, 1000);
+  `;
+
+  async function openInChild(mode: string) {
+    const { spawn } = await import('node:child_process');
+    const p = spawn(process.execPath, ['--input-type=module', '-e', child(mode)], {
+      env: { ...process.env, IMAGE: busyboxTarball(), STATE: stateDir },
+      stdio: ['ignore', 'pipe', 'inherit'],
+      cwd: new URL('..', import.meta.url).pathname,
+    });
+    const id = await new Promise<string>((resolve, reject) => {
+      p.stdout.once('data', (c: Buffer) => resolve(c.toString().trim()));
+      p.once('exit', (code) => reject(new Error(`child exited ${code}`)));
+    });
+    return { p, id };
+  }
+
+  it('closes open environments on SIGTERM', async () => {
+    const { p, id } = await openInChild('root');
+    expect((await driver.list({ stateDir })).map((e) => e.id)).toContain(id);
+    const exited = new Promise((r) => p.once('exit', (code, signal) => r(signal)));
+    p.kill('SIGTERM');
+    expect(await exited).toBe('SIGTERM');
+    expect((await driver.list({ stateDir })).map((e) => e.id)).not.toContain(id);
+    expect(await mountsUnderState()).toEqual([]);
+  });
+
+  it.each(['root', 'rootless'])('gc removes what a SIGKILLed owner left (%s mode)', async (mode) => {
+    const { p, id } = await openInChild(mode);
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+    const left = (await driver.list({ stateDir })).find((e) => e.id === id);
+    expect(left).toMatchObject({ ownerAlive: false });
+    expect(left?.resources.length).toBeGreaterThan(0);
+    const report = await driver.gc({ stateDir });
+    expect(report).toEqual({ removed: [id], errors: [] });
+    expect(await driver.list({ stateDir })).toEqual([]);
+    expect(await mountsUnderState()).toEqual([]);
+    expect(await readdir(join(stateDir, 'envs'))).toEqual([]);
+  });
+});

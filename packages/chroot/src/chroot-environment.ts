@@ -1,0 +1,251 @@
+import { constants as osConstants } from 'node:os';
+import { readFile, stat as statHost } from 'node:fs/promises';
+import { PassThrough, type Readable } from 'node:stream';
+import {
+  BaseEnvironment,
+  type EnvironmentInit,
+  type ExecOptions,
+  type ExecProcess,
+  type ExecResult,
+  type FileOptions,
+  type FileStat,
+  type Lease,
+  NotFoundError,
+  type ProcessRunner,
+  type RunningProcess,
+  RootedFiles,
+  resolveInRoot,
+  resolveUser,
+  superviseExec,
+  superviseSpawn,
+  type Undo,
+} from '@execenv/core';
+import { HOST_PATH } from './host-binaries.js';
+
+/** PATH inside the environment unless the spec or the exec sets one. */
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Everything a chroot environment is made of once its root is mounted. */
+export interface ChrootEnvironmentInit extends EnvironmentInit {
+  runner: ProcessRunner;
+  lease: Lease;
+  undo: Undo;
+  /** The merged root as the exec's namespace sees it. */
+  root: string;
+  /** The merged root as this process can open it. */
+  hostRoot: string;
+  /** Compiled init helper. */
+  init: string;
+  /** Argv that enters the namespace holding the mounts (empty in root mode). */
+  enter: readonly string[];
+  /** Give each exec an empty network namespace. */
+  isolateNetwork: boolean;
+  /** Run commands under the 32-bit personality. */
+  linux32: boolean;
+  /** Default environment variables of every exec. */
+  env: Readonly<Record<string, string>>;
+}
+
+const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name]));
+
+/**
+ * Reads the status line execenv-init writes on fd 3 and turns it into the
+ * exit of the command itself; the host process's own exit only says the init
+ * ran. Without a line the init never reported: killed by us (tree kill) or it
+ * could not start, which is a transport failure, not the command's exit.
+ */
+function commandExit(proc: RunningProcess): RunningProcess {
+  const statusPipe = proc.outputs[0];
+  let line = '';
+  statusPipe?.on('data', (c: Buffer) => (line += c.toString()));
+  const statusRead = new Promise<void>((resolve) => {
+    if (!statusPipe) return resolve();
+    statusPipe.once('close', resolve);
+    statusPipe.once('error', () => resolve());
+  });
+  const exited = proc.exited.then(async (host) => {
+    await statusRead;
+    const m = /^(exit|signal) (\d+)$/m.exec(line);
+    if (m?.[1] === 'exit') return { exitCode: Number(m[2]), signal: null };
+    if (m?.[1] === 'signal') return { exitCode: null, signal: SIGNAL_NAMES.get(Number(m[2])) ?? `SIG${m[2]}` };
+    if (host.signal) return { exitCode: null, signal: host.signal };
+    throw new Error(`the exec helper ended with status ${host.exitCode} without starting the command`);
+  });
+  return {
+    get pid() {
+      return proc.pid;
+    },
+    stdin: proc.stdin,
+    stdout: proc.stdout,
+    stderr: proc.stderr,
+    outputs: [],
+    kill: (s) => proc.kill(s),
+    exited,
+  };
+}
+
+/**
+ * ChrootEnvironment runs each command in a fresh mount and pid namespace
+ * chrooted into an overlay of the image, so the image never changes and a
+ * timeout or abort reaches every process the command started.
+ */
+export class ChrootEnvironment extends BaseEnvironment {
+  readonly #init: ChrootEnvironmentInit;
+  readonly #files: RootedFiles;
+  readonly #running = new Set<RunningProcess>();
+
+  constructor(init: ChrootEnvironmentInit) {
+    super(init);
+    this.#init = init;
+    this.#files = new RootedFiles(init.hostRoot, {
+      runner: init.runner,
+      context: { envId: init.id, driver: init.driver },
+      onCopy: (e) => this.emit({ type: 'copy', envId: this.id, ...e }),
+    });
+  }
+
+  protected override async doExec(argv: string[], opts: ExecOptions): Promise<ExecResult> {
+    const proc = await this.#start(argv, opts);
+    try {
+      return await superviseExec(proc, argv, opts, this.#control(proc));
+    } finally {
+      this.#running.delete(proc);
+    }
+  }
+
+  protected override doSpawn(argv: string[], opts: ExecOptions): ExecProcess {
+    // spawn() must hand back streams at once, while user and cwd lookups are async: bridge them.
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    const stdin = opts.stdin === undefined ? new PassThrough() : null;
+    let proc: RunningProcess | undefined;
+    let killed = false;
+    const started = this.#start(argv, opts).then((p) => {
+      proc = p;
+      if (killed) p.kill('SIGKILL');
+      return p;
+    });
+    const result = started.then(async (p) => {
+      const spawned = superviseSpawn(p, argv, opts, this.#control(p));
+      spawned.stdout.pipe(stdout);
+      spawned.stderr.pipe(stderr);
+      if (stdin && spawned.stdin) stdin.pipe(spawned.stdin);
+      try {
+        return await spawned.result;
+      } finally {
+        this.#running.delete(p);
+      }
+    });
+    result.catch((err) => {
+      stdout.destroy(err);
+      stderr.destroy();
+    });
+    const kill = () => {
+      killed = true;
+      proc?.kill('SIGKILL');
+    };
+    return {
+      stdin,
+      stdout,
+      stderr,
+      result,
+      kill,
+      async [Symbol.asyncDispose]() {
+        kill();
+        await result.catch(() => {});
+      },
+    };
+  }
+
+  protected override doPush(src: string | Uint8Array | Readable, dest: string, opts: FileOptions): Promise<void> {
+    return this.#files.push(src, dest, opts);
+  }
+
+  protected override doPull(src: string, dest: string): Promise<void> {
+    return this.#files.pull(src, dest);
+  }
+
+  protected override doPushArchive(tar: Readable, destDir: string): Promise<void> {
+    return this.#files.pushArchive(tar, destDir);
+  }
+
+  protected override doPullArchive(srcPath: string): Readable {
+    return this.#files.pullArchive(srcPath);
+  }
+
+  protected override doStat(path: string): Promise<FileStat | null> {
+    return this.#files.stat(path);
+  }
+
+  protected override doReadDir(path: string): Promise<string[]> {
+    return this.#files.readDir(path);
+  }
+
+  protected override async destroy(): Promise<void> {
+    await Promise.all(
+      [...this.#running].map(async (p) => {
+        p.kill('SIGKILL');
+        await p.exited.catch(() => {});
+      }),
+    );
+    await this.#init.lease.release(this.#init.undo);
+  }
+
+  #control(proc: RunningProcess) {
+    return {
+      killTree: () => {
+        // SIGKILL to the host-side unshare reaches the init through --kill-child; its death empties the pid namespace.
+        proc.kill('SIGKILL');
+      },
+      context: this.context('exec'),
+    };
+  }
+
+  async #start(argv: string[], opts: ExecOptions): Promise<RunningProcess> {
+    const i = this.#init;
+    const cwd = opts.cwd ?? '/';
+    await this.#checkCwd(cwd);
+    const user = opts.user ? await this.#resolveUser(opts.user) : { uid: 0, gid: 0, groups: [] as number[] };
+    const env = { PATH: DEFAULT_PATH, ...i.env, ...opts.env };
+    const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+    const command = [
+      ...i.enter,
+      'unshare',
+      '--mount',
+      '--pid',
+      '--fork',
+      '--kill-child=SIGKILL',
+      `--mount-proc=${i.root}/proc`,
+      ...(i.isolateNetwork ? ['--net'] : []),
+      '--',
+      i.init,
+      i.root,
+      cwd,
+      String(user.uid),
+      String(user.gid),
+      user.groups.join(','),
+      i.linux32 ? 'linux32' : '-',
+      String(envArgs.length),
+      ...envArgs,
+      '--',
+      ...argv,
+    ];
+    const proc = commandExit(
+      i.runner.spawn(command, { env: { PATH: HOST_PATH }, stdin: 'pipe', extraOutputs: 1 }),
+    );
+    this.#running.add(proc);
+    return proc;
+  }
+
+  async #checkCwd(cwd: string): Promise<void> {
+    const dir = await resolveInRoot(this.#init.hostRoot, cwd, { followFinal: true });
+    const info = await statHost(dir).catch(() => undefined);
+    if (!info?.isDirectory()) throw new NotFoundError(cwd, { ...this.context('exec') });
+  }
+
+  async #resolveUser(user: string) {
+    const read = async (path: string) =>
+      readFile(await resolveInRoot(this.#init.hostRoot, path, { followFinal: true }), 'utf8').catch(() => '');
+    return resolveUser(user, await read('/etc/passwd'), await read('/etc/group'), this.id);
+  }
+}

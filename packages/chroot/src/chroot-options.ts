@@ -1,0 +1,33 @@
+import type { ProcessRunner } from '@execenv/core';
+
+/** How the driver gets the privileges to mount: as root, or inside a user namespace. */
+export type ChrootMode = 'root' | 'rootless';
+
+/** Options of a chroot driver instance (see createChrootDriver). */
+export interface ChrootDriverOptions {
+  /**
+   * `root` mounts in the host's mount namespace and needs root; `rootless`
+   * holds the mounts in a user and mount namespace of its own.
+   * @default 'auto' (root when running as root, else rootless)
+   */
+  mode?: 'auto' | ChrootMode;
+  /** Runs every host command. @default core's execa runner */
+  runner?: ProcessRunner;
+  /** Where extracted root filesystems, the default image and the init helper are cached. @default core's defaultCacheDir() */
+  cacheDir?: string;
+  /** C compiler used once to build the 2 KB init helper. @default 'cc' */
+  cc?: string;
+}
+
+/** Per-environment options, given as `spec.driverOptions`. */
+export interface ChrootEnvOptions {
+  /**
+   * Copy the host's /etc/resolv.conf and /etc/hosts into the environment, as
+   * launchpad-buildd does.
+   * @default true
+   */
+  hostDns?: boolean;
+}
+
+/** Networks the chroot driver supports: an empty network namespace per exec, or the host's. */
+export const CHROOT_NETWORKS = ['none', 'host'] as const;

@@ -1,0 +1,17 @@
+/**
+ * The chroot driver of execenv: `open('chroot', { image: 'rootfs.tar.zst' })`.
+ * Importing this module registers it.
+ * @packageDocumentation
+ */
+import { register } from '@execenv/core';
+import { ChrootDriver } from './chroot-driver.js';
+
+export { ChrootDriver, DRIVER_NAME } from './chroot-driver.js';
+export { ChrootEnvironment, DEFAULT_PATH } from './chroot-environment.js';
+export type { ChrootDriverOptions, ChrootEnvOptions, ChrootMode } from './chroot-options.js';
+export { defaultImagePath, ensureDefaultImage } from './default-image.js';
+
+/** The driver instance registered as `chroot`. */
+export const chrootDriver = new ChrootDriver();
+
+register('chroot', chrootDriver);

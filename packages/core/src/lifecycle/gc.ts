@@ -1,0 +1,40 @@
+import type { GcReport } from '../contract.js';
+import { getDriver } from '../registry.js';
+import { drivers } from '../registry.js';
+import { Lease, readLeases, type Undo } from './lease.js';
+import { isAlive } from './owner.js';
+
+/**
+ * Releases the leases of `driver` whose owner process is dead, undoing their
+ * resources with `undo`. Leases of live owners are never touched.
+ */
+export async function collectDeadLeases(stateDir: string, driver: string, undo: Undo): Promise<GcReport> {
+  const report: GcReport = { removed: [], errors: [] };
+  for (const record of await readLeases(stateDir, driver)) {
+    if (await isAlive(record.owner)) continue;
+    try {
+      await Lease.from(stateDir, record).release(undo);
+      report.removed.push(record.id);
+    } catch (err) {
+      const causes = err instanceof AggregateError ? err.errors : [err];
+      for (const c of causes) report.errors.push(`${record.id}: ${(c as Error).message}`);
+    }
+  }
+  return report;
+}
+
+/**
+ * Removes what environments of dead owners left behind, on every registered
+ * driver (or the named ones, importing them when needed) that implements gc.
+ */
+export async function gc(opts: { drivers?: string[]; stateDir?: string } = {}): Promise<GcReport> {
+  const total: GcReport = { removed: [], errors: [] };
+  for (const name of opts.drivers ?? drivers()) {
+    const driver = await getDriver(name);
+    if (!driver.gc) continue;
+    const r = await driver.gc({ stateDir: opts.stateDir });
+    total.removed.push(...r.removed);
+    total.errors.push(...r.errors);
+  }
+  return total;
+}

@@ -1,0 +1,64 @@
+import { rm } from 'node:fs/promises';
+import type { ProcessRunner } from '../runner.js';
+import type { LeaseResource, Undo } from './lease.js';
+import { mountsUnder } from './mounts.js';
+import { processStartTime } from './owner.js';
+
+async function waitGone(pid: number, startTime: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if ((await processStartTime(pid)) !== startTime) return true;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return false;
+}
+
+/** Kills a recorded process (only if it is still the same process) and waits until it is gone. */
+export async function killRecordedProcess(pid: number, startTime: string): Promise<void> {
+  if ((await processStartTime(pid)) !== startTime) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+  if (!(await waitGone(pid, startTime, 5000))) throw new Error(`execenv: process ${pid} did not exit after SIGKILL`);
+}
+
+/** Unmounts `path` and everything below it, deepest first; lazily when busy. No-op when not mounted. */
+export async function unmountTree(runner: ProcessRunner, path: string): Promise<void> {
+  for (const mount of (await mountsUnder(path)).reverse()) {
+    const r = await runner.run(['umount', mount], { check: false });
+    if (r.exitCode !== 0 && (await mountsUnder(mount)).includes(mount))
+      await runner.run(['umount', '--lazy', mount]);
+  }
+}
+
+/**
+ * Removes a directory tree, refusing when anything is still mounted below it:
+ * deleting through a leftover bind mount would delete host files.
+ */
+export async function removeTree(path: string): Promise<void> {
+  const mounted = await mountsUnder(path);
+  if (mounted.length > 0)
+    throw new Error(`execenv: refusing to remove ${path}: still mounted below it: ${mounted.join(', ')}`);
+  await rm(path, { recursive: true, force: true });
+}
+
+/**
+ * The undo for core's resource kinds (`dir`, `mount`, `process`). Drivers with
+ * kinds of their own handle those first and delegate the rest here.
+ */
+export function hostUndo(runner: ProcessRunner): Undo {
+  return async (resource: LeaseResource) => {
+    switch (resource.kind) {
+      case 'dir':
+        return removeTree(resource.path as string);
+      case 'mount':
+        return unmountTree(runner, resource.path as string);
+      case 'process':
+        return killRecordedProcess(resource.pid as number, resource.startTime as string);
+      default:
+        throw new Error(`execenv: no undo for resource kind "${resource.kind}"`);
+    }
+  };
+}

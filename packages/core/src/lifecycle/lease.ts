@@ -1,0 +1,157 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Owner, ownerOf } from './owner.js';
+
+/**
+ * LeaseResource is one thing an environment created on the host, recorded so
+ * that close() or a later gc() can undo it. Core knows `dir`, `mount` and
+ * `process`; drivers add kinds of their own.
+ */
+export type LeaseResource =
+  | { kind: 'dir'; path: string }
+  | { kind: 'mount'; path: string; recursive?: boolean }
+  | { kind: 'process'; pid: number; startTime: string }
+  | { kind: string; [field: string]: unknown };
+
+/** LeaseRecord is the file kept under `<stateDir>/leases/<id>.json`. */
+export interface LeaseRecord {
+  /** Environment id. */
+  id: string;
+  /** Driver name. */
+  driver: string;
+  /** The process that opened the environment. */
+  owner: Owner;
+  /** ISO time of creation. */
+  createdAt: string;
+  /** The environment's labels. */
+  labels?: Record<string, string>;
+  /** What was created, in creation order. */
+  resources: LeaseResource[];
+}
+
+/** Undoes one resource; must succeed when the resource is already gone. */
+export type Undo = (resource: LeaseResource) => Promise<void>;
+
+const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+/** A fresh environment id: `execenv-` and 12 random lower-case letters and digits. */
+export function newEnvironmentId(): string {
+  const bytes = randomBytes(12);
+  let s = '';
+  for (const b of bytes) s += ID_ALPHABET[b % ID_ALPHABET.length];
+  return `execenv-${s}`;
+}
+
+function leasesDir(stateDir: string): string {
+  return join(stateDir, 'leases');
+}
+
+async function writeAtomic(path: string, content: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, content, { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+/**
+ * Lease is the ordered record of what one environment created. Drivers add a
+ * resource right after creating it; release() undoes them in reverse order,
+ * persisting progress so an interrupted release can be finished by gc().
+ */
+export class Lease {
+  readonly #path: string;
+  readonly #record: LeaseRecord;
+  #writing: Promise<void> = Promise.resolve();
+
+  private constructor(path: string, record: LeaseRecord) {
+    this.#path = path;
+    this.#record = record;
+  }
+
+  /** Creates and persists an empty lease for a new environment owned by this process. */
+  static async create(stateDir: string, id: string, driver: string, labels?: Record<string, string>): Promise<Lease> {
+    const dir = leasesDir(stateDir);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const record: LeaseRecord = {
+      id,
+      driver,
+      owner: await ownerOf(),
+      createdAt: new Date().toISOString(),
+      ...(labels ? { labels } : {}),
+      resources: [],
+    };
+    const lease = new Lease(join(dir, `${id}.json`), record);
+    await lease.#persist();
+    return lease;
+  }
+
+  /** Wraps an existing record (from readLeases) so it can be released. */
+  static from(stateDir: string, record: LeaseRecord): Lease {
+    return new Lease(join(leasesDir(stateDir), `${record.id}.json`), structuredClone(record));
+  }
+
+  /** The environment id. */
+  get id(): string {
+    return this.#record.id;
+  }
+
+  /** A copy of the resources still held, in creation order. */
+  get resources(): LeaseResource[] {
+    return structuredClone(this.#record.resources);
+  }
+
+  /** Records a resource that was just created. */
+  async add(resource: LeaseResource): Promise<void> {
+    this.#record.resources.push(resource);
+    await this.#persist();
+  }
+
+  /**
+   * Undoes every resource in reverse order with `undo` and deletes the lease
+   * file. It goes on after a failure and throws an AggregateError of all
+   * failures at the end; failed resources stay in the lease for gc().
+   */
+  async release(undo: Undo): Promise<void> {
+    const failures: unknown[] = [];
+    for (const resource of [...this.#record.resources].reverse()) {
+      try {
+        await undo(resource);
+        this.#record.resources.splice(this.#record.resources.lastIndexOf(resource), 1);
+      } catch (err) {
+        failures.push(err);
+      }
+    }
+    if (failures.length > 0) {
+      await this.#persist();
+      throw new AggregateError(failures, `execenv: could not remove everything ${this.id} created`);
+    }
+    await this.#writing;
+    await rm(this.#path, { force: true });
+  }
+
+  #persist(): Promise<void> {
+    const snapshot = JSON.stringify(this.#record, null, 2);
+    this.#writing = this.#writing.then(() => writeAtomic(this.#path, snapshot));
+    return this.#writing;
+  }
+}
+
+/** Reads every lease under `stateDir`, optionally only those of one driver. Unreadable files are skipped. */
+export async function readLeases(stateDir: string, driver?: string): Promise<LeaseRecord[]> {
+  let names: string[];
+  try {
+    names = await readdir(leasesDir(stateDir));
+  } catch {
+    return [];
+  }
+  const records: LeaseRecord[] = [];
+  for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
+    try {
+      const record = JSON.parse(await readFile(join(leasesDir(stateDir), name), 'utf8')) as LeaseRecord;
+      if (!driver || record.driver === driver) records.push(record);
+    } catch {
+      // a lease being written right now, or garbage: not ours to judge here
+    }
+  }
+  return records;
+}

@@ -1,0 +1,212 @@
+import { Readable } from 'node:stream';
+import type { ExecOptions, ExecProcess, ExecResult } from './contract.js';
+import { AbortedError, ExecenvError, type ErrorContext, TransportError } from './errors.js';
+import { checkResult, execResult } from './exec-result.js';
+import type { RunningProcess } from './runner.js';
+
+/** Default ExecOptions.maxBuffer: 100 MiB per stream. */
+export const DEFAULT_MAX_BUFFER = 100 * 1024 * 1024;
+
+/** How a driver stops a command: kill the whole tree inside the environment. */
+export interface ProcessControl {
+  /** Kills every process the command started inside the environment. Called at most once per reason. */
+  killTree(): void | Promise<void>;
+  /** Error context (envId, driver) for the errors this produces. */
+  context: ErrorContext;
+}
+
+/** Throws AbortedError when `signal` is already aborted; drivers call it before starting a command. */
+export function throwIfAborted(signal: AbortSignal | undefined, argv: readonly string[], context: ErrorContext): void {
+  if (signal?.aborted) throw abortedError(argv, context, signal.reason);
+}
+
+function abortedError(argv: readonly string[], context: ErrorContext, reason: unknown): AbortedError {
+  return new AbortedError(`execenv: ${JSON.stringify(argv)} was aborted${context.envId ? ` in ${context.envId}` : ''}`, {
+    ...context,
+    op: 'exec',
+    cause: reason,
+  });
+}
+
+class Collector {
+  readonly #chunks: Buffer[] = [];
+  #size = 0;
+  constructor(
+    readonly limit: number,
+    readonly keep: boolean,
+  ) {}
+  /** Adds a chunk; returns false once the limit is passed. */
+  add(chunk: Buffer): boolean {
+    if (!this.keep) return true;
+    this.#size += chunk.length;
+    if (this.#size > this.limit) return false;
+    this.#chunks.push(chunk);
+    return true;
+  }
+  bytes(): Uint8Array {
+    return this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
+  }
+}
+
+function feedStdin(proc: RunningProcess, stdin: ExecOptions['stdin']): void {
+  const sink = proc.stdin;
+  if (!sink) return;
+  // A command that exits without reading its input closes the pipe: that is not an error of the caller's.
+  sink.on('error', () => {});
+  if (stdin === undefined || stdin === 'ignore') {
+    sink.end();
+  } else if (typeof stdin === 'string' || stdin instanceof Uint8Array) {
+    sink.end(stdin);
+  } else if (stdin instanceof Readable || typeof (stdin as Readable).pipe === 'function') {
+    (stdin as Readable).on('error', () => sink.destroy());
+    (stdin as Readable).pipe(sink);
+  }
+}
+
+function streamEnded(stream: Readable | null): Promise<void> {
+  if (!stream || stream.readableEnded || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    stream.once('close', resolve);
+    stream.once('end', resolve);
+    stream.once('error', () => resolve());
+  });
+}
+
+interface Supervision {
+  timedOut: boolean;
+  aborted: boolean;
+  overflow: 'stdout' | 'stderr' | undefined;
+}
+
+/**
+ * Watches a host process whose stdio is the command's own and enforces the
+ * exec semantics of the contract: stdin kinds, timeout and abort through the
+ * driver's tree kill. With `collect` it also buffers and streams output to
+ * the callbacks; without it the caller reads the streams itself.
+ */
+function supervise(
+  proc: RunningProcess,
+  argv: readonly string[],
+  opts: ExecOptions,
+  control: ProcessControl,
+  collect: { stdout: Collector; stderr: Collector } | undefined,
+): Promise<ExecResult> {
+  const started = performance.now();
+  const state: Supervision = { timedOut: false, aborted: false, overflow: undefined };
+  let killed = false;
+  const kill = () => {
+    if (killed) return;
+    killed = true;
+    void Promise.resolve()
+      .then(() => control.killTree())
+      .catch(() => proc.kill('SIGKILL'));
+  };
+  const timer = opts.timeout
+    ? setTimeout(() => {
+        state.timedOut = true;
+        kill();
+      }, opts.timeout)
+    : undefined;
+  const onAbort = () => {
+    state.aborted = true;
+    kill();
+  };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal?.aborted) onAbort();
+
+  if (collect) {
+    const wire = (stream: Readable | null, collector: Collector, name: 'stdout' | 'stderr', cb?: (c: Uint8Array) => void) => {
+      stream?.on('data', (chunk: Buffer) => {
+        cb?.(chunk);
+        if (!collector.add(chunk) && !state.overflow) {
+          state.overflow = name;
+          kill();
+        }
+      });
+    };
+    wire(proc.stdout, collect.stdout, 'stdout', opts.onStdout);
+    wire(proc.stderr, collect.stderr, 'stderr', opts.onStderr);
+  }
+
+  const finish = async (): Promise<ExecResult> => {
+    let exit: { exitCode: number | null; signal: string | null };
+    try {
+      exit = await proc.exited;
+      if (collect) await Promise.all([streamEnded(proc.stdout), streamEnded(proc.stderr)]);
+    } catch (err) {
+      throw new TransportError(`execenv: could not run ${JSON.stringify(argv)}: ${(err as Error).message}`, {
+        ...control.context,
+        op: 'exec',
+        cause: err,
+      });
+    } finally {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+    const result = execResult({
+      argv,
+      exitCode: exit.exitCode,
+      signal: exit.signal,
+      stdoutBytes: collect ? collect.stdout.bytes() : new Uint8Array(),
+      stderrBytes: collect ? collect.stderr.bytes() : new Uint8Array(),
+      timedOut: state.timedOut,
+      durationMs: Math.round(performance.now() - started),
+    });
+    if (state.aborted) throw abortedError(argv, control.context, opts.signal?.reason);
+    if (state.overflow)
+      throw new ExecenvError(
+        'EXEC_FAILED',
+        `execenv: ${JSON.stringify(argv)}: ${state.overflow} exceeded maxBuffer (${collect?.stdout.limit} bytes) and was killed; raise maxBuffer or stream with onStdout/spawn()`,
+        { ...control.context, op: 'exec' },
+      );
+    return checkResult(result, opts, control.context);
+  };
+  return finish();
+}
+
+/** Runs a host process as an exec: buffered result, callbacks, limits, cancellation. */
+export function superviseExec(
+  proc: RunningProcess,
+  argv: readonly string[],
+  opts: ExecOptions,
+  control: ProcessControl,
+): Promise<ExecResult> {
+  feedStdin(proc, opts.stdin);
+  const limit = opts.maxBuffer ?? DEFAULT_MAX_BUFFER;
+  const keep = opts.buffer !== false;
+  return supervise(proc, argv, opts, control, { stdout: new Collector(limit, keep), stderr: new Collector(limit, keep) });
+}
+
+/** Wraps a host process as an ExecProcess whose streams the caller reads. */
+export function superviseSpawn(
+  proc: RunningProcess,
+  argv: readonly string[],
+  opts: ExecOptions,
+  control: ProcessControl,
+): ExecProcess {
+  if (opts.stdin !== undefined) feedStdin(proc, opts.stdin);
+  const stdout = proc.stdout ?? Readable.from([]);
+  const stderr = proc.stderr ?? Readable.from([]);
+  const result = supervise(proc, argv, opts, control, undefined);
+  // Callers that only read streams may never await the result; keep its rejection from going unhandled.
+  result.catch(() => {});
+  let killed = false;
+  const kill = () => {
+    if (killed) return;
+    killed = true;
+    void Promise.resolve()
+      .then(() => control.killTree())
+      .catch(() => proc.kill('SIGKILL'));
+  };
+  return {
+    stdin: opts.stdin === undefined ? proc.stdin : null,
+    stdout,
+    stderr,
+    result,
+    kill,
+    async [Symbol.asyncDispose]() {
+      kill();
+      await result.catch(() => {});
+    },
+  };
+}

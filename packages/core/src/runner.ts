@@ -1,0 +1,191 @@
+import type { Readable, Writable } from 'node:stream';
+import { execa } from 'execa';
+import { ExecenvError } from './errors.js';
+
+/** Options for one host command. */
+export interface RunOptions {
+  /** The exact environment of the command; the host's is used when absent. */
+  env?: Record<string, string>;
+  /** Working directory on the host. */
+  cwd?: string;
+  /** Bytes or text written to stdin. */
+  input?: string | Uint8Array;
+  /** Cancels the command (SIGKILL). */
+  signal?: AbortSignal;
+  /** Milliseconds before the command is killed. */
+  timeout?: number;
+  /** Throw HostCommandError on a non-zero exit. @default true */
+  check?: boolean;
+}
+
+/** What a finished host command left. */
+export interface RunResult {
+  /** The argv that ran, after any prefix. */
+  argv: readonly string[];
+  /** Exit code, or null after a signal. */
+  exitCode: number | null;
+  /** Terminating signal name, or null. */
+  signal: string | null;
+  /** Standard output, decoded as UTF-8. */
+  stdout: string;
+  /** Standard error, decoded as UTF-8. */
+  stderr: string;
+}
+
+/** Stdio of a spawned host process: a pipe, nothing, or a stream to connect. */
+export type StdioOption = 'pipe' | 'ignore' | 'inherit';
+
+/** Options for a long-running host process. */
+export interface SpawnOptions {
+  /** The exact environment of the process; the host's is used when absent. */
+  env?: Record<string, string>;
+  /** Working directory on the host. */
+  cwd?: string;
+  /** @default 'pipe' */
+  stdin?: StdioOption;
+  /** @default 'pipe' */
+  stdout?: StdioOption;
+  /** @default 'pipe' */
+  stderr?: StdioOption;
+  /** Start the process in its own process group. @default false */
+  detached?: boolean;
+  /** Number of extra pipes the process writes to, as file descriptors 3, 4, ... @default 0 */
+  extraOutputs?: number;
+}
+
+/** A host process started by ProcessRunner.spawn. */
+export interface RunningProcess {
+  /** Host pid, once started. */
+  readonly pid: number | undefined;
+  /** Writable stdin when piped. */
+  readonly stdin: Writable | null;
+  /** Readable stdout when piped. */
+  readonly stdout: Readable | null;
+  /** Readable stderr when piped. */
+  readonly stderr: Readable | null;
+  /** Readable ends of the extra pipes (fd 3 first), see SpawnOptions.extraOutputs. */
+  readonly outputs: readonly Readable[];
+  /** Sends a signal; returns false when the process is gone. */
+  kill(signal?: NodeJS.Signals): boolean;
+  /** Resolves when the process ends; rejects only when it could not start. */
+  readonly exited: Promise<{ exitCode: number | null; signal: string | null }>;
+}
+
+/**
+ * ProcessRunner is the one way the SDK runs host commands: argv arrays,
+ * never a shell string. Tests hand drivers a fake one that records argv.
+ */
+export interface ProcessRunner {
+  /** Runs argv to completion and returns its output. */
+  run(argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
+  /** Starts argv and returns its streams. */
+  spawn(argv: readonly string[], opts?: SpawnOptions): RunningProcess;
+}
+
+/** HostCommandError says a host command the SDK ran failed; it carries argv and stderr. */
+export class HostCommandError extends ExecenvError {
+  /** The command's result. */
+  readonly result: RunResult;
+  constructor(result: RunResult, cause?: unknown) {
+    const status = result.signal ? `killed by ${result.signal}` : `exit status ${result.exitCode}`;
+    const detail = result.stderr.trim() || result.stdout.trim();
+    super('EXEC_FAILED', `execenv: host command failed (${status}): ${result.argv.join(' ')}${detail ? `: ${detail}` : ''}`, {
+      op: 'host-command',
+      cause,
+    });
+    this.result = result;
+  }
+}
+
+/** Options of the execa-based runner. */
+export interface ExecaRunnerOptions {
+  /**
+   * Prefix every command with this argv, e.g. `['sudo', '-n', '--']` on hosts
+   * where the caller is not root. `true` means exactly that sudo prefix.
+   * @default no prefix
+   */
+  sudo?: boolean | readonly string[];
+}
+
+const SUDO = ['sudo', '-n', '--'] as const;
+
+function prefixOf(opts: ExecaRunnerOptions): readonly string[] {
+  if (opts.sudo === true) return SUDO;
+  if (Array.isArray(opts.sudo)) return opts.sudo;
+  return [];
+}
+
+function envOptions(env: Record<string, string> | undefined) {
+  return env ? { env, extendEnv: false } : {};
+}
+
+/** Creates the execa-backed ProcessRunner every driver uses by default. */
+export function createRunner(opts: ExecaRunnerOptions = {}): ProcessRunner {
+  const prefix = prefixOf(opts);
+  return {
+    async run(argv, o = {}) {
+      const full = [...prefix, ...argv];
+      const [file, ...args] = full as [string, ...string[]];
+      const r = await execa(file, args, {
+        ...envOptions(o.env),
+        cwd: o.cwd,
+        // Never leave a command waiting on an open stdin it was not given.
+        ...(o.input === undefined ? { stdin: 'ignore' as const } : { input: o.input }),
+        cancelSignal: o.signal,
+        timeout: o.timeout,
+        reject: false,
+        stripFinalNewline: false,
+        killSignal: 'SIGKILL',
+      });
+      const result: RunResult = {
+        argv: full,
+        exitCode: r.exitCode ?? null,
+        signal: r.signal ?? null,
+        stdout: String(r.stdout ?? ''),
+        stderr: String(r.stderr ?? ''),
+      };
+      if (r.failed && r.exitCode === undefined && r.signal === undefined) throw new HostCommandError(result, r.cause);
+      if (o.check !== false && (result.exitCode !== 0 || result.signal)) throw new HostCommandError(result);
+      return result;
+    },
+    spawn(argv, o = {}) {
+      const full = [...prefix, ...argv];
+      const [file, ...args] = full as [string, ...string[]];
+      const extra = Array.from({ length: o.extraOutputs ?? 0 }, () => 'pipe' as const);
+      const sub = execa(file, args, {
+        ...envOptions(o.env),
+        cwd: o.cwd,
+        stdio: [o.stdin ?? 'pipe', o.stdout ?? 'pipe', o.stderr ?? 'pipe', ...extra],
+        detached: o.detached ?? false,
+        buffer: false,
+        reject: false,
+      });
+      const exited = sub.then(
+        (r) => {
+          if (r.failed && r.exitCode === undefined && r.signal === undefined)
+            throw new HostCommandError({ argv: full, exitCode: null, signal: null, stdout: '', stderr: '' }, r.cause);
+          return { exitCode: r.exitCode ?? null, signal: r.signal ?? null };
+        },
+      );
+      return {
+        get pid() {
+          return sub.pid;
+        },
+        stdin: sub.stdin,
+        stdout: sub.stdout,
+        stderr: sub.stderr,
+        outputs: sub.stdio.slice(3) as Readable[],
+        kill: (signal) => sub.kill(signal ?? 'SIGTERM'),
+        exited,
+      };
+    },
+  };
+}
+
+let defaultRunner: ProcessRunner | undefined;
+
+/** The process-wide runner (no prefix) used when a driver is given none. */
+export function hostRunner(): ProcessRunner {
+  defaultRunner ??= createRunner();
+  return defaultRunner;
+}

@@ -1,0 +1,118 @@
+import { InvalidSpecError } from './errors.js';
+
+/** Resources an environment may use. Drivers that cannot enforce them say so through capabilities. */
+export interface ResourceSpec {
+  /** Number of CPUs. */
+  cpu?: number;
+  /** Memory, in bytes or with a unit suffix: `512M`, `2G`. */
+  memory?: number | string;
+  /** Root disk size, in bytes or with a unit suffix. */
+  disk?: number | string;
+}
+
+/** A host directory made visible inside the environment. */
+export interface MountSpec {
+  /** Absolute host path. */
+  source: string;
+  /** Absolute path inside the environment. */
+  target: string;
+  /** @default false */
+  readOnly?: boolean;
+}
+
+/** Architecture names accepted in EnvSpec.arch (Debian spelling). */
+export type Arch = 'amd64' | 'arm64' | 'armhf' | 'i386' | 'ppc64el' | 's390x' | 'riscv64';
+
+/** All accepted EnvSpec.arch values. */
+export const ARCHES: readonly Arch[] = ['amd64', 'arm64', 'armhf', 'i386', 'ppc64el', 's390x', 'riscv64'];
+
+/**
+ * EnvSpec says what environment to open. It is plain data: it can be
+ * serialised, compared and logged.
+ */
+export interface EnvSpec<DriverOptions = Record<string, unknown>> {
+  /** An image reference the driver understands (a rootfs tarball, a directory, an alias, ...). */
+  image?: string;
+  /** Architecture personality for commands (Debian name). @default the host's */
+  arch?: Arch;
+  /** Default environment variables for every exec. */
+  env?: Record<string, string>;
+  /** Resource limits. */
+  resources?: ResourceSpec;
+  /** `none`, `nat`, or the name of a network the driver knows. @default 'none' */
+  network?: string;
+  /** Host directories to mount. */
+  mounts?: MountSpec[];
+  /** Destroy everything on close. @default true */
+  ephemeral?: boolean;
+  /** Free-form labels recorded with the environment. */
+  labels?: Record<string, string>;
+  /** Options only the named driver understands. */
+  driverOptions?: DriverOptions;
+}
+
+const SIZE = /^(\d+)([KMGT]i?B?)?$/i;
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Parses a size such as `512M`, `2GiB` or a number of bytes; returns undefined when it is not one. */
+export function parseSize(value: number | string): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value > 0 ? value : undefined;
+  const m = SIZE.exec(value.trim());
+  if (!m) return undefined;
+  const power = m[2] ? 'KMGT'.indexOf(m[2][0]!.toUpperCase()) + 1 : 0;
+  const bytes = Number(m[1]) * 1024 ** power;
+  return bytes > 0 ? bytes : undefined;
+}
+
+function isRecordOfStrings(v: unknown): v is Record<string, string> {
+  return (
+    typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string')
+  );
+}
+
+/**
+ * Checks an EnvSpec before anything is created and returns a frozen copy.
+ * Throws InvalidSpecError naming the first bad field.
+ */
+export function validateSpec<T extends EnvSpec<unknown>>(spec: T, driver?: string): Readonly<T> {
+  const ctx = { driver, op: 'open' };
+  const bad = (field: string, problem: string) => new InvalidSpecError(field, problem, ctx);
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw bad('spec', 'must be an object');
+  if (spec.image !== undefined && (typeof spec.image !== 'string' || spec.image.length === 0))
+    throw bad('image', 'must be a non-empty string');
+  if (spec.arch !== undefined && !ARCHES.includes(spec.arch))
+    throw bad('arch', `must be one of ${ARCHES.join(', ')}, got ${JSON.stringify(spec.arch)}`);
+  if (spec.env !== undefined) {
+    if (!isRecordOfStrings(spec.env)) throw bad('env', 'must map names to strings');
+    for (const name of Object.keys(spec.env))
+      if (!NAME.test(name)) throw bad(`env.${name}`, 'is not a valid variable name');
+  }
+  if (spec.resources !== undefined) {
+    const r = spec.resources;
+    if (typeof r !== 'object' || r === null) throw bad('resources', 'must be an object');
+    if (r.cpu !== undefined && !(Number.isInteger(r.cpu) && r.cpu > 0)) throw bad('resources.cpu', 'must be a positive integer');
+    if (r.memory !== undefined && parseSize(r.memory) === undefined)
+      throw bad('resources.memory', `must be bytes or a size like "512M", got ${JSON.stringify(r.memory)}`);
+    if (r.disk !== undefined && parseSize(r.disk) === undefined)
+      throw bad('resources.disk', `must be bytes or a size like "10G", got ${JSON.stringify(r.disk)}`);
+  }
+  if (spec.network !== undefined && (typeof spec.network !== 'string' || spec.network.length === 0))
+    throw bad('network', "must be 'none', 'nat' or a network name");
+  if (spec.mounts !== undefined) {
+    if (!Array.isArray(spec.mounts)) throw bad('mounts', 'must be an array');
+    spec.mounts.forEach((m, i) => {
+      if (typeof m?.source !== 'string' || !m.source.startsWith('/'))
+        throw bad(`mounts[${i}].source`, 'must be an absolute host path');
+      if (typeof m.target !== 'string' || !m.target.startsWith('/'))
+        throw bad(`mounts[${i}].target`, 'must be an absolute path inside the environment');
+    });
+  }
+  if (spec.ephemeral !== undefined && typeof spec.ephemeral !== 'boolean') throw bad('ephemeral', 'must be a boolean');
+  if (spec.labels !== undefined && !isRecordOfStrings(spec.labels)) throw bad('labels', 'must map names to strings');
+  if (
+    spec.driverOptions !== undefined &&
+    (typeof spec.driverOptions !== 'object' || spec.driverOptions === null || Array.isArray(spec.driverOptions))
+  )
+    throw bad('driverOptions', 'must be an object');
+  return Object.freeze(structuredClone(spec));
+}

@@ -1,0 +1,97 @@
+import { posix } from 'node:path';
+import type { FileOptions, FileStat } from '../contract.js';
+import { UnsafePathError } from '../errors.js';
+
+interface Node {
+  type: 'file' | 'directory' | 'symlink';
+  data: Uint8Array;
+  target?: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: Date;
+}
+
+/**
+ * FakeFileSystem is the in-memory tree of a FakeEnvironment: absolute paths,
+ * directories created on demand, symlinks stored but never followed.
+ */
+export class FakeFileSystem {
+  readonly #nodes = new Map<string, Node>([['/', dir()]]);
+
+  /** Writes a file, creating its parent directories. */
+  writeFile(path: string, data: Uint8Array, opts: FileOptions = {}): void {
+    const p = normalise(path);
+    this.mkdir(posix.dirname(p));
+    this.#nodes.set(p, {
+      type: 'file',
+      data,
+      mode: opts.mode ?? 0o644,
+      uid: opts.uid ?? 0,
+      gid: opts.gid ?? 0,
+      mtime: new Date(),
+    });
+  }
+
+  /** Creates a directory and its parents. */
+  mkdir(path: string, mode = 0o755): void {
+    const p = normalise(path);
+    if (this.#nodes.has(p)) return;
+    this.mkdir(posix.dirname(p));
+    this.#nodes.set(p, { ...dir(), mode });
+  }
+
+  /** Creates a symlink. */
+  symlink(target: string, path: string): void {
+    const p = normalise(path);
+    this.mkdir(posix.dirname(p));
+    this.#nodes.set(p, { ...dir(), type: 'symlink', target, mode: 0o777 });
+  }
+
+  /** A file's content, or undefined when there is no such file. */
+  readFile(path: string): Uint8Array | undefined {
+    const n = this.#nodes.get(normalise(path));
+    return n?.type === 'file' ? n.data : undefined;
+  }
+
+  /** Describes a path, or null. */
+  stat(path: string): FileStat | null {
+    const n = this.#nodes.get(normalise(path));
+    if (!n) return null;
+    return {
+      type: n.type,
+      size: n.type === 'symlink' ? (n.target?.length ?? 0) : n.data.length,
+      mode: n.mode,
+      uid: n.uid,
+      gid: n.gid,
+      mtime: n.mtime,
+      ...(n.target ? { linkTarget: n.target } : {}),
+    };
+  }
+
+  /** Sorted names in a directory, or undefined when it is no directory. */
+  readDir(path: string): string[] | undefined {
+    const p = normalise(path);
+    if (this.#nodes.get(p)?.type !== 'directory') return undefined;
+    const prefix = p === '/' ? '/' : `${p}/`;
+    return [...this.#nodes.keys()]
+      .filter((k) => k !== p && k.startsWith(prefix) && !k.slice(prefix.length).includes('/'))
+      .map((k) => k.slice(prefix.length))
+      .sort();
+  }
+
+  /** Removes a path and everything below it. */
+  remove(path: string): void {
+    const p = normalise(path);
+    for (const k of [...this.#nodes.keys()]) if (k === p || k.startsWith(`${p}/`)) this.#nodes.delete(k);
+  }
+}
+
+function dir(): Node {
+  return { type: 'directory', data: new Uint8Array(), mode: 0o755, uid: 0, gid: 0, mtime: new Date() };
+}
+
+function normalise(path: string): string {
+  if (!path.startsWith('/') || path.includes('\0')) throw new UnsafePathError(path, 'paths inside an environment are absolute');
+  return posix.normalize(path).replace(/(.)\/$/, '$1');
+}

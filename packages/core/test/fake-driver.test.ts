@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { isRevertable, revert } from '../src/capabilities.js';
+import { FakeDriver } from '../src/testing/index.js';
+
+describe('FakeDriver', () => {
+  it('runs scripted commands and records calls', async () => {
+    const driver = new FakeDriver({
+      commands: { make: ({ env, cwd }) => ({ stdout: `built in ${cwd} with ${env.CC}` }) },
+    });
+    await using env = await driver.open({ env: { CC: 'gcc' } });
+    const r = await env.exec(['make'], { cwd: '/src' });
+    expect(r.stdout).toBe('built in /src with gcc');
+    expect((await env.exec(['missing'])).exitCode).toBe(127);
+    expect(env.calls.map((c) => c.argv[0])).toEqual(['make', 'missing']);
+  });
+
+  it('keeps files in memory', async () => {
+    const driver = new FakeDriver({ files: { '/etc/os-release': 'ID=fake\n' } });
+    const env = await driver.open({});
+    await env.push(new TextEncoder().encode('data'), '/tmp/x', { mode: 0o600 });
+    expect((await env.exec(['cat', '/tmp/x'])).stdout).toBe('data');
+    expect(await env.stat('/tmp/x')).toMatchObject({ type: 'file', mode: 0o600, size: 4 });
+    expect(await env.readDir('/')).toEqual(['etc', 'tmp']);
+    expect(await env.stat('/nope')).toBeNull();
+    await expect(env.readDir('/nope')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await env.close();
+  });
+
+  it('forgets closed environments and refuses use after close', async () => {
+    const driver = new FakeDriver();
+    const env = await driver.open({});
+    expect((await driver.list()).map((e) => e.id)).toEqual([env.id]);
+    await env.close();
+    await env.close();
+    expect(await driver.list()).toEqual([]);
+    await expect(env.exec(['true'])).rejects.toMatchObject({ code: 'CLOSED' });
+  });
+
+  it('declares no revert, so revert() is UNSUPPORTED', async () => {
+    const env = await new FakeDriver().open({});
+    expect(isRevertable(env)).toBe(false);
+    expect(() => revert(env)).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
+    await env.close();
+  });
+
+  it('validates the spec', async () => {
+    await expect(new FakeDriver().open({ arch: 'vax' as never })).rejects.toMatchObject({ code: 'INVALID_SPEC', field: 'arch' });
+  });
+});
