@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+// SDK overhead against the raw tools, measured side by side in one run and
+// reported as median ratios:
+//   exec:  env.exec(['/bin/true'])            vs  chroot ROOT /bin/true
+//   push:  env.push(hostTree, dir)            vs  tar -C tree -cf - . | tar -C ROOT/dir -xf -
+//   pull:  env.pull(dir, hostDest)            vs  tar -C ROOT/dir -cf - . | tar -C dest -xf -
+// Host memory (rss) is sampled during every transfer.
+// Usage: node tools/bench/run.mjs [--image PATH] [--runs N] [--tree-mb N]
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { ChrootDriver } from '@execenv/chroot';
+
+const run = promisify(execFile);
+const { values } = parseArgs({
+  options: {
+    image: { type: 'string' },
+    runs: { type: 'string', default: '200' },
+    'transfer-runs': { type: 'string', default: '5' },
+    'tree-mb': { type: 'string', default: '200' },
+  },
+});
+
+async function fixtureImage() {
+  if (values.image) return values.image;
+  if (process.env.EXECENV_FIXTURE_BUSYBOX) return process.env.EXECENV_FIXTURE_BUSYBOX;
+  const { stdout } = await run('bash', [new URL('../fixtures/busybox-rootfs.sh', import.meta.url).pathname]);
+  return stdout.trim().split('\n').at(-1);
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+function sh(argv) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(argv[0], argv.slice(1), { stdio: 'ignore' });
+    p.once('error', reject);
+    p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${argv.join(' ')}: exit ${code}`))));
+  });
+}
+
+function tarPipe(fromDir, toDir) {
+  return new Promise((resolve, reject) => {
+    const c = spawn('tar', ['-C', fromDir, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const x = spawn('tar', ['-C', toDir, '-xf', '-'], { stdio: ['pipe', 'ignore', 'inherit'] });
+    c.stdout.pipe(x.stdin);
+    let left = 2;
+    const done = (code) => (code === 0 ? --left === 0 && resolve() : reject(new Error(`tar exit ${code}`)));
+    c.once('exit', done);
+    x.once('exit', done);
+  });
+}
+
+async function time(fn) {
+  const t = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t) / 1e6;
+}
+
+/** Runs fn while sampling rss; returns [ms, peak rss growth in MiB]. */
+async function timeWithMemory(fn) {
+  global.gc?.();
+  const base = process.memoryUsage().rss;
+  let peak = base;
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
+  try {
+    const ms = await time(fn);
+    peak = Math.max(peak, process.memoryUsage().rss);
+    return [ms, (peak - base) / 2 ** 20];
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+async function makeTree(dir, totalMb) {
+  // A few large files and many small ones: 80% of the bytes in 8 files, 20% in 1000.
+  const big = Math.floor((totalMb * 0.8) / 8) * 2 ** 20;
+  const small = Math.floor((totalMb * 0.2 * 2 ** 20) / 1000);
+  const chunk = Buffer.alloc(2 ** 20, 0x5a);
+  for (let i = 0; i < 8; i++) {
+    const parts = [];
+    for (let left = big; left > 0; left -= chunk.length) parts.push(chunk.subarray(0, Math.min(left, chunk.length)));
+    await writeFile(join(dir, `big-${i}.bin`), Buffer.concat(parts));
+  }
+  for (let d = 0; d < 10; d++) {
+    await mkdir(join(dir, `d${d}`));
+    for (let i = 0; i < 100; i++) await writeFile(join(dir, `d${d}`, `f${i}`), chunk.subarray(0, small));
+  }
+}
+
+const image = await fixtureImage();
+const stateDir = await mkdtemp(join(tmpdir(), 'execenv-bench-state-'));
+const work = await mkdtemp(join(tmpdir(), 'execenv-bench-'));
+const driver = new ChrootDriver({ mode: 'root' });
+const env = await driver.open({ image }, { stateDir });
+const root = join(stateDir, 'envs', env.id, 'root');
+const rows = [];
+try {
+  // exec
+  const runs = Number(values.runs);
+  const sdk = [];
+  const raw = [];
+  for (let i = 0; i < 20; i++) {
+    await env.exec(['/bin/true']);
+    await sh(['chroot', root, '/bin/true']);
+  }
+  for (let i = 0; i < runs; i++) {
+    sdk.push(await time(() => env.exec(['/bin/true'], { check: true })));
+    raw.push(await time(() => sh(['chroot', root, '/bin/true'])));
+  }
+  rows.push({ what: 'exec /bin/true', sdk: median(sdk), raw: median(raw), ratio: median(sdk) / median(raw), goal: '<= 1.5x time' });
+
+  // transfers
+  const tree = join(work, 'tree');
+  await mkdir(tree);
+  await makeTree(tree, Number(values['tree-mb']));
+  const pushSdk = [];
+  const pushRaw = [];
+  const pullSdk = [];
+  const pullRaw = [];
+  let memPeak = 0;
+  for (let i = 0; i < Number(values['transfer-runs']); i++) {
+    const [a, ma] = await timeWithMemory(() => env.push(tree, `/tmp/sdk${i}`));
+    pushSdk.push(a);
+    await mkdir(join(root, `tmp/raw${i}`));
+    pushRaw.push(await time(() => tarPipe(tree, join(root, `tmp/raw${i}`))));
+    const [b, mb] = await timeWithMemory(() => env.pull(`/tmp/sdk${i}`, join(work, `pulled-sdk${i}`)));
+    pullSdk.push(b);
+    await mkdir(join(work, `pulled-raw${i}`));
+    pullRaw.push(await time(() => tarPipe(join(root, `tmp/raw${i}`), join(work, `pulled-raw${i}`))));
+    memPeak = Math.max(memPeak, ma, mb);
+    await env.exec(['rm', '-rf', `/tmp/sdk${i}`, `/tmp/raw${i}`]);
+    await rm(join(work, `pulled-sdk${i}`), { recursive: true });
+    await rm(join(work, `pulled-raw${i}`), { recursive: true });
+  }
+  // Throughput ratio: raw time over SDK time (1.0 = as fast as tar | tar).
+  rows.push({ what: `push ${values['tree-mb']} MB tree`, sdk: median(pushSdk), raw: median(pushRaw), ratio: median(pushRaw) / median(pushSdk), goal: '>= 0.8x throughput' });
+  rows.push({ what: `pull ${values['tree-mb']} MB tree`, sdk: median(pullSdk), raw: median(pullRaw), ratio: median(pullRaw) / median(pullSdk), goal: '>= 0.8x throughput' });
+  console.log(`execenv benchmark (${runs} exec runs, ${values['transfer-runs']} transfer runs, medians)`);
+  console.log('what                     sdk ms     raw ms   ratio  goal');
+  for (const r of rows)
+    console.log(`${r.what.padEnd(22)} ${r.sdk.toFixed(2).padStart(8)} ${r.raw.toFixed(2).padStart(10)} ${r.ratio.toFixed(2).padStart(7)}  ${r.goal}`);
+  console.log(`peak host rss growth during transfers: ${memPeak.toFixed(1)} MiB (tree: ${values['tree-mb']} MB)`);
+} finally {
+  await env.close();
+  await rm(work, { recursive: true, force: true });
+  await rm(stateDir, { recursive: true, force: true });
+}
