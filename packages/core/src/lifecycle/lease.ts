@@ -8,11 +8,18 @@ import { type Owner, ownerOf } from './owner.js';
  * that close() or a later gc() can undo it. Core knows `dir`, `mount` and
  * `process`; drivers add kinds of their own.
  */
-export type LeaseResource =
-  | { kind: 'dir'; path: string }
-  | { kind: 'mount'; path: string; recursive?: boolean }
-  | { kind: 'process'; pid: number; startTime: string }
-  | { kind: string; [field: string]: unknown };
+export interface LeaseResource {
+  /** `dir` (removed), `mount` (unmounted with everything below), `process` (killed), or a driver's own kind. */
+  kind: string;
+  /** Host path, for `dir` and `mount`. */
+  path?: string;
+  /** Process id, for `process`. */
+  pid?: number;
+  /** Process start time, for `process`: a recycled pid is never killed. */
+  startTime?: string;
+  /** Fields of drivers' own kinds. */
+  [field: string]: unknown;
+}
 
 /** LeaseRecord is the file kept under `<stateDir>/leases/<id>.json`. */
 export interface LeaseRecord {

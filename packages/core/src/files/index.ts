@@ -1,0 +1,5 @@
+export * from './archive-guard.js';
+export * from './extract.js';
+export * from './in-root.js';
+export * from './pack.js';
+export * from './rooted-files.js';
