@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs and configures, from the Debian archive only, what execenv's real
+# backends and fixtures need on this host. Idempotent: a second run changes
+# nothing and takes a second.
+set -euo pipefail
+
+say() { printf 'setup-host: %s\n' "$*"; }
+die() { printf 'setup-host: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo bash $0)"
+export DEBIAN_FRONTEND=noninteractive
+
+# Installs the packages not installed yet; runs apt-get update only when something is missing.
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing ${missing[*]}"
+  if [ -z "${APT_UPDATED:-}" ]; then
+    apt-get update -qq
+    APT_UPDATED=1
+  fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Tools every driver and the fixtures use: decompressors, the rootfs builders, benchmarks.
+setup_common() {
+  apt_install tar gzip xz-utils zstd bzip2 util-linux mount mmdebstrap busybox-static hyperfine ca-certificates
+}
+
+# The chroot driver: namespaces and overlayfs from util-linux and the kernel, a C compiler for its init helper.
+setup_chroot() {
+  apt_install gcc libc6-dev uidmap
+  grep -qw overlay /proc/filesystems || say "warning: the kernel has no overlayfs; the chroot driver will be unavailable"
+  if ! unshare --user --map-root-user true 2>/dev/null; then
+    say "warning: user namespaces are unavailable; the chroot driver's rootless mode will fail"
+  fi
+}
+
+setup_common
+setup_chroot
+say "ok"

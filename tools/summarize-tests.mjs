@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// Reads vitest JSON reports and ends with one plain line: "N passed, N failed, N skipped".
+// Exits 1 when a report is missing, a test failed, or nothing passed at all.
+import { readFileSync } from 'node:fs';
+
+const reports = process.argv.slice(2);
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+let missing = 0;
+for (const file of reports) {
+  let report;
+  try {
+    report = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    console.log(`missing or unreadable test report: ${file} (${err.code ?? err.message})`);
+    missing++;
+    continue;
+  }
+  passed += report.numPassedTests ?? 0;
+  failed += report.numFailedTests ?? 0;
+  skipped += (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
+  for (const suite of report.testResults ?? [])
+    for (const t of suite.assertionResults ?? []) if (t.status === 'failed') console.log(`FAILED: ${t.fullName}`);
+  // A file that failed to load has no assertion results: count it so it cannot pass unnoticed.
+  for (const suite of report.testResults ?? [])
+    if (suite.status === 'failed' && (suite.assertionResults ?? []).length === 0) {
+      console.log(`FAILED to run: ${suite.name}: ${(suite.message ?? '').split('\n')[0]}`);
+      failed++;
+    }
+}
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exit(missing > 0 || failed > 0 || passed === 0 ? 1 : 0);
