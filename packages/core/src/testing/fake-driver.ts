@@ -30,8 +30,8 @@ export interface FakeCommandContext {
   cwd: string;
   /** The user option, or `root`. */
   user: string;
-  /** Everything written to stdin. */
-  stdin: Uint8Array;
+  /** Reads stdin to its end; commands that never call it never wait for it. */
+  stdin(): Promise<Uint8Array>;
   /** The environment's files; commands may read and change them. */
   files: FakeFileSystem;
 }
@@ -68,8 +68,8 @@ const BUILTINS: Record<string, FakeCommand> = {
   true: () => ({}),
   false: () => ({ exitCode: 1 }),
   echo: ({ argv }) => ({ stdout: `${argv.slice(1).join(' ')}\n` }),
-  cat: ({ argv, stdin, files }) => {
-    if (argv.length === 1) return { stdout: stdin };
+  cat: async ({ argv, stdin, files }) => {
+    if (argv.length === 1) return { stdout: await stdin() };
     const out: Uint8Array[] = [];
     for (const path of argv.slice(1)) {
       const data = files.readFile(path);
@@ -125,7 +125,7 @@ export class FakeEnvironment extends BaseEnvironment {
       env: { PATH: '/usr/bin:/bin', ...this.#env, ...opts.env },
       cwd: opts.cwd ?? '/',
       user: opts.user ?? 'root',
-      stdin: await collect(opts.stdin),
+      stdin: () => collect(opts.stdin),
       files: this.files,
     };
     const r: FakeCommandResult = command

@@ -1,0 +1,191 @@
+import { Readable } from 'node:stream';
+import { type Check, type CheckContext, codeOf, rejection, unique } from '../context.js';
+
+const ALL_BYTES = Uint8Array.from({ length: 256 }, (_, i) => i);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function exitCodes(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const cases: [string[], number | null, string | null][] = [
+    [['true'], 0, null],
+    [['false'], 1, null],
+    [['sh', '-c', 'exit 127'], 127, null],
+    [['sh', '-c', 'exit 255'], 255, null],
+    [['sh', '-c', 'kill -KILL $$'], null, 'SIGKILL'],
+    [['sh', '-c', 'kill -TERM $$'], null, 'SIGTERM'],
+  ];
+  for (const [argv, code, signal] of cases) {
+    const r = await env.exec(argv);
+    ctx.expect(env.id, `exec ${JSON.stringify(argv)}`, { exitCode: r.exitCode, signal: r.signal }, { exitCode: code, signal });
+  }
+  const missing = await env.exec(['/nonexistent-command']);
+  if (missing.exitCode !== 127 && missing.exitCode !== 126)
+    ctx.problem(env.id, 'exec of a missing command', missing.exitCode, '127 or 126 as a result');
+  const err = await rejection(env.exec(['sh', '-c', 'exit 3'], { check: true }));
+  ctx.expect(env.id, 'exec exit 3 with check', [codeOf(err), (err as { result?: { exitCode?: number } })?.result?.exitCode], [
+    'EXEC_FAILED',
+    3,
+  ]);
+}
+
+async function envIsolation(ctx: CheckContext): Promise<void> {
+  const name = `EXECENV_HOST_SECRET_${unique('v').replace('-', '_')}`;
+  process.env[name] = 'leaked';
+  try {
+    const env = await ctx.env();
+    const shown = (await env.exec(['env'])).stdout;
+    if (shown.includes(name)) ctx.problem(env.id, 'env', 'the host variable inside', 'no host variable');
+    const passed = await env.exec(['sh', '-c', 'printf %s "$A"'], { env: { A: 'x y' } });
+    ctx.expect(env.id, 'exec with env A', passed.stdout, 'x y');
+    const path = await env.exec(['sh', '-c', 'printf %s "$PATH"']);
+    if (!path.stdout.includes('/bin')) ctx.problem(env.id, 'PATH', path.stdout, 'a PATH including /bin');
+  } finally {
+    delete process.env[name];
+  }
+  const withDefaults = await ctx.open({ ...ctx.options.spec, env: { SPEC_VAR: 'from-spec', OVER: 'spec' } });
+  const r = await withDefaults.exec(['sh', '-c', 'printf "%s %s" "$SPEC_VAR" "$OVER"'], { env: { OVER: 'exec' } });
+  ctx.expect(withDefaults.id, 'spec env with an exec override', r.stdout, 'from-spec exec');
+}
+
+async function cwd(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  ctx.expect(env.id, 'pwd with cwd /tmp', (await env.exec(['pwd'], { cwd: '/tmp' })).stdout.trim(), '/tmp');
+  ctx.expect(env.id, 'pwd by default', (await env.exec(['pwd'])).stdout.trim(), '/');
+}
+
+async function user(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const id = async (u?: string) => {
+    const r = await env.exec(['sh', '-c', 'echo "$(id -u) $(id -g)"'], u ? { user: u } : {});
+    return r.exitCode === 0 ? r.stdout.trim() : `exit ${r.exitCode}: ${r.stderr.trim()}`;
+  };
+  ctx.expect(env.id, 'id by default', await id(), '0 0');
+  ctx.expect(env.id, 'id as nobody', await id('nobody'), '65534 65534');
+  ctx.expect(env.id, 'id as 1234:2345', await id('1234:2345'), '1234 2345');
+  const err = await rejection(env.exec(['true'], { user: 'no-such-user-here' }));
+  ctx.expect(env.id, 'exec as an unknown user', codeOf(err), 'INVALID_SPEC');
+}
+
+async function stdin(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  ctx.expect(env.id, 'cat with string stdin', (await env.exec(['cat'], { stdin: 'text in' })).stdout, 'text in');
+  const bytes = (await env.exec(['cat'], { stdin: ALL_BYTES })).stdoutBytes;
+  ctx.expect(env.id, 'cat with all 256 byte values', Buffer.from(bytes).equals(Buffer.from(ALL_BYTES)), true);
+  const stream = Readable.from([Buffer.from('one '), Buffer.from('two '), Buffer.from('three')]);
+  ctx.expect(env.id, 'cat with a stream', (await env.exec(['cat'], { stdin: stream })).stdout, 'one two three');
+  ctx.expect(env.id, 'cat without stdin', (await env.exec(['cat'], { timeout: 10_000 })).stdout, '');
+  ctx.expect(env.id, "cat with stdin 'ignore'", (await env.exec(['cat'], { stdin: 'ignore', timeout: 10_000 })).stdout, '');
+  const p = env.spawn(['cat']);
+  const chunks: Buffer[] = [];
+  p.stdout.on('data', (c: Buffer) => chunks.push(c));
+  p.stdin?.end('via spawn');
+  await p.result;
+  ctx.expect(env.id, 'spawn cat fed through its stdin', Buffer.concat(chunks).toString(), 'via spawn');
+}
+
+async function separateOutput(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const r = await env.exec(['sh', '-c', 'echo out; echo err >&2; echo out2'], {
+    onStdout: (c) => out.push(Buffer.from(c)),
+    onStderr: (c) => err.push(Buffer.from(c)),
+  });
+  ctx.expect(env.id, 'buffered stdout/stderr', [r.stdout, r.stderr], ['out\nout2\n', 'err\n']);
+  ctx.expect(env.id, 'streamed stdout/stderr', [Buffer.concat(out).toString(), Buffer.concat(err).toString()], [
+    'out\nout2\n',
+    'err\n',
+  ]);
+}
+
+async function streamingMemory(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const total = ctx.options.streamBytes ?? 50 * 1024 * 1024;
+  (globalThis as { gc?: () => void }).gc?.();
+  const base = process.memoryUsage();
+  let peak = 0;
+  const sample = () => {
+    const m = process.memoryUsage();
+    peak = Math.max(peak, m.rss - base.rss, m.arrayBuffers - base.arrayBuffers);
+  };
+  const timer = setInterval(sample, 10);
+  let count = 0;
+  try {
+    const p = env.spawn(['head', '-c', String(total), '/dev/zero']);
+    for await (const chunk of p.stdout) count += (chunk as Buffer).length;
+    await p.result;
+    sample();
+  } finally {
+    clearInterval(timer);
+  }
+  ctx.expect(env.id, `bytes streamed from head -c ${total}`, count, total);
+  // Buffering the whole output would need at least `total` bytes at once; streaming needs a few chunks.
+  if (peak > total * 0.6) ctx.problem(env.id, 'host memory growth while streaming', `${peak} bytes`, `< ${total * 0.6}`);
+}
+
+async function binaryOutput(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const path = `/tmp/${unique('binary')}`;
+  const data = Buffer.concat(Array.from({ length: 64 }, () => Buffer.from(ALL_BYTES)));
+  await env.push(data, path);
+  const r = await env.exec(['cat', path]);
+  ctx.expect(env.id, 'cat of a binary file', Buffer.from(r.stdoutBytes).equals(data), true);
+}
+
+/** Starts a command whose background grandchild would create `marker` after 2 s. */
+function grandchild(marker: string): string[] {
+  return ['sh', '-c', `(sleep 2; touch ${marker}) & sleep 60`];
+}
+
+async function markerAppeared(ctx: CheckContext, marker: string): Promise<boolean> {
+  await sleep(3000);
+  const env = await ctx.env();
+  return (await env.exec(['test', '-e', marker])).exitCode === 0;
+}
+
+async function timeout(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const marker = `/tmp/${unique('timeout')}`;
+  const started = Date.now();
+  const r = await env.exec(grandchild(marker), { timeout: 500 });
+  ctx.expect(env.id, 'exec past its timeout: timedOut', r.timedOut, true);
+  if (Date.now() - started > 20_000) ctx.problem(env.id, 'exec with timeout 500 ms', `${Date.now() - started} ms`, 'a few seconds at most');
+  if (await markerAppeared(ctx, marker)) ctx.problem(env.id, 'background grandchild after timeout', 'still running', 'killed');
+  const err = await rejection(env.exec(['sleep', '60'], { timeout: 300, check: true }));
+  ctx.expect(env.id, 'timeout with check', codeOf(err), 'TIMEOUT');
+}
+
+async function abort(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const marker = `/tmp/${unique('abort')}`;
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(), 300);
+  const err = await rejection(env.exec(grandchild(marker), { signal: ac.signal }));
+  ctx.expect(env.id, 'exec aborted after 300 ms', codeOf(err), 'ABORTED');
+  if (await markerAppeared(ctx, marker)) ctx.problem(env.id, 'background grandchild after abort', 'still running', 'killed');
+  const ran = `/tmp/${unique('pre-aborted')}`;
+  const early = await rejection(env.exec(['touch', ran], { signal: AbortSignal.abort() }));
+  ctx.expect(env.id, 'exec with an aborted signal', codeOf(early), 'ABORTED');
+  ctx.expect(env.id, 'command of an exec aborted before start', (await env.exec(['test', '-e', ran])).exitCode, 1);
+}
+
+async function maxBuffer(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const err = await rejection(env.exec(['head', '-c', '1000000', '/dev/zero'], { maxBuffer: 1000 }));
+  ctx.expect(env.id, 'exec past maxBuffer', codeOf(err), 'EXEC_FAILED');
+}
+
+/** Checks of exec semantics. */
+export const execChecks: Check[] = [
+  { name: 'exit-codes', run: exitCodes },
+  { name: 'env-isolation', run: envIsolation },
+  { name: 'cwd', run: cwd },
+  { name: 'user', run: user },
+  { name: 'stdin', run: stdin },
+  { name: 'separate-output', run: separateOutput },
+  { name: 'streaming-memory', run: streamingMemory, timeoutMs: 120_000 },
+  { name: 'binary-output', run: binaryOutput },
+  { name: 'timeout', run: timeout },
+  { name: 'abort', run: abort },
+  { name: 'max-buffer', run: maxBuffer },
+];

@@ -1,0 +1,220 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, mkdir, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pack as tarPack } from 'tar-stream';
+import { type Check, type CheckContext, codeOf, rejection, unique } from '../context.js';
+
+async function sha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Writes `bytes` of a deterministic pattern without holding them in memory. */
+async function writePattern(path: string, bytes: number): Promise<void> {
+  const block = Buffer.alloc(1 << 20);
+  for (let i = 0; i < block.length; i++) block[i] = (i * 7 + (i >> 10)) & 0xff;
+  const { open } = await import('node:fs/promises');
+  const fh = await open(path, 'w');
+  try {
+    for (let left = bytes; left > 0; left -= block.length) await fh.write(block.subarray(0, Math.min(left, block.length)));
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Describes a host tree as sorted `path type mode [target|size]` lines, for comparisons. */
+async function describeTree(root: string): Promise<string[]> {
+  const lines: string[] = [];
+  const walk = async (dir: string, rel: string) => {
+    for (const name of (await readdir(dir)).sort()) {
+      const p = join(dir, name);
+      const st = await lstat(p);
+      const mode = (st.mode & 0o7777).toString(8);
+      if (st.isSymbolicLink()) lines.push(`${rel}${name} link -> ${await readlink(p)}`);
+      else if (st.isDirectory()) {
+        lines.push(`${rel}${name} dir ${mode}`);
+        await walk(p, `${rel}${name}/`);
+      } else lines.push(`${rel}${name} file ${mode} ${st.size} ${await sha256(p)}`);
+    }
+  };
+  await walk(root, '');
+  return lines;
+}
+
+async function makeTree(dir: string): Promise<void> {
+  await mkdir(join(dir, 'sub/deeper'), { recursive: true });
+  await writeFile(join(dir, 'readme'), 'top\n', { mode: 0o644 });
+  await writeFile(join(dir, 'sub/script'), '#!/bin/sh\necho hi\n', { mode: 0o755 });
+  await writeFile(join(dir, 'sub/deeper/private'), 'secret', { mode: 0o600 });
+  await writeFile(join(dir, 'sub/deeper/empty'), '');
+  const { chmod } = await import('node:fs/promises');
+  await chmod(join(dir, 'sub/script'), 0o755);
+  await chmod(join(dir, 'sub/deeper/private'), 0o600);
+  await symlink('../readme', join(dir, 'sub/relative-link'));
+  await symlink('/etc/hostname', join(dir, 'absolute-link'));
+}
+
+async function fileModes(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const path = `/tmp/${unique('modes')}`;
+  await env.push(new TextEncoder().encode('owned'), path, { mode: 0o640, uid: 1234, gid: 2345 });
+  const st = await env.stat(path);
+  ctx.expect(env.id, `stat ${path}`, st && { type: st.type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size }, {
+    type: 'file',
+    mode: 0o640,
+    uid: 1234,
+    gid: 2345,
+    size: 5,
+  });
+  const seen = await env.exec(['stat', '-c', '%a %u %g', path]);
+  ctx.expect(env.id, `stat -c inside for ${path}`, seen.stdout.trim(), '640 1234 2345');
+  const host = await ctx.hostDir();
+  await env.pull(path, join(host, 'pulled'));
+  ctx.expect(env.id, 'mode of a pulled file', (await stat(join(host, 'pulled'))).mode & 0o7777, 0o640);
+  ctx.expect(env.id, 'content of a pulled file', await readFile(join(host, 'pulled'), 'utf8'), 'owned');
+  const exe = `/tmp/${unique('exe')}`;
+  await env.push(new TextEncoder().encode('#!/bin/sh\necho ran\n'), exe, { mode: 0o755 });
+  ctx.expect(env.id, 'running a pushed script', (await env.exec([exe])).stdout, 'ran\n');
+}
+
+async function emptyFile(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const path = `/tmp/${unique('empty')}`;
+  await env.push(new Uint8Array(), path);
+  ctx.expect(env.id, `size of ${path}`, (await env.stat(path))?.size, 0);
+  const host = await ctx.hostDir();
+  await env.pull(path, join(host, 'empty'));
+  ctx.expect(env.id, 'pulled empty file', (await stat(join(host, 'empty'))).size, 0);
+}
+
+async function largeFile(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const bytes = ctx.options.largeFileBytes ?? 100 * 1024 * 1024;
+  const host = await ctx.hostDir();
+  const src = join(host, 'large');
+  await writePattern(src, bytes);
+  const path = `/tmp/${unique('large')}`;
+  await env.push(src, path);
+  ctx.expect(env.id, `size of pushed ${path}`, (await env.stat(path))?.size, bytes);
+  await env.pull(path, join(host, 'back'));
+  ctx.expect(env.id, `sha256 of ${path} pulled back`, await sha256(join(host, 'back')), await sha256(src));
+  await env.exec(['rm', '-f', path]);
+}
+
+async function directoryTree(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const host = await ctx.hostDir();
+  const src = join(host, 'tree');
+  await makeTree(src);
+  const dest = `/tmp/${unique('tree')}`;
+  await env.push(src, dest);
+  ctx.expect(env.id, `readDir ${dest}`, await env.readDir(dest), ['absolute-link', 'readme', 'sub']);
+  ctx.expect(env.id, `readDir ${dest}/sub`, await env.readDir(`${dest}/sub`), ['deeper', 'relative-link', 'script']);
+  const link = await env.stat(`${dest}/absolute-link`);
+  ctx.expect(env.id, 'stat of a pushed absolute symlink', [link?.type, link?.linkTarget], ['symlink', '/etc/hostname']);
+  ctx.expect(env.id, 'reading through a pushed relative symlink', (await env.exec(['cat', `${dest}/sub/relative-link`])).stdout, 'top\n');
+  ctx.expect(env.id, 'running a pushed executable', (await env.exec([`${dest}/sub/script`])).stdout, 'hi\n');
+  await env.pull(dest, join(host, 'back'));
+  ctx.expect(env.id, `tree pulled back from ${dest}`, await describeTree(join(host, 'back')), await describeTree(src));
+  ctx.expect(env.id, 'stat of a missing path', await env.stat(`${dest}/missing`), null);
+}
+
+async function archiveRoundTrip(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const host = await ctx.hostDir();
+  const src = join(host, 'tree');
+  await makeTree(src);
+  const dest = `/tmp/${unique('archive')}`;
+  await env.push(src, dest);
+  const copy = `/tmp/${unique('archive-copy')}`;
+  await env.pushArchive(env.pullArchive(dest), copy);
+  await env.pull(copy, join(host, 'back'));
+  ctx.expect(env.id, `pullArchive ${dest} | pushArchive ${copy}`, await describeTree(join(host, 'back')), await describeTree(src));
+}
+
+async function missingPath(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const missing = `/tmp/${unique('missing')}`;
+  const host = await ctx.hostDir();
+  ctx.expect(env.id, `pull ${missing}`, codeOf(await rejection(env.pull(missing, join(host, 'x')))), 'NOT_FOUND');
+  ctx.expect(env.id, `readDir ${missing}`, codeOf(await rejection(env.readDir(missing))), 'NOT_FOUND');
+  const stream = env.pullArchive(missing);
+  const err = await rejection(
+    new Promise<void>((resolve, reject) => {
+      stream.on('error', reject);
+      stream.on('end', resolve);
+      stream.resume();
+    }),
+  );
+  ctx.expect(env.id, `pullArchive ${missing}`, codeOf(err), 'NOT_FOUND');
+}
+
+async function pushThroughSymlink(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const link = `/tmp/${unique('rootlink')}`;
+  const name = unique('execenv-probe');
+  await env.exec(['ln', '-s', '/', link], { check: true });
+  await env.push(new TextEncoder().encode('landed inside'), `${link}/${name}`);
+  const onHost = await stat(`/${name}`).then(
+    () => true,
+    () => false,
+  );
+  if (onHost) ctx.problem(env.id, `push to ${link}/${name} (${link} -> /)`, `the host file /${name}`, 'a file inside the environment');
+  ctx.expect(env.id, `cat /${name} inside`, (await env.exec(['cat', `/${name}`])).stdout, 'landed inside');
+  await env.exec(['rm', '-f', `/${name}`]);
+}
+
+function tarOf(entries: { name: string; content: string }[]): Readable {
+  const p = tarPack();
+  for (const e of entries) p.entry({ name: e.name, mode: 0o644 }, e.content);
+  p.finalize();
+  return p as unknown as Readable;
+}
+
+async function unsafeArchive(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const dest = `/tmp/${unique('unsafe')}`;
+  await env.exec(['mkdir', '-p', dest], { check: true });
+  const escape = unique('execenv-escape');
+  for (const name of [`../${escape}`, `a/../../${escape}`, `/tmp/${escape}`]) {
+    const err = await rejection(env.pushArchive(tarOf([{ name: 'ok', content: 'x' }, { name, content: 'escaped' }]), dest));
+    ctx.expect(env.id, `pushArchive with entry ${name}`, codeOf(err), 'UNSAFE_PATH');
+  }
+  ctx.expect(env.id, `readDir ${dest} after refused archives`, await env.readDir(dest), []);
+  ctx.expect(env.id, `/tmp/${escape} inside`, await env.stat(`/tmp/${escape}`), null);
+  for (const hostPath of [`/tmp/${escape}`, `/${escape}`])
+    if (await stat(hostPath).then(() => true, () => false)) ctx.problem(env.id, 'pushArchive with ../', `host file ${hostPath}`, 'nothing on the host');
+}
+
+async function pullSymlink(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const secret = unique('env-shadow');
+  await env.exec(['sh', '-c', `echo ${secret} > /etc/shadow`], { check: true });
+  const link = `/tmp/${unique('shadowlink')}`;
+  await env.exec(['ln', '-s', '/etc/shadow', link], { check: true });
+  const host = await ctx.hostDir();
+  const dest = join(host, 'pulled');
+  await env.pull(link, dest);
+  const hostShadow = await readFile('/etc/shadow', 'utf8').catch(() => undefined);
+  const st = await lstat(dest);
+  const got = st.isSymbolicLink() ? undefined : await readFile(dest, 'utf8');
+  if (got !== undefined && hostShadow !== undefined && got === hostShadow)
+    ctx.problem(env.id, `pull ${link} (-> /etc/shadow)`, "the host's /etc/shadow", "the environment's");
+  else if (got !== undefined) ctx.expect(env.id, `pull ${link} (-> /etc/shadow)`, got.trim(), secret);
+}
+
+/** Checks of file transfer and path safety. */
+export const fileChecks: Check[] = [
+  { name: 'file-modes', run: fileModes },
+  { name: 'empty-file', run: emptyFile },
+  { name: 'large-file', run: largeFile, timeoutMs: 180_000 },
+  { name: 'directory-tree', run: directoryTree },
+  { name: 'archive-round-trip', run: archiveRoundTrip },
+  { name: 'missing-path', run: missingPath },
+  { name: 'push-through-symlink', run: pushThroughSymlink },
+  { name: 'unsafe-archive', run: unsafeArchive },
+  { name: 'pull-symlink', run: pullSymlink },
+];

@@ -1,0 +1,38 @@
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import type { Environment } from '../contract.js';
+import type { ConformanceOptions } from './context.js';
+import { CHECKS, runCheck } from './run.js';
+
+/**
+ * Registers the whole execenv contract as vitest tests for one driver: one
+ * test per check, failing with every problem it found, one line each.
+ * Skipped checks show with their reason.
+ */
+export function describeConformance(options: ConformanceOptions): void {
+  describe(`execenv conformance: ${options.name}`, () => {
+    let shared: Environment | undefined;
+    beforeAll(async () => {
+      shared = await options.driver.open(options.spec, options.openOptions);
+    }, 300_000);
+    afterAll(async () => {
+      await shared?.close();
+    }, 120_000);
+    for (const check of CHECKS) {
+      const reason = options.skip?.[check.name];
+      if (reason) {
+        it.skip(`${check.name} (skipped: ${reason})`, () => {});
+        continue;
+      }
+      it(
+        check.name,
+        async (t) => {
+          const result = await runCheck(check, options, shared);
+          if (result.skipped) t.skip(result.skipped);
+          if (result.problems.length > 0)
+            throw new Error(`${result.problems.length} problem(s):\n${result.problems.join('\n')}`);
+        },
+        check.timeoutMs ?? 60_000,
+      );
+    }
+  });
+}
