@@ -12,13 +12,17 @@ if (args[0] === '--image') {
   args.splice(0, 2);
 }
 if (args[0] === '--') args.shift();
-const argv = args.length > 0 ? args : ['sh', '-c', '. /etc/os-release; echo "hello from $PRETTY_NAME in $(uname -m), pid $$"'];
+const argv =
+  args.length > 0 ? args : ['sh', '-c', '. /etc/os-release; echo "hello from $PRETTY_NAME in $(uname -m), pid $$"'];
 
 const started = Date.now();
 const say = (line) => process.stderr.write(`execenv: ${line}\n`);
 const env = await open('chroot', image ? { image } : {}, {
   onEvent(e) {
-    if (e.type === 'image-convert') say(`preparing ${e.reference === 'default' ? 'the default image (first run only, about 30 s)' : e.reference}: ${e.from} -> ${e.to}`);
+    if (e.type === 'image-convert')
+      say(
+        `preparing ${e.reference === 'default' ? 'the default image (first run only, about 30 s)' : e.reference}: ${e.from} -> ${e.to}`,
+      );
     if (e.type === 'ready') say(`${e.envId} ready in ${e.durationMs} ms`);
     if (e.type === 'destroy') say(`${e.envId} destroyed (${Date.now() - started} ms in all)`);
   },

@@ -63,7 +63,14 @@ describe('chroot driver on this host', () => {
     const env = await driver.open({ image: busyboxTarball() }, { stateDir, onEvent: (e) => events.push(e) });
     await env.exec(['true']);
     await env.close();
-    expect(events.map((e) => e.type)).toEqual(['image-resolve', 'create', 'ready', 'exec-start', 'exec-end', 'destroy']);
+    expect(events.map((e) => e.type)).toEqual([
+      'image-resolve',
+      'create',
+      'ready',
+      'exec-start',
+      'exec-end',
+      'destroy',
+    ]);
   });
 
   it('mounts /proc, /dev and /dev/pts and unmounts everything at close', async () => {
@@ -92,8 +99,7 @@ describe('chroot driver on this host', () => {
   it('gives each exec an empty network namespace unless network is "host"', async () => {
     await using isolated = await driver.open({ image: busyboxTarball() }, { stateDir });
     await using shared = await driver.open({ image: busyboxTarball(), network: 'host' }, { stateDir });
-    const count = async (e: typeof isolated) =>
-      (await e.exec(['sh', '-c', 'cat /proc/net/dev | wc -l'])).stdout.trim();
+    const count = async (e: typeof isolated) => (await e.exec(['sh', '-c', 'cat /proc/net/dev | wc -l'])).stdout.trim();
     expect(await count(isolated)).toBe('3');
     expect(shared.capabilities.has('network')).toBe(true);
     expect(Number(await count(shared))).toBeGreaterThan(3);
@@ -125,7 +131,9 @@ describe('chroot driver on this host', () => {
       code: 'INVALID_SPEC',
       field: 'arch',
     });
-    await expect(driver.open({ image: busyboxTarball(), resources: { memory: '1G' } }, { stateDir })).rejects.toMatchObject({
+    await expect(
+      driver.open({ image: busyboxTarball(), resources: { memory: '1G' } }, { stateDir }),
+    ).rejects.toMatchObject({
       code: 'UNSUPPORTED',
     });
     await expect(driver.open({ image: '/nonexistent/rootfs.tar' }, { stateDir })).rejects.toMatchObject({
@@ -143,7 +151,9 @@ describe('chroot driver on this host', () => {
       // GNU tar keeps a leading ../ with --transform tricks only through -P: build the member name directly.
       await run('tar', ['-C', dir, '-cf', join(dir, 'evil.tar'), '-P', '--transform', `s|^x$|../../${marker}|`, 'x']);
       const d = new ChrootDriver({ mode: 'root', cacheDir });
-      await expect(d.open({ image: join(dir, 'evil.tar') }, { stateDir })).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
+      await expect(d.open({ image: join(dir, 'evil.tar') }, { stateDir })).rejects.toMatchObject({
+        code: 'UNSAFE_PATH',
+      });
       expect(await readdir(join(cacheDir, 'rootfs')).then((n) => n.filter((x) => x.includes('.tmp')))).toEqual([]);
       await expect(readFile(join(cacheDir, '..', marker))).rejects.toMatchObject({ code: 'ENOENT' });
     } finally {
@@ -188,7 +198,7 @@ describe('cleanup when the owner goes away', () => {
   it('closes open environments on SIGTERM', async () => {
     const { p, id } = await openInChild('root');
     expect((await driver.list({ stateDir })).map((e) => e.id)).toContain(id);
-    const exited = new Promise((r) => p.once('exit', (code, signal) => r(signal)));
+    const exited = new Promise((r) => p.once('exit', (_code, signal) => r(signal)));
     p.kill('SIGTERM');
     expect(await exited).toBe('SIGTERM');
     expect((await driver.list({ stateDir })).map((e) => e.id)).not.toContain(id);

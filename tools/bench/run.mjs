@@ -112,7 +112,13 @@ try {
     sdk.push(await time(() => env.exec(['/bin/true'], { check: true })));
     raw.push(await time(() => sh(['chroot', root, '/bin/true'])));
   }
-  rows.push({ what: 'exec /bin/true', sdk: median(sdk), raw: median(raw), ratio: median(sdk) / median(raw), goal: '<= 1.5x time' });
+  rows.push({
+    what: 'exec /bin/true',
+    sdk: median(sdk),
+    raw: median(raw),
+    ratio: median(sdk) / median(raw),
+    goal: '<= 1.5x time',
+  });
 
   // transfers
   const tree = join(work, 'tree');
@@ -138,12 +144,26 @@ try {
     await rm(join(work, `pulled-raw${i}`), { recursive: true });
   }
   // Throughput ratio: raw time over SDK time (1.0 = as fast as tar | tar).
-  rows.push({ what: `push ${values['tree-mb']} MB tree`, sdk: median(pushSdk), raw: median(pushRaw), ratio: median(pushRaw) / median(pushSdk), goal: '>= 0.8x throughput' });
-  rows.push({ what: `pull ${values['tree-mb']} MB tree`, sdk: median(pullSdk), raw: median(pullRaw), ratio: median(pullRaw) / median(pullSdk), goal: '>= 0.8x throughput' });
+  rows.push({
+    what: `push ${values['tree-mb']} MB tree`,
+    sdk: median(pushSdk),
+    raw: median(pushRaw),
+    ratio: median(pushRaw) / median(pushSdk),
+    goal: '>= 0.8x throughput',
+  });
+  rows.push({
+    what: `pull ${values['tree-mb']} MB tree`,
+    sdk: median(pullSdk),
+    raw: median(pullRaw),
+    ratio: median(pullRaw) / median(pullSdk),
+    goal: '>= 0.8x throughput',
+  });
   console.log(`execenv benchmark (${runs} exec runs, ${values['transfer-runs']} transfer runs, medians)`);
   console.log('what                     sdk ms     raw ms   ratio  goal');
   for (const r of rows)
-    console.log(`${r.what.padEnd(22)} ${r.sdk.toFixed(2).padStart(8)} ${r.raw.toFixed(2).padStart(10)} ${r.ratio.toFixed(2).padStart(7)}  ${r.goal}`);
+    console.log(
+      `${r.what.padEnd(22)} ${r.sdk.toFixed(2).padStart(8)} ${r.raw.toFixed(2).padStart(10)} ${r.ratio.toFixed(2).padStart(7)}  ${r.goal}`,
+    );
   console.log(`peak host rss growth during transfers: ${memPeak.toFixed(1)} MiB (tree: ${values['tree-mb']} MB)`);
 } finally {
   await env.close();

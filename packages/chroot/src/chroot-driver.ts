@@ -4,10 +4,10 @@ import {
   type Availability,
   type Capability,
   collectDeadLeases,
+  type Driver,
   DriverUnavailableError,
   defaultCacheDir,
   defaultStateDir,
-  type Driver,
   type EnvironmentInfo,
   type EnvSpec,
   emit,
@@ -29,7 +29,7 @@ import {
   validateSpec,
 } from '@execenv/core';
 import { ChrootEnvironment } from './chroot-environment.js';
-import { mountBinds, mountRoot, type MountContext, type RootLayout } from './chroot-mounts.js';
+import { type MountContext, mountBinds, mountRoot, type RootLayout } from './chroot-mounts.js';
 import { CHROOT_NETWORKS, type ChrootDriverOptions, type ChrootEnvOptions, type ChrootMode } from './chroot-options.js';
 import { ensureDefaultImage } from './default-image.js';
 import { findBinary, HOST_PATH } from './host-binaries.js';
@@ -39,7 +39,13 @@ import { prepareRootfs } from './rootfs-cache.js';
 /** The registry name of this driver. */
 export const DRIVER_NAME = 'chroot';
 
-const HOST_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', ia32: 'i386', ppc64: 'ppc64el', s390x: 's390x' };
+const HOST_ARCH: Record<string, string> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  ia32: 'i386',
+  ppc64: 'ppc64el',
+  s390x: 's390x',
+};
 
 /**
  * ChrootDriver opens chroot environments: an overlay over a cached root
@@ -76,7 +82,11 @@ export class ChrootDriver implements Driver {
     for (const tool of ['unshare', 'mount', 'umount', ...((await this.mode()).mode === 'rootless' ? ['nsenter'] : [])])
       if (!(await findBinary(tool))) missing.push(tool);
     if (missing.length > 0)
-      return { available: false, reason: `missing ${missing.join(', ')}: apt-get install util-linux mount`, capabilities };
+      return {
+        available: false,
+        reason: `missing ${missing.join(', ')}: apt-get install util-linux mount`,
+        capabilities,
+      };
     const filesystems = await readFile('/proc/filesystems', 'utf8').catch(() => '');
     if (!/\toverlay$/m.test(filesystems))
       return { available: false, reason: 'the kernel has no overlayfs (modprobe overlay)', capabilities };
@@ -87,7 +97,9 @@ export class ChrootDriver implements Driver {
         reason: 'needs a C compiler once to build its init helper: apt-get install gcc libc6-dev',
         capabilities,
       };
-    const version = (await this.#runner.run(['unshare', '--version'], { check: false, env: { PATH: HOST_PATH } })).stdout.trim();
+    const version = (
+      await this.#runner.run(['unshare', '--version'], { check: false, env: { PATH: HOST_PATH } })
+    ).stdout.trim();
     return { available: true, reason, version, capabilities, details: { mode } };
   }
 
@@ -95,16 +107,24 @@ export class ChrootDriver implements Driver {
     const checked = validateSpec(spec, DRIVER_NAME);
     const network = checked.network ?? 'none';
     if (!(CHROOT_NETWORKS as readonly string[]).includes(network))
-      throw new InvalidSpecError('network', `the chroot driver supports ${CHROOT_NETWORKS.join(' and ')}, got "${network}"`, {
-        driver: DRIVER_NAME,
-      });
+      throw new InvalidSpecError(
+        'network',
+        `the chroot driver supports ${CHROOT_NETWORKS.join(' and ')}, got "${network}"`,
+        {
+          driver: DRIVER_NAME,
+        },
+      );
     if (checked.resources) throw new UnsupportedError(DRIVER_NAME, 'resource-limits', { op: 'open' });
     const hostArch = HOST_ARCH[process.arch];
     const linux32 = checked.arch === 'i386' && hostArch === 'amd64';
     if (checked.arch && checked.arch !== hostArch && !linux32)
-      throw new InvalidSpecError('arch', `a chroot runs the host's architecture (${hostArch}) or i386 on amd64, not ${checked.arch}`, {
-        driver: DRIVER_NAME,
-      });
+      throw new InvalidSpecError(
+        'arch',
+        `a chroot runs the host's architecture (${hostArch}) or i386 on amd64, not ${checked.arch}`,
+        {
+          driver: DRIVER_NAME,
+        },
+      );
     if (checked.ephemeral === false)
       throw new InvalidSpecError('ephemeral', 'chroot environments are always ephemeral; publish an image instead', {
         driver: DRIVER_NAME,
@@ -128,7 +148,12 @@ export class ChrootDriver implements Driver {
       emit(opts.onEvent, { type: 'create', envId: id, driver: DRIVER_NAME });
       const envDir = join(stateDir, 'envs', id);
       await lease.add({ kind: 'dir', path: envDir });
-      const layout: RootLayout = { base, upper: join(envDir, 'upper'), work: join(envDir, 'work'), root: join(envDir, 'root') };
+      const layout: RootLayout = {
+        base,
+        upper: join(envDir, 'upper'),
+        work: join(envDir, 'work'),
+        root: join(envDir, 'root'),
+      };
       for (const dir of [layout.upper, layout.work, layout.root]) await mkdir(dir, { recursive: true, mode: 0o755 });
       const ctx = await this.#mountContext(mode, lease, runner);
       // Recorded before mounting: a crash half-way leaves a lease gc() can finish.
@@ -155,7 +180,12 @@ export class ChrootDriver implements Driver {
         linux32,
         env: checked.env ?? {},
       });
-      emit(opts.onEvent, { type: 'ready', envId: id, driver: DRIVER_NAME, durationMs: Math.round(performance.now() - started) });
+      emit(opts.onEvent, {
+        type: 'ready',
+        envId: id,
+        driver: DRIVER_NAME,
+        durationMs: Math.round(performance.now() - started),
+      });
       return env;
     } catch (err) {
       await lease.release(undo).catch(() => {});
@@ -180,7 +210,11 @@ export class ChrootDriver implements Driver {
   }
 
   /** In rootless mode, starts the process whose user and mount namespace hold the mounts. */
-  async #mountContext(mode: ChrootMode, lease: Lease, runner: ProcessRunner): Promise<MountContext & { enter: string[] }> {
+  async #mountContext(
+    mode: ChrootMode,
+    lease: Lease,
+    runner: ProcessRunner,
+  ): Promise<MountContext & { enter: string[] }> {
     const env = { PATH: HOST_PATH };
     if (mode === 'root')
       return {
@@ -197,7 +231,10 @@ export class ChrootDriver implements Driver {
     const startTime = pid ? await waitForNamespace(pid) : undefined;
     if (!pid || !startTime) {
       holder.kill('SIGKILL');
-      throw new DriverUnavailableError(DRIVER_NAME, 'could not create a user namespace (unshare --user --map-root-user failed); is kernel.unprivileged_userns_clone enabled?');
+      throw new DriverUnavailableError(
+        DRIVER_NAME,
+        'could not create a user namespace (unshare --user --map-root-user failed); is kernel.unprivileged_userns_clone enabled?',
+      );
     }
     await lease.add({ kind: 'process', pid, startTime });
     const enter = ['nsenter', `--target=${pid}`, '--user', '--mount'];

@@ -1,5 +1,5 @@
-import { constants as osConstants } from 'node:os';
 import { readFile, stat as statHost } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
 import {
   BaseEnvironment,
@@ -12,8 +12,8 @@ import {
   type Lease,
   NotFoundError,
   type ProcessRunner,
-  type RunningProcess,
   RootedFiles,
+  type RunningProcess,
   resolveInRoot,
   resolveUser,
   superviseExec,
@@ -230,9 +230,7 @@ export class ChrootEnvironment extends BaseEnvironment {
       '--',
       ...argv,
     ];
-    const proc = commandExit(
-      i.runner.spawn(command, { env: { PATH: HOST_PATH }, stdin: 'pipe', extraOutputs: 1 }),
-    );
+    const proc = commandExit(i.runner.spawn(command, { env: { PATH: HOST_PATH }, stdin: 'pipe', extraOutputs: 1 }));
     this.#running.add(proc);
     return proc;
   }

@@ -29,7 +29,10 @@ const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
 function overlayOptions(layout: RootLayout, mode: ChrootMode): string {
   for (const [name, dir] of Object.entries(layout))
     if (/[,:\\]/.test(dir))
-      throw new InvalidSpecError(name === 'base' ? 'image' : 'stateDir', `path ${dir} must not contain ",", ":" or "\\" (overlayfs options)`);
+      throw new InvalidSpecError(
+        name === 'base' ? 'image' : 'stateDir',
+        `path ${dir} must not contain ",", ":" or "\\" (overlayfs options)`,
+      );
   const opts = [`lowerdir=${layout.base}`, `upperdir=${layout.upper}`, `workdir=${layout.work}`];
   // Inside a user namespace overlayfs must keep its metadata in user.* xattrs.
   if (mode === 'rootless') opts.push('userxattr');
@@ -48,7 +51,8 @@ export async function mountRoot(layout: RootLayout, ctx: MountContext): Promise<
   const bind = ctx.mode === 'rootless' ? ['mount', '--rbind'] : ['mount', '--bind'];
   await ctx.run(['mount', '-t', 'overlay', 'overlay', '-o', overlayOptions(layout, ctx.mode), root]);
   for (const dir of ['proc', 'sys', 'dev', 'tmp']) await mkdir(host(dir), { recursive: true });
-  if (ctx.mode === 'root') await ctx.run(['mount', '-t', 'proc', '-o', 'nosuid,nodev,noexec', 'proc', join(root, 'proc')]);
+  if (ctx.mode === 'root')
+    await ctx.run(['mount', '-t', 'proc', '-o', 'nosuid,nodev,noexec', 'proc', join(root, 'proc')]);
   // Only an rbind of the host's /proc is allowed in a user namespace; each exec mounts its own on top.
   else await ctx.run([...bind, '/proc', join(root, 'proc')]);
   await ctx.run(['mount', '--rbind', '/sys', join(root, 'sys')]);

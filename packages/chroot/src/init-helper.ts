@@ -37,4 +37,3 @@ export async function ensureInitHelper(cacheDir: string, runner: ProcessRunner, 
   });
   return target;
 }
-

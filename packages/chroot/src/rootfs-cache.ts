@@ -56,7 +56,10 @@ export async function prepareRootfs(image: string, ctx: RootfsContext): Promise<
     try {
       await mkdir(join(staging, 'root'), { recursive: true, mode: 0o755 });
       await extractTarball(path, format, join(staging, 'root'), ctx);
-      await writeFile(join(staging, COMPLETE), JSON.stringify({ source: path, size: info.size, mtimeMs: info.mtimeMs }));
+      await writeFile(
+        join(staging, COMPLETE),
+        JSON.stringify({ source: path, size: info.size, mtimeMs: info.mtimeMs }),
+      );
       await rm(target, { recursive: true, force: true });
       await rename(staging, target);
     } catch (err) {
@@ -79,7 +82,11 @@ async function isComplete(dir: string): Promise<boolean> {
 async function extractTarball(path: string, format: string, dest: string, ctx: RootfsContext): Promise<void> {
   const argv = decompressArgv(format as never, path);
   if (!argv) {
-    await extractArchive(createReadStream(path, { highWaterMark: 1 << 20 }), { root: dest, destDir: '/', runner: ctx.runner });
+    await extractArchive(createReadStream(path, { highWaterMark: 1 << 20 }), {
+      root: dest,
+      destDir: '/',
+      runner: ctx.runner,
+    });
     return;
   }
   const proc = ctx.runner.spawn(argv, { env: { PATH: HOST_PATH }, stdin: 'ignore' });

@@ -86,7 +86,11 @@ describe('ChrootEnvironment.exec', () => {
   });
 
   it('enters the holder namespace first in rootless mode, with the host network and linux32', async () => {
-    const env = await environment({ enter: ['nsenter', '--target=99', '--user', '--mount'], isolateNetwork: false, linux32: true });
+    const env = await environment({
+      enter: ['nsenter', '--target=99', '--user', '--mount'],
+      isolateNetwork: false,
+      linux32: true,
+    });
     const result = env.exec(['true']);
     const s = await nextSpawn();
     s.finish('exit 0');

@@ -33,7 +33,12 @@ describe('mountRoot', () => {
       ['mount', '--rbind', '/sys', `${r}/sys`],
       ['mount', '--make-rslave', `${r}/sys`],
       ['mount', '-t', 'tmpfs', '-o', 'mode=755,nosuid,size=65536k', 'tmpfs', `${r}/dev`],
-      ...['null', 'zero', 'full', 'random', 'urandom', 'tty'].map((d) => ['mount', '--bind', `/dev/${d}`, `${r}/dev/${d}`]),
+      ...['null', 'zero', 'full', 'random', 'urandom', 'tty'].map((d) => [
+        'mount',
+        '--bind',
+        `/dev/${d}`,
+        `${r}/dev/${d}`,
+      ]),
       ['mount', '-t', 'devpts', '-o', 'newinstance,ptmxmode=0666,mode=620', 'devpts', `${r}/dev/pts`],
       ['mount', '-t', 'tmpfs', '-o', 'mode=1777,nosuid,nodev', 'tmpfs', `${r}/dev/shm`],
     ]);

@@ -28,7 +28,9 @@ export interface Publishable extends Environment {
 }
 
 function has<K extends string>(env: Environment, method: K, capability: string): boolean {
-  return env.capabilities.has(capability as never) && typeof (env as unknown as Record<K, unknown>)[method] === 'function';
+  return (
+    env.capabilities.has(capability as never) && typeof (env as unknown as Record<K, unknown>)[method] === 'function'
+  );
 }
 
 /** Reports whether `env` declares and implements `revert`. */

@@ -185,7 +185,8 @@ export abstract class BaseEnvironment implements Environment {
 
 /** Throws InvalidSpecError unless argv is a non-empty array of strings without NUL bytes. */
 export function validateArgv(argv: unknown): asserts argv is string[] {
-  if (!Array.isArray(argv) || argv.length === 0) throw new InvalidSpecError('argv', 'must be a non-empty array of strings');
+  if (!Array.isArray(argv) || argv.length === 0)
+    throw new InvalidSpecError('argv', 'must be a non-empty array of strings');
   argv.forEach((a, i) => {
     if (typeof a !== 'string' || a.includes('\0'))
       throw new InvalidSpecError(`argv[${i}]`, `must be a string without NUL bytes, got ${JSON.stringify(a)}`);

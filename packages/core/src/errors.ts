@@ -131,11 +131,7 @@ export class UnsupportedError extends ExecenvError {
   /** The capability that is missing. */
   readonly capability: string;
   constructor(driver: string, capability: string, context: ErrorContext = {}) {
-    super(
-      'UNSUPPORTED',
-      `execenv: ${capability} is not supported by the "${driver}" driver`,
-      { ...context, driver },
-    );
+    super('UNSUPPORTED', `execenv: ${capability} is not supported by the "${driver}" driver`, { ...context, driver });
     this.capability = capability;
   }
 }

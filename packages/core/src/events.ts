@@ -11,7 +11,14 @@ export type ExecenvEvent =
   | { type: 'boot'; envId: string; driver: string }
   | { type: 'ready'; envId: string; driver: string; durationMs: number }
   | { type: 'exec-start'; envId: string; argv: readonly string[] }
-  | { type: 'exec-end'; envId: string; argv: readonly string[]; exitCode: number | null; signal: string | null; durationMs: number }
+  | {
+      type: 'exec-end';
+      envId: string;
+      argv: readonly string[];
+      exitCode: number | null;
+      signal: string | null;
+      durationMs: number;
+    }
   | { type: 'copy'; envId: string; direction: 'push' | 'pull'; path: string; bytes: number }
   | { type: 'destroy'; envId: string; driver: string }
   | { type: 'warning'; envId?: string; message: string };

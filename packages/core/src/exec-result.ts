@@ -44,10 +44,14 @@ export class ExecError extends ExecenvError {
   constructor(result: ExecResult, context: { envId?: string; driver?: string } = {}) {
     const status = result.signal ? `was killed by ${result.signal}` : `exited with status ${result.exitCode}`;
     const tail = result.stderr.trim().split('\n').slice(-3).join('\n');
-    super('EXEC_FAILED', `execenv: ${JSON.stringify(result.argv)} ${status}${context.envId ? ` in ${context.envId}` : ''}${tail ? `: ${tail}` : ''}`, {
-      ...context,
-      op: 'exec',
-    });
+    super(
+      'EXEC_FAILED',
+      `execenv: ${JSON.stringify(result.argv)} ${status}${context.envId ? ` in ${context.envId}` : ''}${tail ? `: ${tail}` : ''}`,
+      {
+        ...context,
+        op: 'exec',
+      },
+    );
     this.result = result;
   }
 }
@@ -57,10 +61,13 @@ export class ExecTimeoutError extends TimeoutError {
   /** What the command left before it was killed. */
   readonly result: ExecResult;
   constructor(result: ExecResult, timeoutMs: number, context: { envId?: string; driver?: string } = {}) {
-    super(`execenv: ${JSON.stringify(result.argv)} timed out after ${timeoutMs} ms${context.envId ? ` in ${context.envId}` : ''}`, {
-      ...context,
-      op: 'exec',
-    });
+    super(
+      `execenv: ${JSON.stringify(result.argv)} timed out after ${timeoutMs} ms${context.envId ? ` in ${context.envId}` : ''}`,
+      {
+        ...context,
+        op: 'exec',
+      },
+    );
     this.result = result;
   }
 }

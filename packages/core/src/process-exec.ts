@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { ExecOptions, ExecProcess, ExecResult } from './contract.js';
-import { AbortedError, ExecenvError, type ErrorContext, TransportError } from './errors.js';
+import { AbortedError, type ErrorContext, ExecenvError, TransportError } from './errors.js';
 import { checkResult, execResult } from './exec-result.js';
 import type { RunningProcess } from './runner.js';
 
@@ -21,11 +21,14 @@ export function throwIfAborted(signal: AbortSignal | undefined, argv: readonly s
 }
 
 function abortedError(argv: readonly string[], context: ErrorContext, reason: unknown): AbortedError {
-  return new AbortedError(`execenv: ${JSON.stringify(argv)} was aborted${context.envId ? ` in ${context.envId}` : ''}`, {
-    ...context,
-    op: 'exec',
-    cause: reason,
-  });
+  return new AbortedError(
+    `execenv: ${JSON.stringify(argv)} was aborted${context.envId ? ` in ${context.envId}` : ''}`,
+    {
+      ...context,
+      op: 'exec',
+      cause: reason,
+    },
+  );
 }
 
 class Collector {
@@ -115,7 +118,12 @@ function supervise(
   if (opts.signal?.aborted) onAbort();
 
   if (collect) {
-    const wire = (stream: Readable | null, collector: Collector, name: 'stdout' | 'stderr', cb?: (c: Uint8Array) => void) => {
+    const wire = (
+      stream: Readable | null,
+      collector: Collector,
+      name: 'stdout' | 'stderr',
+      cb?: (c: Uint8Array) => void,
+    ) => {
       stream?.on('data', (chunk: Buffer) => {
         cb?.(chunk);
         if (!collector.add(chunk) && !state.overflow) {
@@ -174,7 +182,10 @@ export function superviseExec(
   feedStdin(proc, opts.stdin);
   const limit = opts.maxBuffer ?? DEFAULT_MAX_BUFFER;
   const keep = opts.buffer !== false;
-  return supervise(proc, argv, opts, control, { stdout: new Collector(limit, keep), stderr: new Collector(limit, keep) });
+  return supervise(proc, argv, opts, control, {
+    stdout: new Collector(limit, keep),
+    stderr: new Collector(limit, keep),
+  });
 }
 
 /** Wraps a host process as an ExecProcess whose streams the caller reads. */

@@ -37,7 +37,9 @@ export class Registry {
   register(name: string, driver: Driver): void {
     if (typeof name !== 'string' || name.length === 0) throw new TypeError('execenv: register: driver name is empty');
     if (!DRIVER_NAME.test(name))
-      throw new TypeError(`execenv: register: driver name "${name}" must be lower-case letters, digits, ".", "_" or "-"`);
+      throw new TypeError(
+        `execenv: register: driver name "${name}" must be lower-case letters, digits, ".", "_" or "-"`,
+      );
     if (driver === null || typeof driver !== 'object' || typeof driver.open !== 'function')
       throw new TypeError(`execenv: register: driver "${name}" is not a Driver`);
     if (this.#drivers.has(name)) throw new TypeError(`execenv: register called twice for driver "${name}"`);

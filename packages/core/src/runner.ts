@@ -89,10 +89,14 @@ export class HostCommandError extends ExecenvError {
   constructor(result: RunResult, cause?: unknown) {
     const status = result.signal ? `killed by ${result.signal}` : `exit status ${result.exitCode}`;
     const detail = result.stderr.trim() || result.stdout.trim();
-    super('EXEC_FAILED', `execenv: host command failed (${status}): ${result.argv.join(' ')}${detail ? `: ${detail}` : ''}`, {
-      op: 'host-command',
-      cause,
-    });
+    super(
+      'EXEC_FAILED',
+      `execenv: host command failed (${status}): ${result.argv.join(' ')}${detail ? `: ${detail}` : ''}`,
+      {
+        op: 'host-command',
+        cause,
+      },
+    );
     this.result = result;
   }
 }
@@ -160,13 +164,11 @@ export function createRunner(opts: ExecaRunnerOptions = {}): ProcessRunner {
         buffer: false,
         reject: false,
       });
-      const exited = sub.then(
-        (r) => {
-          if (r.failed && r.exitCode === undefined && r.signal === undefined)
-            throw new HostCommandError({ argv: full, exitCode: null, signal: null, stdout: '', stderr: '' }, r.cause);
-          return { exitCode: r.exitCode ?? null, signal: r.signal ?? null };
-        },
-      );
+      const exited = sub.then((r) => {
+        if (r.failed && r.exitCode === undefined && r.signal === undefined)
+          throw new HostCommandError({ argv: full, exitCode: null, signal: null, stdout: '', stderr: '' }, r.cause);
+        return { exitCode: r.exitCode ?? null, signal: r.signal ?? null };
+      });
       return {
         get pid() {
           return sub.pid;

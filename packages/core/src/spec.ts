@@ -90,7 +90,8 @@ export function validateSpec<T extends EnvSpec<unknown>>(spec: T, driver?: strin
   if (spec.resources !== undefined) {
     const r = spec.resources;
     if (typeof r !== 'object' || r === null) throw bad('resources', 'must be an object');
-    if (r.cpu !== undefined && !(Number.isInteger(r.cpu) && r.cpu > 0)) throw bad('resources.cpu', 'must be a positive integer');
+    if (r.cpu !== undefined && !(Number.isInteger(r.cpu) && r.cpu > 0))
+      throw bad('resources.cpu', 'must be a positive integer');
     if (r.memory !== undefined && parseSize(r.memory) === undefined)
       throw bad('resources.memory', `must be bytes or a size like "512M", got ${JSON.stringify(r.memory)}`);
     if (r.disk !== undefined && parseSize(r.disk) === undefined)

@@ -49,9 +49,13 @@ export function resolveUser(user: string, passwd: string, group: string, envId?:
   }
   const entry = entries.find((e) => e.name === user);
   if (!entry)
-    throw new InvalidSpecError('user', `no user "${user}" in /etc/passwd of the environment; give a uid[:gid] instead`, {
-      envId,
-      op: 'exec',
-    });
+    throw new InvalidSpecError(
+      'user',
+      `no user "${user}" in /etc/passwd of the environment; give a uid[:gid] instead`,
+      {
+        envId,
+        op: 'exec',
+      },
+    );
   return { uid: entry.uid, gid: entry.gid, groups: groupsOf(group, entry.name, entry.gid) };
 }

@@ -44,6 +44,9 @@ describe('FakeDriver', () => {
   });
 
   it('validates the spec', async () => {
-    await expect(new FakeDriver().open({ arch: 'vax' as never })).rejects.toMatchObject({ code: 'INVALID_SPEC', field: 'arch' });
+    await expect(new FakeDriver().open({ arch: 'vax' as never })).rejects.toMatchObject({
+      code: 'INVALID_SPEC',
+      field: 'arch',
+    });
   });
 });

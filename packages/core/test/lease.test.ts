@@ -27,7 +27,12 @@ describe('Lease', () => {
     await lease.add({ kind: 'dir', path: '/a' });
     await lease.add({ kind: 'mount', path: '/a/m' });
     const [record] = await readLeases(stateDir);
-    expect(record).toMatchObject({ id: 'execenv-aaa', driver: 'test', labels: { job: 'x' }, owner: { pid: process.pid } });
+    expect(record).toMatchObject({
+      id: 'execenv-aaa',
+      driver: 'test',
+      labels: { job: 'x' },
+      owner: { pid: process.pid },
+    });
     expect(record?.resources.map((r) => r.path)).toEqual(['/a', '/a/m']);
     const undone: unknown[] = [];
     await lease.release(async (r) => {

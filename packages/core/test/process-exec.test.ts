@@ -38,7 +38,10 @@ describe('superviseExec on host processes', () => {
   it('rejects with ABORTED when aborted', async () => {
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 50);
-    await expect(run(['sleep', '10'], { signal: ac.signal })).rejects.toMatchObject({ code: 'ABORTED', envId: 'execenv-test' });
+    await expect(run(['sleep', '10'], { signal: ac.signal })).rejects.toMatchObject({
+      code: 'ABORTED',
+      envId: 'execenv-test',
+    });
   });
 
   it('kills and rejects past maxBuffer', async () => {

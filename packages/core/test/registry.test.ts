@@ -4,7 +4,9 @@ import { Registry } from '../src/registry.js';
 import { FakeDriver } from '../src/testing/index.js';
 
 function notFound(specifier: string): Error {
-  return Object.assign(new Error(`Cannot find package '${specifier}' imported from /x`), { code: 'ERR_MODULE_NOT_FOUND' });
+  return Object.assign(new Error(`Cannot find package '${specifier}' imported from /x`), {
+    code: 'ERR_MODULE_NOT_FOUND',
+  });
 }
 
 describe('Registry', () => {

@@ -40,5 +40,7 @@ describe('parseSize', () => {
     ['10', 10],
   ])('%s is %d bytes', (input, want) => expect(parseSize(input)).toBe(want));
 
-  it.each(['', 'M', '1.5G', '-1', 'lots', 0])('refuses %j', (input) => expect(parseSize(input as never)).toBeUndefined());
+  it.each(['', 'M', '1.5G', '-1', 'lots', 0])('refuses %j', (input) =>
+    expect(parseSize(input as never)).toBeUndefined(),
+  );
 });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { resolveUser } from '../src/users.js';
 
-const passwd = 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/sh\nbuilder:x:1000:1000::/home/b:/bin/sh\n';
+const passwd =
+  'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/sh\nbuilder:x:1000:1000::/home/b:/bin/sh\n';
 const group = 'root:x:0:\nsudo:x:27:builder\nnogroup:x:65534:\nbuilder:x:1000:\ndocker:x:999:other,builder\n';
 
 describe('resolveUser', () => {

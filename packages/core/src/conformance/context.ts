@@ -106,7 +106,8 @@ export class CheckContext {
 
   /** Closes what the check opened and removes its host directories. */
   async cleanup(): Promise<void> {
-    for (const env of this.#opened.splice(0)) await env.close().catch((e: Error) => this.problems.push(`${env.id}: close: ${e.message}`));
+    for (const env of this.#opened.splice(0))
+      await env.close().catch((e: Error) => this.problems.push(`${env.id}: close: ${e.message}`));
     for (const dir of this.#hostDirs.splice(0)) await rm(dir, { recursive: true, force: true });
   }
 }

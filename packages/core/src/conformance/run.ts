@@ -5,7 +5,12 @@ import { lifecycleChecks } from './checks/lifecycle.js';
 import { type Check, CheckContext, type CheckName, type ConformanceOptions, SkipCheck, show } from './context.js';
 
 /** Every check of the suite, in the order it runs. */
-export const CHECKS: readonly Check[] = [...lifecycleChecks.slice(0, 2), ...execChecks, ...fileChecks, ...lifecycleChecks.slice(2)];
+export const CHECKS: readonly Check[] = [
+  ...lifecycleChecks.slice(0, 2),
+  ...execChecks,
+  ...fileChecks,
+  ...lifecycleChecks.slice(2),
+];
 
 /** The outcome of one check. */
 export interface CheckResult {

@@ -1,12 +1,13 @@
 import { constants } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, rm, symlink, unlink, utimes } from 'node:fs/promises';
+import { lchown, link, lstat, lutimes, mkdir, open, rm, symlink, unlink, utimes } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { type Readable, pipeline } from 'node:stream';
-import { extract as tarExtract, type Header as Headers } from 'tar-stream';
+import { pipeline, type Readable } from 'node:stream';
+import { type Header as Headers, extract as tarExtract } from 'tar-stream';
 import { type ErrorContext, ExecenvError, UnsafePathError } from '../errors.js';
 import type { ProcessRunner } from '../runner.js';
 import { ArchiveGuard, normaliseEntryName } from './archive-guard.js';
 import { resolveInRoot } from './in-root.js';
+import { setModeAndOwner } from './metadata.js';
 
 /** Options of extractArchive. */
 export interface ExtractOptions {
@@ -101,7 +102,9 @@ export async function extractArchive(tar: Readable, opts: ExtractOptions): Promi
         case undefined:
         case null:
           if (!existed) created.push(path);
-          stats.bytes += await writeEntry(path, entry as AsyncIterable<Buffer>, (n) => opts.onProgress?.(stats.bytes + n));
+          stats.bytes += await writeEntry(path, entry as AsyncIterable<Buffer>, (n) =>
+            opts.onProgress?.(stats.bytes + n),
+          );
           break;
         case 'symlink':
           if (existed) await unlink(path);
@@ -189,10 +192,10 @@ function specialArgv(header: Headers, path: string): string[] {
 }
 
 async function applyMetadata(path: string, header: Headers, owners: boolean, dirTimes: [string, Date, number][]) {
-  const isLink = header.type === 'symlink';
-  if (owners && header.type !== 'link') await lchown(path, header.uid ?? 0, header.gid ?? 0);
-  // chmod after chown: chown clears setuid and setgid bits.
-  if (!isLink && header.type !== 'link' && header.mode !== undefined) await chmod(path, header.mode & 0o7777);
+  const owner = owners ? { uid: header.uid ?? 0, gid: header.gid ?? 0 } : undefined;
+  if (header.type === 'symlink') {
+    if (owner) await lchown(path, owner.uid, owner.gid);
+  } else if (header.type !== 'link') await setModeAndOwner(path, header.mode ?? 0o644, owner);
   const mtime = header.mtime ?? new Date();
   if (header.type === 'directory') dirTimes.push([path, mtime, path.split('/').length]);
   else if (header.type !== 'link') await lutimes(path, mtime, mtime);

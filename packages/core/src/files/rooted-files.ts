@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, lchown, lstat, mkdir, readdir, readlink, rename, rm, stat } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readlink, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -9,6 +9,7 @@ import { type ErrorContext, InvalidSpecError, NotFoundError } from '../errors.js
 import type { ProcessRunner } from '../runner.js';
 import { extractArchive } from './extract.js';
 import { assertEnvPath, resolveInRoot } from './in-root.js';
+import { setModeAndOwner } from './metadata.js';
 import { packTree } from './pack.js';
 
 /** A copy that moved bytes, for progress events. */
@@ -72,7 +73,10 @@ export class RootedFiles {
         this.#opts.onCopy?.({ direction: 'push', path: dest, bytes: result.bytes });
         return;
       }
-      return this.#writeFile(createReadStream(src, { highWaterMark: 1 << 20 }), dest, { mode: st.mode & 0o7777, ...opts });
+      return this.#writeFile(createReadStream(src, { highWaterMark: 1 << 20 }), dest, {
+        mode: st.mode & 0o7777,
+        ...opts,
+      });
     }
     return this.#writeFile(src instanceof Uint8Array ? Readable.from([Buffer.from(src)]) : src, dest, opts);
   }
@@ -94,8 +98,7 @@ export class RootedFiles {
     });
     try {
       await pipeline(content, count, createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
-      if (isRoot()) await lchown(tmp, opts.uid ?? 0, opts.gid ?? 0);
-      await chmod(tmp, opts.mode ?? 0o644);
+      await setModeAndOwner(tmp, opts.mode ?? 0o644, isRoot() ? { uid: opts.uid ?? 0, gid: opts.gid ?? 0 } : undefined);
       await rename(tmp, target);
     } catch (err) {
       await rm(tmp, { force: true });
@@ -124,7 +127,10 @@ export class RootedFiles {
     if (!st.isFile()) throw new InvalidSpecError('src', `${src} is neither a file nor a directory`, this.#ctx('pull'));
     const tmp = `${dest}.execenv-${randomBytes(6).toString('hex')}`;
     try {
-      await pipeline(createReadStream(source, { highWaterMark: 1 << 20 }), createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
+      await pipeline(
+        createReadStream(source, { highWaterMark: 1 << 20 }),
+        createWriteStream(tmp, { flags: 'wx', mode: 0o600 }),
+      );
       await chmod(tmp, st.mode & 0o7777);
       await rename(tmp, dest);
     } catch (err) {

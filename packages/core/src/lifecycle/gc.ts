@@ -1,6 +1,5 @@
 import type { GcReport } from '../contract.js';
-import { getDriver } from '../registry.js';
-import { drivers } from '../registry.js';
+import { drivers, getDriver } from '../registry.js';
 import { Lease, readLeases, type Undo } from './lease.js';
 import { isAlive } from './owner.js';
 

@@ -28,8 +28,7 @@ export async function killRecordedProcess(pid: number, startTime: string): Promi
 export async function unmountTree(runner: ProcessRunner, path: string): Promise<void> {
   for (const mount of (await mountsUnder(path)).reverse()) {
     const r = await runner.run(['umount', mount], { check: false });
-    if (r.exitCode !== 0 && (await mountsUnder(mount)).includes(mount))
-      await runner.run(['umount', '--lazy', mount]);
+    if (r.exitCode !== 0 && (await mountsUnder(mount)).includes(mount)) await runner.run(['umount', '--lazy', mount]);
   }
 }
 

@@ -62,7 +62,8 @@ export interface FakeDriverOptions {
 }
 
 const encoder = new TextEncoder();
-const bytes = (v: string | Uint8Array | undefined) => (typeof v === 'string' ? encoder.encode(v) : (v ?? new Uint8Array()));
+const bytes = (v: string | Uint8Array | undefined) =>
+  typeof v === 'string' ? encoder.encode(v) : (v ?? new Uint8Array());
 
 const BUILTINS: Record<string, FakeCommand> = {
   true: () => ({}),

@@ -92,6 +92,7 @@ function dir(): Node {
 }
 
 function normalise(path: string): string {
-  if (!path.startsWith('/') || path.includes('\0')) throw new UnsafePathError(path, 'paths inside an environment are absolute');
+  if (!path.startsWith('/') || path.includes('\0'))
+    throw new UnsafePathError(path, 'paths inside an environment are absolute');
   return posix.normalize(path).replace(/(.)\/$/, '$1');
 }

@@ -5,10 +5,22 @@ import { FakeDriver } from '../../src/testing/index.js';
 // The in-memory fake has no shell: a suite that passed it would be checking nothing.
 describe('the conformance suite can fail', () => {
   it('reports problems, one line each, naming the environment and the operation', async () => {
-    const report = await runConformance({ name: 'fake', driver: new FakeDriver(), spec: {}, largeFileBytes: 1024, streamBytes: 1024 });
+    const report = await runConformance({
+      name: 'fake',
+      driver: new FakeDriver(),
+      spec: {},
+      largeFileBytes: 1024,
+      streamBytes: 1024,
+    });
     expect(report.results.map((r) => r.name)).toEqual(CHECKS.map((c) => c.name));
     const exit = report.results.find((r) => r.name === 'exit-codes');
-    expect(exit?.problems.some((p) => /^execenv-[a-z0-9]+: exec \["sh","-c","kill -KILL \$\$"\]: got \{"exitCode":127,"signal":null\}, want \{"exitCode":null,"signal":"SIGKILL"\}$/.test(p))).toBe(true);
+    expect(
+      exit?.problems.some((p) =>
+        /^execenv-[a-z0-9]+: exec \["sh","-c","kill -KILL \$\$"\]: got \{"exitCode":127,"signal":null\}, want \{"exitCode":null,"signal":"SIGKILL"\}$/.test(
+          p,
+        ),
+      ),
+    ).toBe(true);
     expect(report.results.find((r) => r.name === 'cwd')?.problems.length).toBeGreaterThan(0);
     expect(report.problems.length).toBeGreaterThan(10);
   }, 60_000);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pack as tarPack } from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { extractArchive, packTree, RootedFiles, resolveInRoot } from '../../src/files/index.js';
@@ -22,7 +22,8 @@ afterEach(async () => {
 type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string; content?: string };
 function archive(entries: Entry[]): Readable {
   const p = tarPack();
-  for (const e of entries) p.entry({ name: e.name, type: e.type ?? 'file', linkname: e.linkname, mode: 0o644 }, e.content ?? '');
+  for (const e of entries)
+    p.entry({ name: e.name, type: e.type ?? 'file', linkname: e.linkname, mode: 0o644 }, e.content ?? '');
   p.finalize();
   return p as unknown as Readable;
 }
@@ -68,13 +69,17 @@ describe('extractArchive refuses hostile archives and rolls back', () => {
     ['a hardlink to ../', [{ name: 'h', type: 'link', linkname: '../../etc/passwd' }]],
     ['a hardlink to an absolute path', [{ name: 'h', type: 'link', linkname: '/etc/passwd' }]],
     ['a symlink that climbs out, then a file through it', [{ name: 'l', type: 'symlink', linkname: '../../..' }]],
-    ['a file through a symlink to / from the same archive', [
-      { name: 'l', type: 'symlink', linkname: '/' },
-      { name: `l/${marker}` },
-    ]],
+    [
+      'a file through a symlink to / from the same archive',
+      [{ name: 'l', type: 'symlink', linkname: '/' }, { name: `l/${marker}` }],
+    ],
   ])('%s', async (_what, entries) => {
     const before = await everything(dir);
-    const withEarlier: Entry[] = [{ name: 'earlier', type: 'directory' }, { name: 'earlier/file', content: 'x' }, ...entries];
+    const withEarlier: Entry[] = [
+      { name: 'earlier', type: 'directory' },
+      { name: 'earlier/file', content: 'x' },
+      ...entries,
+    ];
     await expect(extractArchive(archive(withEarlier), { root, destDir: '/tmp/dest' })).rejects.toMatchObject({
       code: 'UNSAFE_PATH',
     });
@@ -135,7 +140,9 @@ describe('packTree and extractArchive round trip', () => {
 
   it('streams a missing path as NOT_FOUND', async () => {
     const s = packTree(root, '/missing');
-    await expect(new Promise((_, reject) => s.on('error', reject).resume())).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(new Promise((_, reject) => s.on('error', reject).resume())).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
   });
 });
 
@@ -161,7 +168,10 @@ describe('RootedFiles', () => {
     await files.push(big, '/tmp/big');
     await files.pull('/tmp/big', join(dir, 'back'));
     const after = process.memoryUsage();
-    const sha = async (p: string) => createHash('sha256').update(await readFile(p)).digest('hex');
+    const sha = async (p: string) =>
+      createHash('sha256')
+        .update(await readFile(p))
+        .digest('hex');
     expect(await sha(join(dir, 'back'))).toBe(await sha(big));
     expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(50 * 2 ** 20);
   });

@@ -19,7 +19,8 @@ async function writePattern(path: string, bytes: number): Promise<void> {
   const { open } = await import('node:fs/promises');
   const fh = await open(path, 'w');
   try {
-    for (let left = bytes; left > 0; left -= block.length) await fh.write(block.subarray(0, Math.min(left, block.length)));
+    for (let left = bytes; left > 0; left -= block.length)
+      await fh.write(block.subarray(0, Math.min(left, block.length)));
   } finally {
     await fh.close();
   }
@@ -62,13 +63,18 @@ async function fileModes(ctx: CheckContext): Promise<void> {
   const path = `/tmp/${unique('modes')}`;
   await env.push(new TextEncoder().encode('owned'), path, { mode: 0o640, uid: 1234, gid: 2345 });
   const st = await env.stat(path);
-  ctx.expect(env.id, `stat ${path}`, st && { type: st.type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size }, {
-    type: 'file',
-    mode: 0o640,
-    uid: 1234,
-    gid: 2345,
-    size: 5,
-  });
+  ctx.expect(
+    env.id,
+    `stat ${path}`,
+    st && { type: st.type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size },
+    {
+      type: 'file',
+      mode: 0o640,
+      uid: 1234,
+      gid: 2345,
+      size: 5,
+    },
+  );
   const seen = await env.exec(['stat', '-c', '%a %u %g', path]);
   ctx.expect(env.id, `stat -c inside for ${path}`, seen.stdout.trim(), '640 1234 2345');
   const host = await ctx.hostDir();
@@ -115,7 +121,12 @@ async function directoryTree(ctx: CheckContext): Promise<void> {
   ctx.expect(env.id, `readDir ${dest}/sub`, await env.readDir(`${dest}/sub`), ['deeper', 'relative-link', 'script']);
   const link = await env.stat(`${dest}/absolute-link`);
   ctx.expect(env.id, 'stat of a pushed absolute symlink', [link?.type, link?.linkTarget], ['symlink', '/etc/hostname']);
-  ctx.expect(env.id, 'reading through a pushed relative symlink', (await env.exec(['cat', `${dest}/sub/relative-link`])).stdout, 'top\n');
+  ctx.expect(
+    env.id,
+    'reading through a pushed relative symlink',
+    (await env.exec(['cat', `${dest}/sub/relative-link`])).stdout,
+    'top\n',
+  );
   ctx.expect(env.id, 'running a pushed executable', (await env.exec([`${dest}/sub/script`])).stdout, 'hi\n');
   await env.pull(dest, join(host, 'back'));
   ctx.expect(env.id, `tree pulled back from ${dest}`, await describeTree(join(host, 'back')), await describeTree(src));
@@ -132,7 +143,12 @@ async function archiveRoundTrip(ctx: CheckContext): Promise<void> {
   const copy = `/tmp/${unique('archive-copy')}`;
   await env.pushArchive(env.pullArchive(dest), copy);
   await env.pull(copy, join(host, 'back'));
-  ctx.expect(env.id, `pullArchive ${dest} | pushArchive ${copy}`, await describeTree(join(host, 'back')), await describeTree(src));
+  ctx.expect(
+    env.id,
+    `pullArchive ${dest} | pushArchive ${copy}`,
+    await describeTree(join(host, 'back')),
+    await describeTree(src),
+  );
 }
 
 async function missingPath(ctx: CheckContext): Promise<void> {
@@ -162,7 +178,13 @@ async function pushThroughSymlink(ctx: CheckContext): Promise<void> {
     () => true,
     () => false,
   );
-  if (onHost) ctx.problem(env.id, `push to ${link}/${name} (${link} -> /)`, `the host file /${name}`, 'a file inside the environment');
+  if (onHost)
+    ctx.problem(
+      env.id,
+      `push to ${link}/${name} (${link} -> /)`,
+      `the host file /${name}`,
+      'a file inside the environment',
+    );
   ctx.expect(env.id, `cat /${name} inside`, (await env.exec(['cat', `/${name}`])).stdout, 'landed inside');
   await env.exec(['rm', '-f', `/${name}`]);
 }
@@ -178,15 +200,29 @@ async function unsafeArchive(ctx: CheckContext): Promise<void> {
   const env = await ctx.env();
   const dest = `/tmp/${unique('unsafe')}`;
   await env.exec(['mkdir', '-p', dest], { check: true });
-  const escape = unique('execenv-escape');
-  for (const name of [`../${escape}`, `a/../../${escape}`, `/tmp/${escape}`]) {
-    const err = await rejection(env.pushArchive(tarOf([{ name: 'ok', content: 'x' }, { name, content: 'escaped' }]), dest));
+  const escaped = unique('execenv-escape');
+  for (const name of [`../${escaped}`, `a/../../${escaped}`, `/tmp/${escaped}`]) {
+    const err = await rejection(
+      env.pushArchive(
+        tarOf([
+          { name: 'ok', content: 'x' },
+          { name, content: 'escaped' },
+        ]),
+        dest,
+      ),
+    );
     ctx.expect(env.id, `pushArchive with entry ${name}`, codeOf(err), 'UNSAFE_PATH');
   }
   ctx.expect(env.id, `readDir ${dest} after refused archives`, await env.readDir(dest), []);
-  ctx.expect(env.id, `/tmp/${escape} inside`, await env.stat(`/tmp/${escape}`), null);
-  for (const hostPath of [`/tmp/${escape}`, `/${escape}`])
-    if (await stat(hostPath).then(() => true, () => false)) ctx.problem(env.id, 'pushArchive with ../', `host file ${hostPath}`, 'nothing on the host');
+  ctx.expect(env.id, `/tmp/${escaped} inside`, await env.stat(`/tmp/${escaped}`), null);
+  for (const hostPath of [`/tmp/${escaped}`, `/${escaped}`])
+    if (
+      await stat(hostPath).then(
+        () => true,
+        () => false,
+      )
+    )
+      ctx.problem(env.id, 'pushArchive with ../', `host file ${hostPath}`, 'nothing on the host');
 }
 
 async function pullSymlink(ctx: CheckContext): Promise<void> {

@@ -1,4 +1,14 @@
-import { isPublishable, isRebootable, isRevertable, isSnapshottable, publish, reboot, restore, revert, snapshot } from '../../capabilities.js';
+import {
+  isPublishable,
+  isRebootable,
+  isRevertable,
+  isSnapshottable,
+  publish,
+  reboot,
+  restore,
+  revert,
+  snapshot,
+} from '../../capabilities.js';
 import type { Environment } from '../../contract.js';
 import { type Check, type CheckContext, codeOf, rejection, unique } from '../context.js';
 
@@ -16,7 +26,8 @@ async function openClose(ctx: CheckContext): Promise<void> {
   const b = await driver.open(spec, openOptions);
   try {
     for (const env of [a, b]) {
-      if (!/^execenv-[a-z0-9]+$/.test(env.id)) ctx.problem(env.id, 'id', env.id, 'execenv-<lower-case letters and digits>');
+      if (!/^execenv-[a-z0-9]+$/.test(env.id))
+        ctx.problem(env.id, 'id', env.id, 'execenv-<lower-case letters and digits>');
       ctx.expect(env.id, 'driver', env.driver, driver.name);
       const isolation = [...env.capabilities].filter((c) => ISOLATION.includes(c));
       if (isolation.length !== 1) ctx.problem(env.id, 'capabilities', isolation, 'exactly one isolation-* capability');
@@ -51,10 +62,21 @@ async function invalidSpec(ctx: CheckContext): Promise<void> {
     ['mounts[0].source', { ...spec, mounts: [{ source: 'relative', target: '/mnt' }] }],
   ] as const) {
     const err = await rejection(driver.open(bad as never, openOptions));
-    ctx.expect(driver.name, `open with a bad ${field}`, [codeOf(err), (err as { field?: string })?.field], ['INVALID_SPEC', field]);
+    ctx.expect(
+      driver.name,
+      `open with a bad ${field}`,
+      [codeOf(err), (err as { field?: string })?.field],
+      ['INVALID_SPEC', field],
+    );
   }
   const after = await listedIds(ctx);
-  if (before && after) ctx.expect(driver.name, 'environments listed after refused opens', after.filter((id) => !before.includes(id)), []);
+  if (before && after)
+    ctx.expect(
+      driver.name,
+      'environments listed after refused opens',
+      after.filter((id) => !before.includes(id)),
+      [],
+    );
 }
 
 async function concurrency(ctx: CheckContext): Promise<void> {
@@ -62,9 +84,12 @@ async function concurrency(ctx: CheckContext): Promise<void> {
   const name = `/tmp/${unique('mine')}`;
   await Promise.all(envs.map((env, i) => env.push(new TextEncoder().encode(`env ${i}`), name)));
   const seen = await Promise.all(envs.map((env) => env.exec(['cat', name]).then((r) => r.stdout)));
-  envs.forEach((env, i) => ctx.expect(env.id, `cat ${name} in environment ${i} of 4`, seen[i], `env ${i}`));
-  const busy = await Promise.all(envs.map((env, i) => env.exec(['sh', '-c', `echo ${i} > /tmp/own; sleep 0.2; cat /tmp/own`])));
-  busy.forEach((r, i) => ctx.expect(envs[i]!.id, 'concurrent exec', r.stdout.trim(), String(i)));
+  for (const [i, env] of envs.entries())
+    ctx.expect(env.id, `cat ${name} in environment ${i} of 4`, seen[i], `env ${i}`);
+  const busy = await Promise.all(
+    envs.map((env, i) => env.exec(['sh', '-c', `echo ${i} > /tmp/own; sleep 0.2; cat /tmp/own`])),
+  );
+  for (const [i, r] of busy.entries()) ctx.expect(envs[i]!.id, 'concurrent exec', r.stdout.trim(), String(i));
 }
 
 async function leaks(ctx: CheckContext): Promise<void> {
@@ -72,7 +97,8 @@ async function leaks(ctx: CheckContext): Promise<void> {
   const env = await ctx.options.driver.open(ctx.options.spec, ctx.options.openOptions);
   await env.exec(['sh', '-c', 'sleep 30 & echo started'], { timeout: 10_000 });
   const listed = await listedIds(ctx);
-  if (listed && !listed.includes(env.id)) ctx.problem(env.id, 'list() while open', listed, `a list including ${env.id}`);
+  if (listed && !listed.includes(env.id))
+    ctx.problem(env.id, 'list() while open', listed, `a list including ${env.id}`);
   await env.close();
   const after = await listedIds(ctx);
   if (after?.includes(env.id)) ctx.problem(env.id, 'list() after close', 'still listed', 'gone');
@@ -88,7 +114,12 @@ async function capabilities(ctx: CheckContext): Promise<void> {
     ctx.expect(env.id, `test -e ${marker} after revert`, (await env.exec(['test', '-e', marker])).exitCode, 1);
   } else {
     if (declared('revert')) ctx.problem(env.id, 'revert', 'declared but not implemented', 'both or neither');
-    ctx.expect(env.id, 'revert() without the capability', codeOf(await rejection(Promise.resolve().then(() => revert(env)))), 'UNSUPPORTED');
+    ctx.expect(
+      env.id,
+      'revert() without the capability',
+      codeOf(await rejection(Promise.resolve().then(() => revert(env)))),
+      'UNSUPPORTED',
+    );
   }
   if (isSnapshottable(env)) {
     const marker = `/tmp/${unique('snapshot')}`;
@@ -97,19 +128,34 @@ async function capabilities(ctx: CheckContext): Promise<void> {
     await restore(env, 'conformance');
     ctx.expect(env.id, `test -e ${marker} after restore`, (await env.exec(['test', '-e', marker])).exitCode, 1);
   } else {
-    ctx.expect(env.id, 'snapshot() without the capability', codeOf(await rejection(Promise.resolve().then(() => snapshot(env, 'x')))), 'UNSUPPORTED');
+    ctx.expect(
+      env.id,
+      'snapshot() without the capability',
+      codeOf(await rejection(Promise.resolve().then(() => snapshot(env, 'x')))),
+      'UNSUPPORTED',
+    );
   }
   if (isRebootable(env)) {
     await reboot(env);
     ctx.expect(env.id, 'exec after reboot', (await env.exec(['true'])).exitCode, 0);
   } else {
-    ctx.expect(env.id, 'reboot() without the capability', codeOf(await rejection(Promise.resolve().then(() => reboot(env)))), 'UNSUPPORTED');
+    ctx.expect(
+      env.id,
+      'reboot() without the capability',
+      codeOf(await rejection(Promise.resolve().then(() => reboot(env)))),
+      'UNSUPPORTED',
+    );
   }
   if (isPublishable(env)) {
     const ref = await publish(env, unique('execenv-conformance'));
     if (typeof ref !== 'string' || ref.length === 0) ctx.problem(env.id, 'publish', ref, 'an image reference');
   } else {
-    ctx.expect(env.id, 'publish() without the capability', codeOf(await rejection(Promise.resolve().then(() => publish(env, 'x')))), 'UNSUPPORTED');
+    ctx.expect(
+      env.id,
+      'publish() without the capability',
+      codeOf(await rejection(Promise.resolve().then(() => publish(env, 'x')))),
+      'UNSUPPORTED',
+    );
   }
 }
 
