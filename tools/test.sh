@@ -9,8 +9,10 @@ step() { printf '\n=== %s\n' "$*"; }
 run() { "$@" || status=1; }
 
 step "npm dependencies"
+# npm install, not npm ci: it installs the versions package-lock.json pins, while npm ci also demands
+# lock entries for biome's other-platform binaries, which the reachable registry does not serve.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund || exit 1
+  npm install --no-audit --no-fund || exit 1
 fi
 
 step "host setup"
