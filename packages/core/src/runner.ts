@@ -1,4 +1,4 @@
-import type { Readable, Writable } from 'node:stream';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { execa } from 'execa';
 import { ExecenvError } from './errors.js';
 
@@ -174,14 +174,26 @@ export function createRunner(opts: ExecaRunnerOptions = {}): ProcessRunner {
           return sub.pid;
         },
         stdin: sub.stdin,
-        stdout: sub.stdout,
-        stderr: sub.stderr,
-        outputs: sub.stdio.slice(3) as Readable[],
+        stdout: held(sub.stdout),
+        stderr: held(sub.stderr),
+        outputs: (sub.stdio.slice(3) as Readable[]).map((s) => held(s) as Readable),
         kill: (signal) => sub.kill(signal ?? 'SIGTERM'),
         exited,
       };
     },
   };
+}
+
+/**
+ * execa's unbuffered output streams drop what arrives before someone reads
+ * them; piping into a PassThrough at once keeps it, with backpressure, until
+ * the caller reads.
+ */
+function held(stream: Readable | null): Readable | null {
+  if (!stream) return null;
+  const keep = new PassThrough({ highWaterMark: 1 << 16 });
+  stream.on('error', (err) => keep.destroy(err));
+  return stream.pipe(keep);
 }
 
 let defaultRunner: ProcessRunner | undefined;

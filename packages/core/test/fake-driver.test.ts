@@ -26,6 +26,34 @@ describe('FakeDriver', () => {
     await env.close();
   });
 
+  it('moves trees through tar like real drivers, refusing unsafe archives whole', async () => {
+    const { mkdtemp, readFile, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { pack } = await import('tar-stream');
+    const env = await new FakeDriver().open({});
+    env.files.writeFile('/src/a/file', new TextEncoder().encode('content'), { mode: 0o600 });
+    env.files.symlink('../a/file', '/src/b/link');
+    await env.pushArchive(env.pullArchive('/src'), '/copy');
+    expect(env.files.stat('/copy/a/file')).toMatchObject({ type: 'file', mode: 0o600, size: 7 });
+    expect(env.files.stat('/copy/b/link')).toMatchObject({ type: 'symlink', linkTarget: '../a/file' });
+    const host = await mkdtemp(join(tmpdir(), 'execenv-fake-'));
+    try {
+      await env.pull('/copy', join(host, 'out'));
+      expect(await readFile(join(host, 'out/a/file'), 'utf8')).toBe('content');
+      await expect(env.pull('/missing', join(host, 'x'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    } finally {
+      await rm(host, { recursive: true, force: true });
+    }
+    const evil = pack();
+    evil.entry({ name: 'fine' }, 'x');
+    evil.entry({ name: '../escape' }, 'x');
+    evil.finalize();
+    await expect(env.pushArchive(evil as never, '/dest')).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
+    expect(env.files.stat('/dest/fine')).toBeNull();
+    await env.close();
+  });
+
   it('forgets closed environments and refuses use after close', async () => {
     const driver = new FakeDriver();
     const env = await driver.open({});

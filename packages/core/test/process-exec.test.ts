@@ -90,6 +90,14 @@ describe('createRunner', () => {
     expect((err as Error).message).toContain('nope');
   });
 
+  it('keeps output that arrives before the caller reads it', async () => {
+    const p = runner.spawn(['head', '-c', '300000', '/dev/zero'], { env: { PATH: '/usr/bin:/bin' }, stdin: 'ignore' });
+    await new Promise((r) => setTimeout(r, 100));
+    let n = 0;
+    for await (const c of p.stdout!) n += (c as Buffer).length;
+    expect(n).toBe(300000);
+  });
+
   it('prefixes argv for sudo', async () => {
     const echo = createRunner({ sudo: ['echo'] });
     expect((await echo.run(['hello', 'world'])).stdout).toBe('hello world\n');

@@ -53,6 +53,14 @@ async function exists(path: string): Promise<boolean> {
  * not restored. Memory stays flat: file content streams straight to disk.
  */
 export async function extractArchive(tar: Readable, opts: ExtractOptions): Promise<ExtractStats> {
+  // Attached before the first await: a source already flowing (a child's stdout) must not lose its first bytes.
+  const extractor = tarExtract();
+  const source = new Promise<void>((resolve, reject) =>
+    pipeline(tar, extractor, (err) => (err ? reject(err) : resolve())),
+  );
+  source.catch(() => {});
+  // tar-stream emits entries as events: the iterator must exist before the first one.
+  const entries = extractor[Symbol.asyncIterator]();
   const owners = opts.owners ?? process.getuid?.() === 0;
   const destHost = await resolveInRoot(opts.root, opts.destDir, { followFinal: true });
   const destInRoot = destHost.slice(opts.root.replace(/\/$/, '').length) || '/';
@@ -76,13 +84,8 @@ export async function extractArchive(tar: Readable, opts: ExtractOptions): Promi
     return host;
   };
 
-  const extractor = tarExtract();
-  const source = new Promise<void>((resolve, reject) =>
-    pipeline(tar, extractor, (err) => (err ? reject(err) : resolve())),
-  );
-  source.catch(() => {});
   try {
-    for await (const entry of extractor) {
+    for await (const entry of { [Symbol.asyncIterator]: () => entries }) {
       const header = entry.header as Headers;
       const name = guard.check(header);
       const parent = posix.dirname(name) === '.' ? '' : posix.dirname(name);

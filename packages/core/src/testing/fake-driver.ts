@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import type {
   Availability,
   Capability,
@@ -16,8 +16,10 @@ import type {
 import { BaseEnvironment } from '../environment-base.js';
 import { NotFoundError } from '../errors.js';
 import { checkResult, execResult } from '../exec-result.js';
+import { extractArchive } from '../files/extract.js';
 import { newEnvironmentId } from '../lifecycle/lease.js';
 import { type EnvSpec, validateSpec } from '../spec.js';
+import { extractToFake, packFake } from './fake-archive.js';
 import { FakeFileSystem } from './fake-filesystem.js';
 
 /** What a fake command sees. */
@@ -180,18 +182,17 @@ export class FakeEnvironment extends BaseEnvironment {
     this.files.writeFile(dest, data, opts);
   }
 
-  protected override async doPull(): Promise<void> {
-    throw new Error('fake: pull is not implemented; read env.files instead');
+  protected override async doPull(src: string, dest: string): Promise<void> {
+    if (!this.files.stat(src)) throw new NotFoundError(src, { envId: this.id, driver: this.driver, op: 'pull' });
+    await extractArchive(this.doPullArchive(src), { root: dest, destDir: '/', owners: false });
   }
 
-  protected override async doPushArchive(): Promise<void> {
-    throw new Error('fake: pushArchive is not implemented; use push or env.files');
+  protected override async doPushArchive(tar: Readable, destDir: string): Promise<void> {
+    await extractToFake(tar, this.files, destDir);
   }
 
-  protected override doPullArchive(): Readable {
-    const s = new Readable({ read() {} });
-    queueMicrotask(() => s.destroy(new Error('fake: pullArchive is not implemented; read env.files instead')));
-    return s;
+  protected override doPullArchive(srcPath: string): Readable {
+    return packFake(this.files, srcPath, { envId: this.id, driver: this.driver });
   }
 
   protected override async doStat(path: string): Promise<FileStat | null> {

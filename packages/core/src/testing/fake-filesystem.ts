@@ -2,7 +2,8 @@ import { posix } from 'node:path';
 import type { FileOptions, FileStat } from '../contract.js';
 import { UnsafePathError } from '../errors.js';
 
-interface Node {
+/** One file, directory or symlink of a FakeFileSystem. */
+export interface FakeNode {
   type: 'file' | 'directory' | 'symlink';
   data: Uint8Array;
   target?: string;
@@ -17,7 +18,7 @@ interface Node {
  * directories created on demand, symlinks stored but never followed.
  */
 export class FakeFileSystem {
-  readonly #nodes = new Map<string, Node>([['/', dir()]]);
+  readonly #nodes = new Map<string, FakeNode>([['/', dir()]]);
 
   /** Writes a file, creating its parent directories. */
   writeFile(path: string, data: Uint8Array, opts: FileOptions = {}): void {
@@ -46,6 +47,16 @@ export class FakeFileSystem {
     const p = normalise(path);
     this.mkdir(posix.dirname(p));
     this.#nodes.set(p, { ...dir(), type: 'symlink', target, mode: 0o777 });
+  }
+
+  /** Sets a path's mode, owner and mtime; no-op when it does not exist. */
+  setMeta(path: string, meta: { mode?: number; uid?: number; gid?: number; mtime?: Date }): void {
+    const n = this.#nodes.get(normalise(path));
+    if (!n) return;
+    if (meta.mode !== undefined) n.mode = meta.mode & 0o7777;
+    if (meta.uid !== undefined) n.uid = meta.uid;
+    if (meta.gid !== undefined) n.gid = meta.gid;
+    if (meta.mtime) n.mtime = meta.mtime;
   }
 
   /** A file's content, or undefined when there is no such file. */
@@ -80,6 +91,14 @@ export class FakeFileSystem {
       .sort();
   }
 
+  /** Every path at or below `path` with its node, parents before children. */
+  entries(path: string): [string, Readonly<FakeNode>][] {
+    const p = normalise(path);
+    return [...this.#nodes.entries()]
+      .filter(([k]) => k === p || k.startsWith(p === '/' ? '/' : `${p}/`))
+      .sort(([a], [b]) => (a < b ? -1 : 1));
+  }
+
   /** Removes a path and everything below it. */
   remove(path: string): void {
     const p = normalise(path);
@@ -87,7 +106,7 @@ export class FakeFileSystem {
   }
 }
 
-function dir(): Node {
+function dir(): FakeNode {
   return { type: 'directory', data: new Uint8Array(), mode: 0o755, uid: 0, gid: 0, mtime: new Date() };
 }
 
