@@ -45,6 +45,19 @@ describe('the conformance suite can fail', () => {
     expect(r.problems).toEqual([expect.stringMatching(/: list\(\) after close: got "still listed", want "gone"$/)]);
   });
 
+  it('finds a driver that holds a whole stream in memory', async () => {
+    // This fake produces all of head's output at once, as a driver that buffers before streaming would.
+    const holding = new FakeDriver({ commands: { head: ({ argv }) => ({ stdout: new Uint8Array(Number(argv[2])) }) } });
+    const r = await runCheck(CHECKS.find((c) => c.name === 'streaming-memory')!, {
+      name: 'holding',
+      driver: holding,
+      spec: {},
+    });
+    expect(r.problems).toEqual([
+      expect.stringMatching(/: host memory retained while streaming: got "\d+ bytes", want "< \d+"$/),
+    ]);
+  });
+
   it('skips, with the reason, what the driver declares as a gap', async () => {
     const r = await runCheck(CHECKS.find((c) => c.name === 'user')!, {
       name: 'fake',

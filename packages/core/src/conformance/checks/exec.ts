@@ -133,7 +133,7 @@ async function streamingMemory(ctx: CheckContext): Promise<void> {
   };
   const base = retained();
   let count = 0;
-  const checkpoints = [0.25, 0.75].map((f) => Math.floor(total * f));
+  const checkpoints = [0.2, 0.8].map((f) => Math.floor(total * f));
   const seen: number[] = [];
   const p = env.spawn(['head', '-c', String(total), '/dev/zero']);
   for await (const chunk of p.stdout) {
