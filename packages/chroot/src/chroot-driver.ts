@@ -14,6 +14,7 @@ import {
   type GcReport,
   hostRunner,
   hostUndo,
+  type IdMap,
   InvalidSpecError,
   isAlive,
   Lease,
@@ -35,6 +36,7 @@ import { ensureDefaultImage } from './default-image.js';
 import { findBinary, HOST_PATH } from './host-binaries.js';
 import { ensureInitHelper } from './init-helper.js';
 import { prepareRootfs } from './rootfs-cache.js';
+import { currentSubordinateIds, rootlessIdMap, rootlessMapArgs } from './subordinate-ids.js';
 
 /** The registry name of this driver. */
 export const DRIVER_NAME = 'chroot';
@@ -70,10 +72,22 @@ export class ChrootDriver implements Driver {
   /** The mode open() will use, and why. */
   async mode(): Promise<{ mode: ChrootMode; reason: string }> {
     const asked = this.#options.mode ?? 'auto';
-    if (asked !== 'auto') return { mode: asked, reason: `mode "${asked}" was asked for` };
-    return process.getuid?.() === 0
-      ? { mode: 'root', reason: 'running as root: mounts in the host mount namespace' }
-      : { mode: 'rootless', reason: 'not root: mounts inside a user namespace (unshare --map-root-user)' };
+    const mode: ChrootMode = asked !== 'auto' ? asked : process.getuid?.() === 0 ? 'root' : 'rootless';
+    const why = asked !== 'auto' ? `mode "${asked}" was asked for` : mode === 'root' ? 'running as root' : 'not root';
+    if (mode === 'root') return { mode, reason: `${why}: mounts in the host mount namespace` };
+    const sub = await this.#subordinateIds();
+    return {
+      mode,
+      reason: sub
+        ? `${why}: mounts inside a user namespace, subordinate ids ${sub.uids.start}+${sub.uids.count} mapped to 1..${sub.uids.count}`
+        : `${why}: mounts inside a user namespace mapping only root (no subordinate ids in /etc/subuid and /etc/subgid, or no newuidmap)`,
+    };
+  }
+
+  async #subordinateIds() {
+    if (this.#options.subordinateIds === false) return undefined;
+    if (!(await findBinary('newuidmap')) || !(await findBinary('newgidmap'))) return undefined;
+    return currentSubordinateIds();
   }
 
   async probe(): Promise<Availability> {
@@ -176,6 +190,7 @@ export class ChrootDriver implements Driver {
         hostRoot,
         init,
         enter: ctx.enter,
+        ids: ctx.ids,
         isolateNetwork: network === 'none',
         linux32,
         env: checked.env ?? {},
@@ -214,7 +229,7 @@ export class ChrootDriver implements Driver {
     mode: ChrootMode,
     lease: Lease,
     runner: ProcessRunner,
-  ): Promise<MountContext & { enter: string[] }> {
+  ): Promise<MountContext & { enter: string[]; ids?: IdMap }> {
     const env = { PATH: HOST_PATH };
     if (mode === 'root')
       return {
@@ -223,8 +238,9 @@ export class ChrootDriver implements Driver {
         run: (argv) => runner.run(argv, { env }),
         hostPath: (p) => p,
       };
+    const sub = await this.#subordinateIds();
     const holder = runner.spawn(
-      ['unshare', '--user', '--map-root-user', '--mount', '--propagation', 'private', '--', 'sleep', 'infinity'],
+      ['unshare', '--user', ...rootlessMapArgs(sub), '--mount', '--propagation', 'private', '--', 'sleep', 'infinity'],
       { env, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' },
     );
     const pid = holder.pid;
@@ -241,6 +257,7 @@ export class ChrootDriver implements Driver {
     return {
       mode,
       enter,
+      ids: rootlessIdMap(process.getuid?.() ?? 0, process.getgid?.() ?? 0, sub),
       run: (argv) => runner.run([...enter, ...argv], { env }),
       hostPath: (p) => `/proc/${pid}/root${p}`,
     };

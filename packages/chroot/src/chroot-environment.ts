@@ -9,6 +9,8 @@ import {
   type ExecResult,
   type FileOptions,
   type FileStat,
+  type IdMap,
+  InvalidSpecError,
   type Lease,
   NotFoundError,
   type ProcessRunner,
@@ -18,6 +20,7 @@ import {
   resolveUser,
   superviseExec,
   superviseSpawn,
+  toHostId,
   type Undo,
 } from '@execenv/core';
 import { HOST_PATH } from './host-binaries.js';
@@ -38,6 +41,8 @@ export interface ChrootEnvironmentInit extends EnvironmentInit {
   init: string;
   /** Argv that enters the namespace holding the mounts (empty in root mode). */
   enter: readonly string[];
+  /** Id map of the user namespace (rootless mode). */
+  ids?: IdMap;
   /** Give each exec an empty network namespace. */
   isolateNetwork: boolean;
   /** Run commands under the 32-bit personality. */
@@ -99,6 +104,7 @@ export class ChrootEnvironment extends BaseEnvironment {
     this.#init = init;
     this.#files = new RootedFiles(init.hostRoot, {
       runner: init.runner,
+      ids: init.ids,
       context: { envId: init.id, driver: init.driver },
       onCopy: (e) => this.emit({ type: 'copy', envId: this.id, ...e }),
     });
@@ -244,6 +250,17 @@ export class ChrootEnvironment extends BaseEnvironment {
   async #resolveUser(user: string) {
     const read = async (path: string) =>
       readFile(await resolveInRoot(this.#init.hostRoot, path, { followFinal: true }), 'utf8').catch(() => '');
-    return resolveUser(user, await read('/etc/passwd'), await read('/etc/group'), this.id);
+    const resolved = resolveUser(user, await read('/etc/passwd'), await read('/etc/group'), this.id);
+    const ids = this.#init.ids;
+    if (ids && (toHostId(ids.uids, resolved.uid) === undefined || toHostId(ids.gids, resolved.gid) === undefined))
+      throw new InvalidSpecError(
+        'user',
+        `${user} (${resolved.uid}:${resolved.gid}) is not mapped in this rootless environment; give the user subordinate ids in /etc/subuid and /etc/subgid`,
+        this.context('exec'),
+      );
+    return {
+      ...resolved,
+      groups: ids ? resolved.groups.filter((g) => toHostId(ids.gids, g) !== undefined) : resolved.groups,
+    };
   }
 }

@@ -11,6 +11,12 @@ export interface ChrootDriverOptions {
    * @default 'auto' (root when running as root, else rootless)
    */
   mode?: 'auto' | ChrootMode;
+  /**
+   * In rootless mode, map the user's subordinate ids (/etc/subuid, /etc/subgid,
+   * through newuidmap) to ids 1.. inside, so other users exist there.
+   * @default true when the user has subordinate ids
+   */
+  subordinateIds?: boolean;
   /** Runs every host command. @default core's execa runner */
   runner?: ProcessRunner;
   /** Where extracted root filesystems, the default image and the init helper are cached. @default core's defaultCacheDir() */

@@ -6,6 +6,7 @@ import { type Header as Headers, extract as tarExtract } from 'tar-stream';
 import { type ErrorContext, ExecenvError, UnsafePathError } from '../errors.js';
 import type { ProcessRunner } from '../runner.js';
 import { ArchiveGuard, normaliseEntryName } from './archive-guard.js';
+import { type IdMap, toHostId } from './id-map.js';
 import { resolveInRoot } from './in-root.js';
 import { setModeAndOwner } from './metadata.js';
 
@@ -17,6 +18,11 @@ export interface ExtractOptions {
   destDir: string;
   /** Keep entries' uid/gid. @default true when running as root */
   owners?: boolean;
+  /**
+   * The user namespace the root belongs to: entries' owners are ids inside it.
+   * An owner not mapped there becomes the namespace's root.
+   */
+  ids?: IdMap;
   /** Makes device nodes and fifos (mknod, mkfifo); without one they are skipped and counted. */
   runner?: ProcessRunner;
   /** Called with the bytes of file content written so far. */
@@ -142,7 +148,7 @@ export async function extractArchive(tar: Readable, opts: ExtractOptions): Promi
       entry.resume();
       guard.record(name, header.type);
       if (name !== '') hostOf.set(name, path);
-      await applyMetadata(path, header, owners, dirTimes);
+      await applyMetadata(path, header, owners ? (opts.ids ?? null) : undefined, dirTimes);
       stats.entries++;
     }
     await source;
@@ -194,8 +200,25 @@ function specialArgv(header: Headers, path: string): string[] {
   return ['mknod', '-m', mode, '--', path, kind, String(header.devmajor ?? 0), String(header.devminor ?? 0)];
 }
 
-async function applyMetadata(path: string, header: Headers, owners: boolean, dirTimes: [string, Date, number][]) {
-  const owner = owners ? { uid: header.uid ?? 0, gid: header.gid ?? 0 } : undefined;
+/** A header's owner as host ids: `ids` undefined means owners are not kept, null means no namespace. */
+function hostOwner(header: Headers, ids: IdMap | null | undefined) {
+  if (ids === undefined) return undefined;
+  const uid = header.uid ?? 0;
+  const gid = header.gid ?? 0;
+  if (ids === null) return { uid, gid };
+  return {
+    uid: toHostId(ids.uids, uid) ?? toHostId(ids.uids, 0) ?? 0,
+    gid: toHostId(ids.gids, gid) ?? toHostId(ids.gids, 0) ?? 0,
+  };
+}
+
+async function applyMetadata(
+  path: string,
+  header: Headers,
+  ids: IdMap | null | undefined,
+  dirTimes: [string, Date, number][],
+) {
+  const owner = hostOwner(header, ids);
   if (header.type === 'symlink') {
     if (owner) await lchown(path, owner.uid, owner.gid);
   } else if (header.type !== 'link') await setModeAndOwner(path, header.mode ?? 0o644, owner);

@@ -1,5 +1,6 @@
 export * from './archive-guard.js';
 export * from './extract.js';
+export * from './id-map.js';
 export * from './in-root.js';
 export * from './metadata.js';
 export * from './pack.js';

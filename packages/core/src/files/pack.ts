@@ -4,25 +4,28 @@ import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { type Header as Headers, pack as tarPack } from 'tar-stream';
 import { type ErrorContext, NotFoundError } from '../errors.js';
+import { type IdMap, toInsideId } from './id-map.js';
 import { resolveInRoot } from './in-root.js';
 
 /** Options of packTree. */
 export interface PackOptions {
   /** envId/driver for the errors the stream emits. */
   context?: ErrorContext;
+  /** The user namespace the root belongs to: owners are written as ids inside it. */
+  ids?: IdMap;
   /** Called with the bytes of file content packed so far. */
   onProgress?: (bytes: number) => void;
 }
 
 type Stats = Awaited<ReturnType<typeof lstat>>;
 
-function headerOf(name: string, st: Stats): Pick<Headers, 'name' | 'mode' | 'uid' | 'gid' | 'mtime'> {
+function headerOf(name: string, st: Stats, ids?: IdMap): Pick<Headers, 'name' | 'mode' | 'uid' | 'gid' | 'mtime'> {
   return {
     name,
     // With its type bits the mode is never 0, which tar-stream would replace by a default (0o644).
     mode: Number(st.mode),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
+    uid: ids ? toInsideId(ids.uids, Number(st.uid)) : Number(st.uid),
+    gid: ids ? toInsideId(ids.gids, Number(st.gid)) : Number(st.gid),
     mtime: st.mtime,
   };
 }
@@ -41,7 +44,7 @@ export function packTree(root: string, srcPath: string, opts: PackOptions = {}):
 
   const addFile = (name: string, path: string, st: Stats) =>
     new Promise<void>((resolve, reject) => {
-      const sink = pack.entry({ ...headerOf(name, st), type: 'file', size: Number(st.size) }, (err) =>
+      const sink = pack.entry({ ...headerOf(name, st, opts.ids), type: 'file', size: Number(st.size) }, (err) =>
         err ? reject(err) : resolve(),
       );
       const source = createReadStream(path, { highWaterMark: 1 << 20 });
@@ -56,28 +59,28 @@ export function packTree(root: string, srcPath: string, opts: PackOptions = {}):
   const links = new Map<string, string>();
   const add = async (name: string, path: string, st: Stats): Promise<void> => {
     if (st.isDirectory()) {
-      pack.entry({ ...headerOf(name, st), type: 'directory' });
+      pack.entry({ ...headerOf(name, st, opts.ids), type: 'directory' });
       const children = (await readdir(path)).sort();
       for (const child of children) {
         const childPath = `${path}/${child}`;
         await add(name === '.' ? child : `${name}/${child}`, childPath, await lstat(childPath));
       }
     } else if (st.isSymbolicLink()) {
-      pack.entry({ ...headerOf(name, st), type: 'symlink', linkname: await readlink(path) });
+      pack.entry({ ...headerOf(name, st, opts.ids), type: 'symlink', linkname: await readlink(path) });
     } else if (st.isFile()) {
       const key = `${st.dev}:${st.ino}`;
       const first = Number(st.nlink) > 1 ? links.get(key) : undefined;
-      if (first) pack.entry({ ...headerOf(name, st), type: 'link', linkname: first });
+      if (first) pack.entry({ ...headerOf(name, st, opts.ids), type: 'link', linkname: first });
       else {
         if (Number(st.nlink) > 1) links.set(key, name);
         await addFile(name, path, st);
       }
     } else if (st.isFIFO()) {
-      pack.entry({ ...headerOf(name, st), type: 'fifo' });
+      pack.entry({ ...headerOf(name, st, opts.ids), type: 'fifo' });
     } else if (st.isCharacterDevice() || st.isBlockDevice()) {
       const rdev = Number(st.rdev);
       pack.entry({
-        ...headerOf(name, st),
+        ...headerOf(name, st, opts.ids),
         type: st.isCharacterDevice() ? 'character-device' : 'block-device',
         devmajor: (rdev >> 8) & 0xfff,
         devminor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00),

@@ -8,6 +8,7 @@ import type { FileOptions, FileStat } from '../contract.js';
 import { type ErrorContext, InvalidSpecError, NotFoundError } from '../errors.js';
 import type { ProcessRunner } from '../runner.js';
 import { extractArchive } from './extract.js';
+import { type IdMap, toHostId, toInsideId } from './id-map.js';
 import { assertEnvPath, resolveInRoot } from './in-root.js';
 import { setModeAndOwner } from './metadata.js';
 import { packTree } from './pack.js';
@@ -25,6 +26,8 @@ export interface RootedFilesOptions {
   runner?: ProcessRunner;
   /** envId and driver for errors. */
   context?: ErrorContext;
+  /** The user namespace of the environment, when its ids differ from the host's. */
+  ids?: IdMap;
   /** Called when a push or pull finishes. */
   onCopy?: (e: CopyProgress) => void;
 }
@@ -68,6 +71,7 @@ export class RootedFiles {
           root: this.#root,
           destDir: dest,
           runner: this.#opts.runner,
+          ids: this.#opts.ids,
           context: this.#ctx('push'),
         });
         this.#opts.onCopy?.({ direction: 'push', path: dest, bytes: result.bytes });
@@ -98,13 +102,29 @@ export class RootedFiles {
     });
     try {
       await pipeline(content, count, createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
-      await setModeAndOwner(tmp, opts.mode ?? 0o644, isRoot() ? { uid: opts.uid ?? 0, gid: opts.gid ?? 0 } : undefined);
+      await setModeAndOwner(
+        tmp,
+        opts.mode ?? 0o644,
+        isRoot() ? this.#hostOwner(opts.uid ?? 0, opts.gid ?? 0) : undefined,
+      );
       await rename(tmp, target);
     } catch (err) {
       await rm(tmp, { force: true });
       throw err;
     }
     this.#opts.onCopy?.({ direction: 'push', path: dest, bytes });
+  }
+
+  #hostOwner(uid: number, gid: number): { uid: number; gid: number } {
+    const ids = this.#opts.ids;
+    if (!ids) return { uid, gid };
+    const hostUid = toHostId(ids.uids, uid);
+    const hostGid = toHostId(ids.gids, gid);
+    if (hostUid === undefined)
+      throw new InvalidSpecError('uid', `${uid} is not mapped in this environment's user namespace`, this.#ctx('push'));
+    if (hostGid === undefined)
+      throw new InvalidSpecError('gid', `${gid} is not mapped in this environment's user namespace`, this.#ctx('push'));
+    return { uid: hostUid, gid: hostGid };
   }
 
   /** Copies a file or directory of the environment to the host path `dest`. */
@@ -115,12 +135,15 @@ export class RootedFiles {
     if (!st) throw new NotFoundError(src, this.#ctx('pull'));
     if (st.isDirectory()) {
       await mkdir(dest, { recursive: true });
-      const result = await extractArchive(packTree(this.#root, src, { context: this.#ctx('pull') }), {
-        root: dest,
-        destDir: '/',
-        runner: this.#opts.runner,
-        context: this.#ctx('pull'),
-      });
+      const result = await extractArchive(
+        packTree(this.#root, src, { context: this.#ctx('pull'), ids: this.#opts.ids }),
+        {
+          root: dest,
+          destDir: '/',
+          runner: this.#opts.runner,
+          context: this.#ctx('pull'),
+        },
+      );
       this.#opts.onCopy?.({ direction: 'pull', path: src, bytes: result.bytes });
       return;
     }
@@ -146,6 +169,7 @@ export class RootedFiles {
       root: this.#root,
       destDir,
       runner: this.#opts.runner,
+      ids: this.#opts.ids,
       context: this.#ctx('pushArchive'),
     });
     this.#opts.onCopy?.({ direction: 'push', path: destDir, bytes: result.bytes });
@@ -153,7 +177,7 @@ export class RootedFiles {
 
   /** Streams `srcPath` as tar (see packTree for entry names). */
   pullArchive(srcPath: string): Readable {
-    return packTree(this.#root, srcPath, { context: this.#ctx('pullArchive') });
+    return packTree(this.#root, srcPath, { context: this.#ctx('pullArchive'), ids: this.#opts.ids });
   }
 
   /** Describes `path` without following a final symlink; null when missing. */
@@ -165,8 +189,8 @@ export class RootedFiles {
       type: typeOf(st),
       size: st.size,
       mode: st.mode & 0o7777,
-      uid: st.uid,
-      gid: st.gid,
+      uid: this.#opts.ids ? toInsideId(this.#opts.ids.uids, st.uid) : st.uid,
+      gid: this.#opts.ids ? toInsideId(this.#opts.ids.gids, st.gid) : st.gid,
       mtime: st.mtime,
       ...(st.isSymbolicLink() ? { linkTarget: await readlink(target) } : {}),
     };

@@ -145,17 +145,15 @@ async function streamingMemory(ctx: CheckContext): Promise<void> {
   }
   await p.result;
   ctx.expect(env.id, `bytes streamed from head -c ${total}`, count, total);
-  // A driver that buffers holds half the stream more at 75% than at 25%; one that streams holds a few chunks throughout.
+  // A driver that buffers holds 60% of the stream more at 80% than at 20%; one that streams holds a few chunks
+  // throughout. The bounds leave room for the test runner's own heap moving by a few tens of MB.
   const [early = 0, late = 0] = seen;
-  if (late - early > total * 0.25)
-    ctx.problem(
-      env.id,
-      'host memory retained from 25% to 75% of the stream',
-      `+${late - early} bytes`,
-      `< ${total * 0.25}`,
-    );
-  if (Math.max(early, late) > total * 0.5)
-    ctx.problem(env.id, 'host memory retained while streaming', `${Math.max(early, late)} bytes`, `< ${total * 0.5}`);
+  const growth = late - early;
+  if (growth > total * 0.4)
+    ctx.problem(env.id, 'host memory retained from 20% to 80% of the stream', `+${growth} bytes`, `< ${total * 0.4}`);
+  const most = Math.max(early, late);
+  if (most > total * 0.7)
+    ctx.problem(env.id, 'host memory retained while streaming', `${most} bytes`, `< ${total * 0.7}`);
 }
 
 async function binaryOutput(ctx: CheckContext): Promise<void> {
