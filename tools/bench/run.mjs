@@ -144,20 +144,15 @@ try {
     await rm(join(work, `pulled-raw${i}`), { recursive: true });
   }
   // Throughput ratio: raw time over SDK time (1.0 = as fast as tar | tar).
-  rows.push({
-    what: `push ${values['tree-mb']} MB tree`,
-    sdk: median(pushSdk),
-    raw: median(pushRaw),
-    ratio: median(pushRaw) / median(pushSdk),
+  const transfer = (what, sdk, raw) => ({
+    what,
+    sdk: median(sdk),
+    raw: median(raw),
+    ratio: median(raw) / median(sdk),
     goal: '>= 0.8x throughput',
   });
-  rows.push({
-    what: `pull ${values['tree-mb']} MB tree`,
-    sdk: median(pullSdk),
-    raw: median(pullRaw),
-    ratio: median(pullRaw) / median(pullSdk),
-    goal: '>= 0.8x throughput',
-  });
+  rows.push(transfer(`push ${values['tree-mb']} MB tree`, pushSdk, pushRaw));
+  rows.push(transfer(`pull ${values['tree-mb']} MB tree`, pullSdk, pullRaw));
   console.log(`execenv benchmark (${runs} exec runs, ${values['transfer-runs']} transfer runs, medians)`);
   console.log('what                     sdk ms     raw ms   ratio  goal');
   for (const r of rows)
