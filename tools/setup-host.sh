@@ -32,7 +32,7 @@ setup_common() {
 
 # The chroot driver: namespaces and overlayfs from util-linux and the kernel, a C compiler for its init helper.
 setup_chroot() {
-  apt_install gcc libc6-dev uidmap
+  apt_install gcc libc6-dev uidmap iproute2
   # Subordinate ids let rootless mode map users besides root (unshare --map-users through newuidmap).
   for f in /etc/subuid /etc/subgid; do
     grep -q '^root:' "$f" 2>/dev/null || { echo 'root:1000000:65536' >> "$f" && say "added subordinate ids for root to $f"; }

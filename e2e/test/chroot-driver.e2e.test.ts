@@ -96,11 +96,21 @@ describe('chroot driver on this host', () => {
     expect((await env.exec(['uname', '-m'])).stdout.trim()).toBe('i686');
   });
 
-  it('gives each exec an empty network namespace unless network is "host"', async () => {
+  it('gives the environment a network namespace of its own with loopback up, unless network is "host"', async () => {
     await using isolated = await driver.open({ image: busyboxTarball() }, { stateDir });
     await using shared = await driver.open({ image: busyboxTarball(), network: 'host' }, { stateDir });
     const count = async (e: typeof isolated) => (await e.exec(['sh', '-c', 'cat /proc/net/dev | wc -l'])).stdout.trim();
     expect(await count(isolated)).toBe('3');
+    expect((await isolated.exec(['ip', 'link', 'show', 'lo'])).stdout).toMatch(/<LOOPBACK,UP/);
+    // Every exec joins the same namespace: what one serves on loopback, another reaches.
+    const server = isolated.spawn(['nc', '-l', '-p', '7777', '-e', 'echo', 'pong']);
+    let reply = '';
+    for (let i = 0; i < 50 && !reply.includes('pong'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      reply = (await isolated.exec(['sh', '-c', 'echo ping | nc 127.0.0.1 7777'], { timeout: 5000 })).stdout;
+    }
+    expect(reply).toContain('pong');
+    server.kill();
     expect(shared.capabilities.has('network')).toBe(true);
     expect(Number(await count(shared))).toBeGreaterThan(3);
   });

@@ -1,8 +1,11 @@
 /*
  * execenv-init: PID 1 of one exec's pid namespace.
  *
- * usage: execenv-init ROOT CWD UID GID GROUPS PERSONALITY N NAME=VALUE... -- ARGV...
+ * usage: execenv-init ROOT CWD UID GID GROUPS PERSONALITY NETNS N NAME=VALUE... -- ARGV...
  *   GROUPS is a comma-separated list of supplementary gids ("" for none);
+ *   NETNS is "-" or a network namespace file (a bind mount of
+ *   /proc/PID/ns/net) the command joins, so all commands of an environment
+ *   share one network without paying for a new namespace each;
  *   PERSONALITY is "-" or "linux32"; N is the number of NAME=VALUE entries
  *   that make up the command's whole environment. The host-side processes
  *   before it run with a clean environment, so nothing the caller passes
@@ -23,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/personality.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,14 +86,22 @@ static void run_child(char **argv, char **envp, char **command) {
 }
 
 int main(int argc, char **argv) {
-  long nenv = argc > 7 ? strtol(argv[7], NULL, 10) : -1;
-  if (argc < 10 || nenv < 0 || nenv > argc - 10 || strcmp(argv[8 + nenv], "--") != 0) {
-    fprintf(stderr, "usage: execenv-init ROOT CWD UID GID GROUPS PERSONALITY N NAME=VALUE... -- ARGV...\n");
+  long nenv = argc > 8 ? strtol(argv[8], NULL, 10) : -1;
+  if (argc < 11 || nenv < 0 || nenv > argc - 11 || strcmp(argv[9 + nenv], "--") != 0) {
+    fprintf(stderr, "usage: execenv-init ROOT CWD UID GID GROUPS PERSONALITY NETNS N NAME=VALUE... -- ARGV...\n");
     return 125;
   }
-  char **envp = argv + 8;
-  argv[8 + nenv] = NULL; /* terminates envp; the command starts after it */
-  char **command = argv + 9 + nenv;
+  char **envp = argv + 9;
+  argv[9 + nenv] = NULL; /* terminates envp; the command starts after it */
+  char **command = argv + 10 + nenv;
+  if (strcmp(argv[7], "-") != 0) {
+    int fd = open(argv[7], O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+      fprintf(stderr, "execenv-init: cannot join network namespace %s: %s\n", argv[7], strerror(errno));
+      return 125;
+    }
+    close(fd);
+  }
   if (fcntl(3, F_SETFD, FD_CLOEXEC) != 0) {
     fprintf(stderr, "execenv-init: status descriptor 3 is not open\n");
     return 125;

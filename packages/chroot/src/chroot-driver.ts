@@ -30,7 +30,7 @@ import {
   validateSpec,
 } from '@execenv/core';
 import { ChrootEnvironment } from './chroot-environment.js';
-import { type MountContext, mountBinds, mountRoot, type RootLayout } from './chroot-mounts.js';
+import { createNetworkNamespace, type MountContext, mountBinds, mountRoot, type RootLayout } from './chroot-mounts.js';
 import { CHROOT_NETWORKS, type ChrootDriverOptions, type ChrootEnvOptions, type ChrootMode } from './chroot-options.js';
 import { ensureDefaultImage } from './default-image.js';
 import { findBinary, HOST_PATH } from './host-binaries.js';
@@ -174,6 +174,11 @@ export class ChrootDriver implements Driver {
       if (mode === 'root') await lease.add({ kind: 'mount', path: layout.root, recursive: true });
       await mountRoot(layout, ctx);
       if (checked.mounts) await mountBinds(layout, checked.mounts, ctx);
+      const netns = network === 'none' ? join(envDir, 'netns') : undefined;
+      if (netns) {
+        if (mode === 'root') await lease.add({ kind: 'mount', path: netns });
+        await createNetworkNamespace(netns, ctx);
+      }
       const hostRoot = ctx.hostPath(layout.root);
       if ((checked.driverOptions as ChrootEnvOptions | undefined)?.hostDns !== false) await copyHostDns(hostRoot);
       throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
@@ -191,7 +196,7 @@ export class ChrootDriver implements Driver {
         init,
         enter: ctx.enter,
         ids: ctx.ids,
-        isolateNetwork: network === 'none',
+        netns,
         linux32,
         env: checked.env ?? {},
       });

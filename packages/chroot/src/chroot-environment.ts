@@ -43,8 +43,8 @@ export interface ChrootEnvironmentInit extends EnvironmentInit {
   enter: readonly string[];
   /** Id map of the user namespace (rootless mode). */
   ids?: IdMap;
-  /** Give each exec an empty network namespace. */
-  isolateNetwork: boolean;
+  /** The environment's network namespace file, joined by every exec; undefined shares the host's. */
+  netns: string | undefined;
   /** Run commands under the 32-bit personality. */
   linux32: boolean;
   /** Default environment variables of every exec. */
@@ -222,7 +222,6 @@ export class ChrootEnvironment extends BaseEnvironment {
       '--fork',
       '--kill-child=SIGKILL',
       `--mount-proc=${i.root}/proc`,
-      ...(i.isolateNetwork ? ['--net'] : []),
       '--',
       i.init,
       i.root,
@@ -231,6 +230,7 @@ export class ChrootEnvironment extends BaseEnvironment {
       String(user.gid),
       user.groups.join(','),
       i.linux32 ? 'linux32' : '-',
+      i.netns ?? '-',
       String(envArgs.length),
       ...envArgs,
       '--',

@@ -89,3 +89,13 @@ export async function mountBinds(layout: RootLayout, mounts: readonly MountSpec[
     if (m.readOnly) await ctx.run(['mount', '-o', 'remount,bind,ro', inNamespace]);
   }
 }
+
+/**
+ * Creates the environment's network namespace, kept alive by a bind mount on
+ * `file`, with its loopback up; every exec joins it (execenv-init's NETNS).
+ */
+export async function createNetworkNamespace(file: string, ctx: MountContext): Promise<void> {
+  await writeFile(ctx.hostPath(file), '');
+  await ctx.run(['unshare', '--net', '--', 'mount', '--bind', '/proc/self/ns/net', file]);
+  await ctx.run(['nsenter', `--net=${file}`, '--', 'ip', 'link', 'set', 'lo', 'up']);
+}

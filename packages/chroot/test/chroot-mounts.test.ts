@@ -73,3 +73,14 @@ describe('mountBinds', () => {
     expect((await stat(`${layout.root}/etc`)).isDirectory()).toBe(true);
   });
 });
+
+describe('createNetworkNamespace', () => {
+  it('binds a new network namespace to a file and brings its loopback up', async () => {
+    const { createNetworkNamespace } = await import('../src/chroot-mounts.js');
+    await createNetworkNamespace(`${dir}/netns`, ctx('root'));
+    expect(ran).toEqual([
+      ['unshare', '--net', '--', 'mount', '--bind', '/proc/self/ns/net', `${dir}/netns`],
+      ['nsenter', `--net=${dir}/netns`, '--', 'ip', 'link', 'set', 'lo', 'up'],
+    ]);
+  });
+});

@@ -5,3 +5,4 @@ export * from './in-root.js';
 export * from './metadata.js';
 export * from './pack.js';
 export * from './rooted-files.js';
+export * from './tar-copy.js';

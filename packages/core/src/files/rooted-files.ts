@@ -12,6 +12,7 @@ import { type IdMap, toHostId, toInsideId } from './id-map.js';
 import { assertEnvPath, resolveInRoot } from './in-root.js';
 import { setModeAndOwner } from './metadata.js';
 import { packTree } from './pack.js';
+import { tarCopy } from './tar-copy.js';
 
 /** A copy that moved bytes, for progress events. */
 export interface CopyProgress {
@@ -67,6 +68,7 @@ export class RootedFiles {
       const st = await stat(src).catch(() => undefined);
       if (!st) throw new NotFoundError(src, { ...this.#ctx('push'), envId: undefined });
       if (st.isDirectory()) {
+        if (await this.#pushTreeWithTar(src, dest)) return;
         const result = await extractArchive(packTree('/', src), {
           root: this.#root,
           destDir: dest,
@@ -83,6 +85,37 @@ export class RootedFiles {
       });
     }
     return this.#writeFile(src instanceof Uint8Array ? Readable.from([Buffer.from(src)]) : src, dest, opts);
+  }
+
+  /**
+   * The fast path of a directory push: GNU tar unpacks into a fresh staging
+   * directory (no symlink of the environment's can be in its way), renamed
+   * onto the destination resolved inside the root. Taken only when the
+   * destination does not exist yet and ids need no mapping.
+   */
+  async #pushTreeWithTar(src: string, dest: string): Promise<boolean> {
+    const runner = this.#opts.runner;
+    if (!runner || this.#opts.ids) return false;
+    const target = await resolveInRoot(this.#root, dest, { followFinal: true });
+    if (
+      await lstat(target).then(
+        () => true,
+        () => false,
+      )
+    )
+      return false;
+    await mkdir(dirname(target), { recursive: true });
+    const stage = `${dirname(target)}/.execenv-stage-${randomBytes(6).toString('hex')}`;
+    try {
+      await mkdir(stage, { mode: 0o700 });
+      const bytes = await tarCopy(runner, src, stage);
+      await rename(stage, target);
+      this.#opts.onCopy?.({ direction: 'push', path: dest, bytes });
+      return true;
+    } catch (err) {
+      await rm(stage, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   async #writeFile(content: Readable, dest: string, opts: FileOptions): Promise<void> {
@@ -135,6 +168,12 @@ export class RootedFiles {
     if (!st) throw new NotFoundError(src, this.#ctx('pull'));
     if (st.isDirectory()) {
       await mkdir(dest, { recursive: true });
+      if (this.#opts.runner && !this.#opts.ids) {
+        // tar never follows symlinks while archiving, and `source` was resolved inside the root.
+        const bytes = await tarCopy(this.#opts.runner, source, dest);
+        this.#opts.onCopy?.({ direction: 'pull', path: src, bytes });
+        return;
+      }
       const result = await extractArchive(
         packTree(this.#root, src, { context: this.#ctx('pull'), ids: this.#opts.ids }),
         {
