@@ -4,6 +4,6 @@
  * a test framework and returns every problem.
  * @packageDocumentation
  */
-export type { Check, CheckName, ConformanceOptions } from './context.js';
+export { type Check, CheckContext, type CheckName, type ConformanceOptions } from './context.js';
 export { CHECKS, type CheckResult, type ConformanceReport, runCheck, runConformance } from './run.js';
 export { describeConformance } from './vitest.js';
