@@ -1,0 +1,175 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { defaultCacheDir, ImageVerifyFailedError, withLock } from '@execenv/core';
+
+/** One blob in the cache. */
+export interface CacheEntry {
+  /** sha256 of the content, hex. */
+  digest: string;
+  /** Where the content is. Read it; never write it. */
+  path: string;
+  /** Bytes. */
+  size: number;
+  /** What it was stored as (a URL, a file name). */
+  name: string;
+  /** Last time it was stored or looked up (ms since the epoch). */
+  lastUsed: number;
+}
+
+/** Options of ImageCache. */
+export interface ImageCacheOptions {
+  /** @default `<defaultCacheDir()>/images` */
+  dir?: string;
+  /** Bytes the cache may hold; put() evicts least recently used blobs past it. @default no limit */
+  budgetBytes?: number;
+}
+
+/** Options of ImageCache.put. */
+export interface PutOptions {
+  /** What the content is (a URL, a file name), for list(). */
+  name: string;
+  /** When given, content with another sha256 is refused and deleted. */
+  expectedSha256?: string;
+  /** Runs on the complete content before it enters the cache (signature checks); throwing keeps it out. */
+  verify?: (path: string) => Promise<void>;
+  /** Bytes written so far. */
+  onProgress?: (bytes: number) => void;
+}
+
+const HEX64 = /^[a-f0-9]{64}$/;
+
+/**
+ * ImageCache stores image files by the sha256 of their content. Writes go to
+ * a temporary file and are renamed into place, so a reader never sees a
+ * partial blob; `withKey` serialises work on the same key across processes.
+ */
+export class ImageCache {
+  /** The cache directory. */
+  readonly dir: string;
+  readonly #budget: number | undefined;
+
+  constructor(opts: ImageCacheOptions = {}) {
+    this.dir = opts.dir ?? join(defaultCacheDir(), 'images');
+    this.#budget = opts.budgetBytes;
+  }
+
+  #blob(digest: string): string {
+    return join(this.dir, 'blobs', 'sha256', digest);
+  }
+
+  #ref(key: string): string {
+    return join(this.dir, 'refs', createHash('sha256').update(key).digest('hex'));
+  }
+
+  /** Streams `source` into the cache, verifying it on the way; returns the stored entry. */
+  async put(source: Readable, opts: PutOptions): Promise<CacheEntry> {
+    await mkdir(join(this.dir, 'tmp'), { recursive: true });
+    await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
+    const tmp = join(this.dir, 'tmp', `${process.pid}-${randomBytes(6).toString('hex')}`);
+    const hash = createHash('sha256');
+    let size = 0;
+    const count = new Transform({
+      transform(chunk: Buffer, _e, done) {
+        hash.update(chunk);
+        size += chunk.length;
+        opts.onProgress?.(size);
+        done(null, chunk);
+      },
+    });
+    try {
+      await pipeline(source, count, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
+      const digest = hash.digest('hex');
+      if (opts.expectedSha256 && opts.expectedSha256.toLowerCase() !== digest)
+        throw new ImageVerifyFailedError(
+          `execenv: ${opts.name}: sha256 is ${digest}, the index says ${opts.expectedSha256}; the download was deleted`,
+          { op: 'download' },
+        );
+      await opts.verify?.(tmp);
+      await rename(tmp, this.#blob(digest));
+      const entry: CacheEntry = { digest, path: this.#blob(digest), size, name: opts.name, lastUsed: Date.now() };
+      await writeFile(`${entry.path}.json`, JSON.stringify(entry));
+      if (this.#budget !== undefined) await this.prune(this.#budget, digest);
+      return entry;
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  }
+
+  /** The entry of `digest`, marked as used now; undefined when it is not cached. */
+  async get(digest: string): Promise<CacheEntry | undefined> {
+    if (!HEX64.test(digest)) return undefined;
+    const entry = await this.#read(digest);
+    if (!entry) return undefined;
+    entry.lastUsed = Date.now();
+    await writeFile(`${entry.path}.json`, JSON.stringify(entry));
+    return entry;
+  }
+
+  async #read(digest: string): Promise<CacheEntry | undefined> {
+    try {
+      const entry = JSON.parse(await readFile(`${this.#blob(digest)}.json`, 'utf8')) as CacheEntry;
+      await stat(entry.path);
+      return entry;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Records that `key` (a URL plus what must match) resolved to `digest`. */
+  async link(key: string, digest: string): Promise<void> {
+    await mkdir(join(this.dir, 'refs'), { recursive: true });
+    const tmp = `${this.#ref(key)}.${process.pid}.tmp`;
+    await writeFile(tmp, digest);
+    await rename(tmp, this.#ref(key));
+  }
+
+  /** The entry `key` was linked to, if it is still cached. */
+  async lookup(key: string): Promise<CacheEntry | undefined> {
+    const digest = await readFile(this.#ref(key), 'utf8').catch(() => undefined);
+    return digest ? this.get(digest.trim()) : undefined;
+  }
+
+  /** Runs `fn` holding the inter-process lock of `key`: two processes fetching one image download it once. */
+  async withKey<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const name = createHash('sha256').update(key).digest('hex');
+    return withLock(join(this.dir, 'locks', `${name}.lock`), fn);
+  }
+
+  /** Every cached blob, least recently used first. */
+  async list(): Promise<CacheEntry[]> {
+    const names = await readdir(join(this.dir, 'blobs', 'sha256')).catch(() => [] as string[]);
+    const entries: CacheEntry[] = [];
+    for (const n of names.filter((x) => HEX64.test(x))) {
+      const e = await this.#read(n);
+      if (e) entries.push(e);
+    }
+    return entries.sort((a, b) => a.lastUsed - b.lastUsed);
+  }
+
+  /** Removes a blob; false when it was not there. */
+  async remove(digest: string): Promise<boolean> {
+    if (!HEX64.test(digest) || !(await this.#read(digest))) return false;
+    await rm(this.#blob(digest), { force: true });
+    await rm(`${this.#blob(digest)}.json`, { force: true });
+    return true;
+  }
+
+  /** Evicts least recently used blobs until the cache holds at most `budgetBytes`; returns what it removed. */
+  async prune(budgetBytes: number, keep?: string): Promise<CacheEntry[]> {
+    const entries = await this.list();
+    let total = entries.reduce((n, e) => n + e.size, 0);
+    const removed: CacheEntry[] = [];
+    for (const e of entries) {
+      if (total <= budgetBytes) break;
+      if (e.digest === keep) continue;
+      await this.remove(e.digest);
+      total -= e.size;
+      removed.push(e);
+    }
+    return removed;
+  }
+}

@@ -1,0 +1,12 @@
+/**
+ * Image sources, verification and the shared cache of execenv: references,
+ * architecture names, verified downloads and lxc-download indexes.
+ * @packageDocumentation
+ */
+export * from './arch.js';
+export * from './download.js';
+export * from './image-cache.js';
+export * from './index-image.js';
+export * from './lxc-index.js';
+export * from './reference.js';
+export * from './signature.js';

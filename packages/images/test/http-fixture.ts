@@ -1,0 +1,52 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** How the fixture answers one path. */
+export interface Route {
+  body?: Buffer | string;
+  status?: number;
+  /** Send the full Content-Length but cut the connection after this many bytes. */
+  truncateAt?: number;
+  /** Answer 500 this many times before answering properly. */
+  failTimes?: number;
+}
+
+/** A loopback HTTP server serving fixed routes and counting requests per path. */
+export class HttpFixture {
+  readonly routes = new Map<string, Route>();
+  readonly hits = new Map<string, number>();
+  #server: Server | undefined;
+  url = '';
+
+  async start(): Promise<this> {
+    this.#server = createServer((req, res) => {
+      const path = req.url ?? '/';
+      this.hits.set(path, (this.hits.get(path) ?? 0) + 1);
+      const route = this.routes.get(path);
+      if (!route) {
+        res.writeHead(404).end('not found');
+        return;
+      }
+      if (route.failTimes && route.failTimes > 0) {
+        route.failTimes--;
+        res.writeHead(500).end('try again');
+        return;
+      }
+      const body = Buffer.from(route.body ?? '');
+      res.writeHead(route.status ?? 200, { 'content-length': body.length });
+      if (route.truncateAt !== undefined) {
+        res.write(body.subarray(0, route.truncateAt), () => res.destroy());
+        return;
+      }
+      res.end(body);
+    });
+    await new Promise<void>((r) => this.#server!.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.#server?.closeAllConnections();
+    await new Promise((r) => this.#server?.close(r));
+  }
+}
