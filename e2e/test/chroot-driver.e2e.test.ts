@@ -164,7 +164,9 @@ describe('chroot driver on this host', () => {
       await expect(d.open({ image: join(dir, 'evil.tar') }, { stateDir })).rejects.toMatchObject({
         code: 'UNSAFE_PATH',
       });
-      expect(await readdir(join(cacheDir, 'rootfs')).then((n) => n.filter((x) => x.includes('.tmp')))).toEqual([]);
+      expect(
+        (await readdir(join(cacheDir, 'images', 'converted', 'directory-v1'))).filter((x) => x.includes('.tmp')),
+      ).toEqual([]);
       await expect(readFile(join(cacheDir, '..', marker))).rejects.toMatchObject({ code: 'ENOENT' });
     } finally {
       await rm(dir, { recursive: true, force: true });

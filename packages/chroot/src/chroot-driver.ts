@@ -29,13 +29,14 @@ import {
   UnsupportedError,
   validateSpec,
 } from '@execenv/core';
+import { ImageCache, rootfsDirectory } from '@execenv/images';
 import { ChrootEnvironment } from './chroot-environment.js';
 import { createNetworkNamespace, type MountContext, mountBinds, mountRoot, type RootLayout } from './chroot-mounts.js';
 import { CHROOT_NETWORKS, type ChrootDriverOptions, type ChrootEnvOptions, type ChrootMode } from './chroot-options.js';
 import { ensureDefaultImage } from './default-image.js';
 import { findBinary, HOST_PATH } from './host-binaries.js';
 import { ensureInitHelper } from './init-helper.js';
-import { prepareRootfs } from './rootfs-cache.js';
+
 import { currentSubordinateIds, rootlessIdMap, rootlessMapArgs } from './subordinate-ids.js';
 
 /** The registry name of this driver. */
@@ -151,7 +152,11 @@ export class ChrootDriver implements Driver {
     const stateDir = opts.stateDir ?? defaultStateDir();
     const image = checked.image ?? (await ensureDefaultImage(this.#cacheDir, runner, opts.onEvent));
     emit(opts.onEvent, { type: 'image-resolve', reference: image });
-    const base = await prepareRootfs(image, { cacheDir: this.#cacheDir, runner, onEvent: opts.onEvent });
+    const base = await rootfsDirectory(image, {
+      cache: new ImageCache({ dir: join(this.#cacheDir, 'images') }),
+      runner,
+      onEvent: opts.onEvent,
+    });
     const init = await ensureInitHelper(this.#cacheDir, runner, this.#options.cc);
     throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
 

@@ -8,7 +8,7 @@ export const DEFAULT_SUITE = 'bookworm';
 
 /** Path of the default image in the cache: a Debian minbase root filesystem built by mmdebstrap. */
 export function defaultImagePath(cacheDir: string): string {
-  return join(cacheDir, 'images', `debian-${DEFAULT_SUITE}-minbase.tar.zst`);
+  return join(cacheDir, 'default-image', `debian-${DEFAULT_SUITE}-minbase.tar.zst`);
 }
 
 /** The Debian mirror the host's apt uses (deb822 or one-line sources), else deb.debian.org. */
@@ -45,7 +45,7 @@ export async function ensureDefaultImage(
       'chroot',
       'the default image is built with mmdebstrap, which is not installed: apt-get install mmdebstrap, or give spec.image',
     );
-  await mkdir(join(cacheDir, 'images'), { recursive: true });
+  await mkdir(join(cacheDir, 'default-image'), { recursive: true });
   await withLock(`${target}.lock`, async () => {
     if (await pathExists(target)) return;
     emit(onEvent, { type: 'image-convert', reference: 'default', from: `debian ${DEFAULT_SUITE} archive`, to: target });

@@ -119,7 +119,7 @@ export class ImageCache {
     }
   }
 
-  /** Records that `key` (a URL plus what must match) resolved to `digest`. */
+  /** Records that `key` (a URL plus what must match, a file identity) resolved to `digest`. */
   async link(key: string, digest: string): Promise<void> {
     await mkdir(join(this.dir, 'refs'), { recursive: true });
     const tmp = `${this.#ref(key)}.${process.pid}.tmp`;
@@ -129,8 +129,14 @@ export class ImageCache {
 
   /** The entry `key` was linked to, if it is still cached. */
   async lookup(key: string): Promise<CacheEntry | undefined> {
+    const digest = await this.lookupDigest(key);
+    return digest ? this.get(digest) : undefined;
+  }
+
+  /** The digest linked to `key`, whether or not its blob is cached (links may name digests of files kept elsewhere). */
+  async lookupDigest(key: string): Promise<string | undefined> {
     const digest = await readFile(this.#ref(key), 'utf8').catch(() => undefined);
-    return digest ? this.get(digest.trim()) : undefined;
+    return digest && HEX64.test(digest.trim()) ? digest.trim() : undefined;
   }
 
   /** Runs `fn` holding the inter-process lock of `key`: two processes fetching one image download it once. */

@@ -9,4 +9,6 @@ export * from './image-cache.js';
 export * from './index-image.js';
 export * from './lxc-index.js';
 export * from './reference.js';
+export * from './rootfs-directory.js';
 export * from './signature.js';
+export * from './tarball-format.js';

@@ -1,0 +1,127 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  type ExecenvEvent,
+  emit,
+  extractArchive,
+  HostCommandError,
+  ImageNotFoundError,
+  type ProcessRunner,
+} from '@execenv/core';
+import type { ImageCache } from './image-cache.js';
+import { decompressArgv, detectTarball, type TarballFormat } from './tarball-format.js';
+
+/** Bumped whenever the conversion's output changes, so old results are not reused. */
+export const DIRECTORY_CONVERTER_VERSION = 1;
+
+const HOST_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+const COMPLETE = '.execenv-complete';
+
+/** What converting a root filesystem needs. */
+export interface RootfsContext {
+  cache: ImageCache;
+  runner: ProcessRunner;
+  onEvent?: (e: ExecenvEvent) => void;
+}
+
+/** The sha256 of a file's content, computed once per file identity (path, size, mtime, inode) and remembered. */
+export async function fileDigest(path: string, cache: ImageCache): Promise<string> {
+  const st = await stat(path);
+  const key = `file-digest\n${path}\n${st.size}\n${st.mtimeMs}\n${st.ino}`;
+  const known = await cache.lookupDigest(key);
+  if (known) return known;
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  const digest = hash.digest('hex');
+  await cache.link(key, digest);
+  return digest;
+}
+
+/**
+ * Returns a directory holding the root filesystem `image`: the directory
+ * itself, or the tarball (plain, gzip, xz, zstd or bzip2, detected from its
+ * content) extracted safely, once, into the cache, keyed by the tarball's
+ * sha256 and the converter version. No entry can land outside that
+ * directory, whatever its name or links. Use the result read-only.
+ */
+export async function rootfsDirectory(image: string, ctx: RootfsContext): Promise<string> {
+  let path: string;
+  let info: Awaited<ReturnType<typeof stat>>;
+  try {
+    path = await realpath(image);
+    info = await stat(path);
+  } catch {
+    throw new ImageNotFoundError(image, 'no such file or directory on the host', { op: 'open' });
+  }
+  if (info.isDirectory()) return path;
+  const format = info.isFile() ? await detectTarball(path) : undefined;
+  if (!format)
+    throw new ImageNotFoundError(image, 'not a directory or a tarball (plain, gzip, xz, zstd or bzip2)', {
+      op: 'open',
+    });
+  const digest = await fileDigest(path, ctx.cache);
+  const target = join(ctx.cache.dir, 'converted', `directory-v${DIRECTORY_CONVERTER_VERSION}`, digest);
+  if (await isComplete(target)) return join(target, 'root');
+  await ctx.cache.withKey(`directory\n${digest}`, async () => {
+    if (await isComplete(target)) return;
+    emit(ctx.onEvent, { type: 'image-convert', reference: image, from: format, to: 'directory' });
+    const staging = `${target}.${randomBytes(4).toString('hex')}.tmp`;
+    try {
+      await mkdir(join(staging, 'root'), { recursive: true, mode: 0o755 });
+      await extractTarball(path, format, join(staging, 'root'), ctx.runner);
+      await writeFile(join(staging, COMPLETE), JSON.stringify({ source: path, digest, format }));
+      await rm(target, { recursive: true, force: true });
+      await rename(staging, target);
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true });
+      throw err;
+    }
+  });
+  return join(target, 'root');
+}
+
+async function isComplete(dir: string): Promise<boolean> {
+  return readFile(join(dir, COMPLETE)).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Streams a tarball's decompressed content, through the host's decompressor. */
+export function openTarball(
+  path: string,
+  format: TarballFormat,
+  runner: ProcessRunner,
+): { stream: Readable; done: () => Promise<void>; kill: () => void } {
+  const argv = decompressArgv(format, path);
+  if (!argv) {
+    const stream = createReadStream(path, { highWaterMark: 1 << 20 });
+    return { stream, done: async () => {}, kill: () => stream.destroy() };
+  }
+  const proc = runner.spawn(argv, { env: HOST_ENV, stdin: 'ignore' });
+  let stderr = '';
+  proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+  return {
+    stream: proc.stdout as Readable,
+    kill: () => proc.kill('SIGKILL'),
+    done: async () => {
+      const exit = await proc.exited;
+      if (exit.exitCode !== 0) throw new HostCommandError({ argv, ...exit, stdout: '', stderr });
+    },
+  };
+}
+
+async function extractTarball(path: string, format: TarballFormat, dest: string, runner: ProcessRunner): Promise<void> {
+  const source = openTarball(path, format, runner);
+  try {
+    await extractArchive(source.stream, { root: dest, destDir: '/', runner });
+  } catch (err) {
+    source.kill();
+    await source.done().catch(() => {});
+    throw err;
+  }
+  await source.done();
+}
