@@ -1,5 +1,6 @@
-import { Readable } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
 import { type ExecenvEvent, emit, ImageNotFoundError, TransportError } from '@execenv/core';
+import { get } from './http-get.js';
 import type { CacheEntry, ImageCache } from './image-cache.js';
 
 /** Options of download. */
@@ -24,37 +25,31 @@ export interface DownloadOptions {
 
 class Transient extends Error {}
 
-/** Reads a fetch body; unlike Readable.fromWeb, a connection cut mid-body surfaces once, as this stream's error. */
-async function* chunksOf(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const reader = body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      yield value;
-    }
-  } finally {
-    reader.releaseLock();
-  }
-}
-
 const PERMANENT = new Set([400, 401, 403, 404, 410]);
 
 async function attempt(url: string, opts: DownloadOptions): Promise<CacheEntry> {
-  let res: Response;
+  let res: IncomingMessage;
   try {
-    res = await fetch(url, { signal: opts.signal, redirect: 'follow' });
+    res = await get(url, opts.signal);
   } catch (err) {
     if (opts.signal?.aborted) throw err;
     throw new Transient(`${url}: ${(err as Error).message}`, { cause: err });
   }
-  if (PERMANENT.has(res.status))
-    throw new ImageNotFoundError(url, `the server answered ${res.status} ${res.statusText}`, { op: 'download' });
-  if (!res.ok || !res.body) throw new Transient(`${url}: the server answered ${res.status} ${res.statusText}`);
-  const total = Number(res.headers.get('content-length')) || undefined;
+  const status = res.statusCode ?? 0;
+  if (PERMANENT.has(status)) {
+    res.resume();
+    throw new ImageNotFoundError(url, `the server answered ${status} ${res.statusMessage ?? ''}`.trim(), {
+      op: 'download',
+    });
+  }
+  if (status < 200 || status >= 300) {
+    res.resume();
+    throw new Transient(`${url}: the server answered ${status} ${res.statusMessage ?? ''}`.trim());
+  }
+  const total = Number(res.headers['content-length']) || undefined;
   let last = 0;
   const entry = await opts.cache
-    .put(Readable.from(chunksOf(res.body)), {
+    .put(res, {
       name: url,
       expectedSha256: opts.expectedSha256,
       verify: async (path) => {

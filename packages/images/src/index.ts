@@ -8,6 +8,7 @@ export * from './download.js';
 export * from './image-cache.js';
 export * from './index-image.js';
 export * from './lxc-index.js';
+export * from './lxd-unified.js';
 export * from './reference.js';
 export * from './rootfs-directory.js';
 export * from './signature.js';

@@ -2,15 +2,16 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import {
+  ArchiveGuard,
   type ExecenvEvent,
   emit,
-  extractArchive,
   HostCommandError,
   ImageNotFoundError,
   type ProcessRunner,
 } from '@execenv/core';
+import { extract as tarExtract } from 'tar-stream';
 import type { ImageCache } from './image-cache.js';
 import { decompressArgv, detectTarball, type TarballFormat } from './tarball-format.js';
 
@@ -114,13 +115,51 @@ export function openTarball(
   };
 }
 
+/**
+ * Checks every entry of a tar stream with ArchiveGuard without writing
+ * anything; rejects with UnsafePathError at the first bad one.
+ */
+export async function scanArchive(tar: Readable): Promise<void> {
+  const extractor = tarExtract();
+  const entries = extractor[Symbol.asyncIterator]();
+  const done = new Promise<void>((resolve, reject) =>
+    pipeline(tar, extractor, (err) => (err ? reject(err) : resolve())),
+  );
+  done.catch(() => {});
+  const guard = new ArchiveGuard();
+  for await (const entry of { [Symbol.asyncIterator]: () => entries }) {
+    const name = guard.check(entry.header);
+    guard.record(name, entry.header.type);
+    entry.resume();
+  }
+  await done;
+}
+
+/**
+ * Extracts with GNU tar into `dest`, a fresh empty directory (so no symlink
+ * of anyone else's is in its way, and tar writes nothing outside it), while
+ * the same decompressed stream goes through scanArchive: an unsafe entry
+ * kills tar and rejects with UnsafePathError; the caller removes `dest`.
+ */
 async function extractTarball(path: string, format: TarballFormat, dest: string, runner: ProcessRunner): Promise<void> {
   const source = openTarball(path, format, runner);
+  const owners = process.getuid?.() === 0 ? ['--same-owner'] : ['--no-same-owner'];
+  const tarArgv = ['tar', '--numeric-owner', '--same-permissions', ...owners, '-C', dest, '-xf', '-'];
+  const tar = runner.spawn(tarArgv, { env: HOST_ENV, stdout: 'ignore' });
+  let tarErr = '';
+  tar.stderr?.on('data', (c: Buffer) => (tarErr += c.toString()));
+  tar.stdin?.on('error', () => {});
+  const scan = new PassThrough({ highWaterMark: 1 << 20 });
+  source.stream.pipe(scan);
+  if (tar.stdin) source.stream.pipe(tar.stdin);
   try {
-    await extractArchive(source.stream, { root: dest, destDir: '/', runner });
+    await scanArchive(scan);
+    const exit = await tar.exited;
+    if (exit.exitCode !== 0) throw new HostCommandError({ argv: tarArgv, ...exit, stdout: '', stderr: tarErr });
   } catch (err) {
+    tar.kill('SIGKILL');
     source.kill();
-    await source.done().catch(() => {});
+    await Promise.allSettled([tar.exited, source.done()]);
     throw err;
   }
   await source.done();

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { posix } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { type Header as Headers, pack as tarPack } from 'tar-stream';
 import { type ErrorContext, NotFoundError } from '../errors.js';
 import { type IdMap, toInsideId } from './id-map.js';
@@ -96,5 +96,6 @@ export function packTree(root: string, srcPath: string, opts: PackOptions = {}):
     await add(st.isDirectory() ? '.' : posix.basename(srcPath) || '.', path, st);
     pack.finalize();
   })().catch((err: unknown) => pack.destroy(err as Error));
-  return pack as unknown as Readable;
+  // Iterated through a node Readable: node's pipeline misses errors destroyed into a streamx stream.
+  return Readable.from(pack);
 }

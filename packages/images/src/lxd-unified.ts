@@ -1,0 +1,128 @@
+import { createHash } from 'node:crypto';
+import { pipeline, Readable, type Writable } from 'node:stream';
+import { ArchiveGuard, ImageNotFoundError, normaliseEntryName } from '@execenv/core';
+import { type Header, extract as tarExtract, pack as tarPack } from 'tar-stream';
+
+/** A header for pack(): a name and whatever else is known. */
+type Headers = Partial<Header> & { name: string };
+
+import { archNames } from './arch.js';
+import type { CacheEntry } from './image-cache.js';
+import { fileDigest, openTarball, type RootfsContext } from './rootfs-directory.js';
+import { detectTarball } from './tarball-format.js';
+
+/** Bumped whenever the unified tarball this produces changes. */
+export const LXD_CONVERTER_VERSION = 1;
+
+/** What metadata.yaml says about the image. */
+export interface LxdImageInfo {
+  /** Architecture in any naming (`amd64`, `x86_64`, ...); written as LXD's name. */
+  architecture: string;
+  /** Distribution, e.g. `debian`. */
+  os: string;
+  /** Release, e.g. `bookworm`. */
+  release: string;
+  /** @default `<os> <release> <architecture>` */
+  description?: string;
+  /** @default now */
+  creationDate?: Date;
+}
+
+/** The metadata.yaml of an LXD unified tarball, with templates for /etc/hostname and /etc/hosts. */
+export function lxdMetadataYaml(info: LxdImageInfo): string {
+  const arch = archNames(info.architecture).lxd;
+  const quote = (s: string) => JSON.stringify(s);
+  const created = Math.floor((info.creationDate ?? new Date()).getTime() / 1000);
+  const template = (file: string, tpl: string) =>
+    `  ${file}:\n    when:\n      - create\n      - copy\n    create_only: false\n    template: ${tpl}\n`;
+  return (
+    `architecture: ${quote(arch)}\ncreation_date: ${created}\nproperties:\n` +
+    `  architecture: ${quote(arch)}\n  description: ${quote(info.description ?? `${info.os} ${info.release} ${arch}`)}\n` +
+    `  os: ${quote(info.os)}\n  release: ${quote(info.release)}\ntemplates:\n` +
+    template('/etc/hostname', 'hostname.tpl') +
+    template('/etc/hosts', 'hosts.tpl')
+  );
+}
+
+const HOSTNAME_TPL = '{{ container.name }}\n';
+const HOSTS_TPL =
+  '127.0.0.1   localhost\n127.0.1.1   {{ container.name }}\n::1         localhost ip6-localhost ip6-loopback\n';
+
+/**
+ * Streams a rootfs tar stream as an LXD unified tarball: metadata.yaml and
+ * templates first, then every entry under `rootfs/`, hardlink targets
+ * rewritten to match, as launchpad-buildd's converter does. Unsafe entries
+ * error the output stream with UnsafePathError. Memory stays flat.
+ */
+export function toLxdUnified(rootfs: Readable, info: LxdImageInfo): Readable {
+  const out = tarPack();
+  const extractor = tarExtract();
+  const entries = extractor[Symbol.asyncIterator]();
+  pipeline(rootfs, extractor, (err) => {
+    if (err) out.destroy(err);
+  });
+  const add = (header: Headers, body?: Readable | string) =>
+    new Promise<void>((resolve, reject) => {
+      const done = (err?: Error | null) => (err ? reject(err) : resolve());
+      if (typeof body === 'string') out.entry(header, body, done);
+      else if (body) body.pipe(out.entry(header, done) as unknown as Writable);
+      else out.entry(header, done);
+    });
+  (async () => {
+    const now = info.creationDate ?? new Date();
+    await add({ name: 'metadata.yaml', mode: 0o644, mtime: now }, lxdMetadataYaml(info));
+    await add({ name: 'templates/', type: 'directory', mode: 0o755, mtime: now });
+    await add({ name: 'templates/hostname.tpl', mode: 0o644, mtime: now }, HOSTNAME_TPL);
+    await add({ name: 'templates/hosts.tpl', mode: 0o644, mtime: now }, HOSTS_TPL);
+    const guard = new ArchiveGuard();
+    for await (const entry of { [Symbol.asyncIterator]: () => entries }) {
+      const h = entry.header as Header;
+      const name = guard.check(h);
+      const dir = h.type === 'directory' ? '/' : '';
+      const moved: Headers = { ...h, name: name === '' ? 'rootfs/' : `rootfs/${name}${dir}` };
+      if (h.type === 'link') moved.linkname = `rootfs/${normaliseEntryName(h.linkname ?? '')}`;
+      if (h.type === 'file' || h.type === 'contiguous-file') await add(moved, entry as unknown as Readable);
+      else {
+        entry.resume();
+        await add(moved);
+      }
+      guard.record(name, h.type);
+    }
+    out.finalize();
+  })().catch((err: unknown) => {
+    rootfs.destroy();
+    out.destroy(err as Error);
+  });
+  // Iterated through a node Readable: node's pipeline misses errors destroyed into a streamx stream.
+  return Readable.from(out);
+}
+
+/**
+ * Converts the rootfs tarball at `image` into an LXD unified tarball in the
+ * cache (keyed by the tarball's sha256, the metadata and the converter
+ * version), ready for `lxc image import`.
+ */
+export async function convertToLxdUnified(image: string, info: LxdImageInfo, ctx: RootfsContext): Promise<CacheEntry> {
+  const format = await detectTarball(image).catch(() => undefined);
+  if (!format) throw new ImageNotFoundError(image, 'not a tarball (plain, gzip, xz, zstd or bzip2)', { op: 'convert' });
+  const meta = createHash('sha256')
+    .update(lxdMetadataYaml({ ...info, creationDate: new Date(0) }))
+    .digest('hex');
+  const key = `lxd-unified-v${LXD_CONVERTER_VERSION}\n${await fileDigest(image, ctx.cache)}\n${meta}`;
+  return ctx.cache.withKey(key, async () => {
+    const cached = await ctx.cache.lookup(key);
+    if (cached) return cached;
+    ctx.onEvent?.({ type: 'image-convert', reference: image, from: format, to: 'lxd-unified' });
+    const source = openTarball(image, format, ctx.runner);
+    try {
+      const entry = await ctx.cache.put(toLxdUnified(source.stream, info), { name: `${image} (lxd unified)` });
+      await source.done();
+      await ctx.cache.link(key, entry.digest);
+      return entry;
+    } catch (err) {
+      source.kill();
+      await source.done().catch(() => {});
+      throw err;
+    }
+  });
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+// @execenv/images against the raw tools, side by side in one run, medians:
+//   rootfs -> directory:    rootfsDirectory()        vs  tar -C DIR -xf ROOTFS
+//   rootfs -> LXD unified:  convertToLxdUnified()    vs  tar -xf into rootfs/ + tar -cf of metadata.yaml, templates, rootfs
+//   200 MB download:        download() from loopback vs  curl -o
+// Peak host rss growth is sampled during the SDK runs.
+// Usage: node tools/bench/images.mjs [--rootfs PATH.tar.zst] [--runs N]
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { hostRunner } from '@execenv/core';
+import { convertToLxdUnified, download, ImageCache, lxdMetadataYaml, rootfsDirectory } from '@execenv/images';
+
+const { values } = parseArgs({ options: { rootfs: { type: 'string' }, runs: { type: 'string', default: '3' } } });
+const rootfs = values.rootfs ?? process.env.EXECENV_FIXTURE_MINBASE;
+if (!rootfs)
+  throw new Error('give --rootfs or set EXECENV_FIXTURE_MINBASE (tools/fixtures/minbase-rootfs.sh prints it)');
+const runs = Number(values.runs);
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const sh = (argv) =>
+  new Promise((resolve, reject) =>
+    spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] }).on('exit', (c) =>
+      c === 0 ? resolve() : reject(new Error(`${argv.join(' ')}: ${c}`)),
+    ),
+  );
+async function timed(fn, memory) {
+  let peak = 0;
+  const base = process.memoryUsage().rss;
+  const timer = memory ? setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss - base)), 5) : undefined;
+  const t = performance.now();
+  await fn();
+  clearInterval(timer);
+  return [performance.now() - t, peak / 2 ** 20];
+}
+
+const work = await mkdtemp(join(tmpdir(), 'execenv-bench-images-'));
+const info = { architecture: 'amd64', os: 'debian', release: 'bookworm' };
+const rows = [];
+let memPeak = 0;
+async function compare(what, sdk, raw, goal, ratioOf) {
+  const s = [];
+  const r = [];
+  for (let i = 0; i < runs; i++) {
+    const [ms, mem] = await timed(() => sdk(i), true);
+    s.push(ms);
+    memPeak = Math.max(memPeak, mem);
+    r.push((await timed(() => raw(i)))[0]);
+  }
+  rows.push({ what, sdk: median(s), raw: median(r), ratio: ratioOf(median(s), median(r)), goal });
+}
+const throughput = (sdk, raw) => raw / sdk;
+try {
+  await compare(
+    'rootfs -> directory',
+    (i) => rootfsDirectory(rootfs, { cache: new ImageCache({ dir: join(work, `c-dir-${i}`) }), runner: hostRunner() }),
+    async (i) => {
+      await mkdir(join(work, `raw-dir-${i}`));
+      await sh(['tar', '-C', join(work, `raw-dir-${i}`), '-xf', rootfs]);
+    },
+    '>= 0.8x throughput',
+    throughput,
+  );
+  await compare(
+    'rootfs -> LXD unified',
+    (i) =>
+      convertToLxdUnified(rootfs, info, {
+        cache: new ImageCache({ dir: join(work, `c-lxd-${i}`) }),
+        runner: hostRunner(),
+      }),
+    async (i) => {
+      const d = join(work, `raw-lxd-${i}`);
+      await mkdir(join(d, 'rootfs'), { recursive: true });
+      await mkdir(join(d, 'templates'));
+      await writeFile(join(d, 'metadata.yaml'), lxdMetadataYaml(info));
+      await writeFile(join(d, 'templates', 'hostname.tpl'), '{{ container.name }}\n');
+      await sh(['tar', '-C', join(d, 'rootfs'), '-xf', rootfs]);
+      await sh(['tar', '-C', d, '-cf', join(work, `raw-lxd-${i}.tar`), 'metadata.yaml', 'templates', 'rootfs']);
+    },
+    '>= 0.8x throughput',
+    throughput,
+  );
+  const body = Buffer.alloc(200 * 2 ** 20, 0x61);
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-length': body.length });
+    res.end(body);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${server.address().port}/big`;
+  await compare(
+    '200 MB download',
+    (i) => download(`${url}?${i}`, { cache: new ImageCache({ dir: join(work, `c-dl-${i}`) }) }),
+    (i) => sh(['curl', '-s', '-o', join(work, `raw-dl-${i}`), `${url}?raw${i}`]),
+    '>= 0.8x throughput',
+    throughput,
+  );
+  server.close();
+  console.log(`@execenv/images benchmark (${runs} runs each, medians, rootfs ${rootfs})`);
+  console.log('what                       sdk ms     raw ms   ratio  goal');
+  for (const r of rows)
+    console.log(
+      `${r.what.padEnd(24)} ${r.sdk.toFixed(0).padStart(8)} ${r.raw.toFixed(0).padStart(10)} ${r.ratio.toFixed(2).padStart(7)}  ${r.goal}`,
+    );
+  console.log(`peak host rss growth during SDK runs: ${memPeak.toFixed(1)} MiB`);
+} finally {
+  await rm(work, { recursive: true, force: true });
+}
