@@ -12,4 +12,5 @@ export * from './lxd-unified.js';
 export * from './reference.js';
 export * from './rootfs-directory.js';
 export * from './signature.js';
+export * from './simplestreams.js';
 export * from './tarball-format.js';
