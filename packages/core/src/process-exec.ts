@@ -75,6 +75,18 @@ function streamEnded(stream: Readable | null): Promise<void> {
   });
 }
 
+/** Kills the command's tree at most once, through the driver; SIGKILL to the host process if that fails. */
+function treeKiller(proc: RunningProcess, control: ProcessControl): () => void {
+  let killed = false;
+  return () => {
+    if (killed) return;
+    killed = true;
+    void Promise.resolve()
+      .then(() => control.killTree())
+      .catch(() => proc.kill('SIGKILL'));
+  };
+}
+
 interface Supervision {
   timedOut: boolean;
   aborted: boolean;
@@ -93,17 +105,10 @@ function supervise(
   opts: ExecOptions,
   control: ProcessControl,
   collect: { stdout: Collector; stderr: Collector } | undefined,
+  kill: () => void = treeKiller(proc, control),
 ): Promise<ExecResult> {
   const started = performance.now();
   const state: Supervision = { timedOut: false, aborted: false, overflow: undefined };
-  let killed = false;
-  const kill = () => {
-    if (killed) return;
-    killed = true;
-    void Promise.resolve()
-      .then(() => control.killTree())
-      .catch(() => proc.kill('SIGKILL'));
-  };
   const timer = opts.timeout
     ? setTimeout(() => {
         state.timedOut = true;
@@ -198,17 +203,10 @@ export function superviseSpawn(
   if (opts.stdin !== undefined) feedStdin(proc, opts.stdin);
   const stdout = proc.stdout ?? Readable.from([]);
   const stderr = proc.stderr ?? Readable.from([]);
-  const result = supervise(proc, argv, opts, control, undefined);
+  const kill = treeKiller(proc, control);
+  const result = supervise(proc, argv, opts, control, undefined, kill);
   // Callers that only read streams may never await the result; keep its rejection from going unhandled.
   result.catch(() => {});
-  let killed = false;
-  const kill = () => {
-    if (killed) return;
-    killed = true;
-    void Promise.resolve()
-      .then(() => control.killTree())
-      .catch(() => proc.kill('SIGKILL'));
-  };
   return {
     stdin: opts.stdin === undefined ? proc.stdin : null,
     stdout,

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
+import { TransportError } from '@execenv/core';
 
 /** Most redirects followed. */
 const MAX_REDIRECTS = 5;
@@ -24,4 +25,33 @@ export function get(url: string, signal?: AbortSignal, redirects = 0): Promise<I
     });
     req.on('error', reject);
   });
+}
+
+/**
+ * Fetches a small text document (an index, a signature): undefined when the
+ * server says 404, TransportError naming the URL on network errors and other
+ * failures.
+ */
+export async function getDocument(url: string, signal?: AbortSignal): Promise<string | undefined> {
+  let res: IncomingMessage;
+  try {
+    res = await get(url, signal);
+  } catch (err) {
+    throw new TransportError(`execenv: cannot reach ${url}: ${(err as Error).message}`, { op: 'resolve', cause: err });
+  }
+  const status = res.statusCode ?? 0;
+  if (status === 404) {
+    res.resume();
+    return undefined;
+  }
+  if (status < 200 || status >= 300) {
+    res.resume();
+    throw new TransportError(`execenv: ${url}: the server answered ${status} ${res.statusMessage ?? ''}`.trim(), {
+      op: 'resolve',
+    });
+  }
+  res.setEncoding('utf8');
+  let text = '';
+  for await (const chunk of res) text += chunk;
+  return text;
 }

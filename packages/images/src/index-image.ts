@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { type ExecenvEvent, emit, ImageVerifyFailedError, TransportError } from '@execenv/core';
+import { type ExecenvEvent, emit, ImageVerifyFailedError } from '@execenv/core';
 import { download } from './download.js';
+import { getDocument } from './http-get.js';
 import type { CacheEntry, ImageCache } from './image-cache.js';
 import { type IndexEntry, type IndexQuery, resolveIndex } from './lxc-index.js';
 import { loadKeys, type TrustedKeys, verifyDetached } from './signature.js';
@@ -31,21 +32,13 @@ export interface IndexImage {
 }
 
 async function signatureOf(url: string, signal?: AbortSignal): Promise<string> {
-  let res: Response;
-  try {
-    res = await fetch(`${url}.asc`, { signal });
-  } catch (err) {
-    throw new TransportError(`execenv: cannot fetch ${url}.asc: ${(err as Error).message}`, {
-      op: 'download',
-      cause: err,
-    });
-  }
-  if (!res.ok)
+  const asc = await getDocument(`${url}.asc`, signal);
+  if (asc === undefined)
     throw new ImageVerifyFailedError(
-      `execenv: ${url} is not signed (${url}.asc: ${res.status}); refusing it. Pass verify: false to accept unsigned images`,
+      `execenv: ${url} is not signed (no ${url}.asc); refusing it. Pass verify: false to accept unsigned images`,
       { op: 'download' },
     );
-  return res.text();
+  return asc;
 }
 
 /**

@@ -1,4 +1,5 @@
-import { ImageNotFoundError, TransportError } from '@execenv/core';
+import { ImageNotFoundError } from '@execenv/core';
+import { getDocument } from './http-get.js';
 
 /** One line of an lxc-download index (`distribution;release;architecture;variant;build;path`). */
 export interface IndexEntry {
@@ -51,19 +52,6 @@ export function findEntry(entries: readonly IndexEntry[], q: IndexQuery): IndexE
     .sort((a, b) => (a.build < b.build ? 1 : a.build > b.build ? -1 : 0))[0];
 }
 
-async function fetchText(url: string, signal?: AbortSignal): Promise<string | undefined> {
-  let res: Response;
-  try {
-    res = await fetch(url, { signal });
-  } catch (err) {
-    throw new TransportError(`execenv: cannot reach ${url}: ${(err as Error).message}`, { op: 'resolve', cause: err });
-  }
-  if (res.status === 404) return undefined;
-  if (!res.ok)
-    throw new TransportError(`execenv: ${url}: the server answered ${res.status} ${res.statusText}`, { op: 'resolve' });
-  return res.text();
-}
-
 /** Options of resolveIndex. */
 export interface ResolveIndexOptions {
   /** `system` (images for privileged containers) or `user` (unprivileged), as lxc-download's modes. @default 'system' */
@@ -89,7 +77,7 @@ export async function resolveIndex(
   const names = [...(opts.compatLevel !== undefined ? [`${plain}.${opts.compatLevel}`] : []), plain];
   const seen: IndexEntry[] = [];
   for (const name of names) {
-    const text = await fetchText(`${root}/meta/1.0/${name}`, opts.signal);
+    const text = await getDocument(`${root}/meta/1.0/${name}`, opts.signal);
     if (text === undefined) continue;
     const entries = parseIndex(text);
     const entry = findEntry(entries, q);

@@ -1,6 +1,7 @@
 import { ImageNotFoundError, TransportError } from '@execenv/core';
 import { archNames } from './arch.js';
 import { download } from './download.js';
+import { getDocument } from './http-get.js';
 import type { CacheEntry, ImageCache } from './image-cache.js';
 import type { IndexQuery } from './lxc-index.js';
 
@@ -29,16 +30,10 @@ interface Product {
 }
 
 async function getJson(url: string, signal?: AbortSignal): Promise<unknown> {
-  let res: Response;
+  const text = await getDocument(url, signal);
+  if (text === undefined) throw new ImageNotFoundError(url, 'the server answered 404', { op: 'resolve' });
   try {
-    res = await fetch(url, { signal });
-  } catch (err) {
-    throw new TransportError(`execenv: cannot reach ${url}: ${(err as Error).message}`, { op: 'resolve', cause: err });
-  }
-  if (!res.ok)
-    throw new TransportError(`execenv: ${url}: the server answered ${res.status} ${res.statusText}`, { op: 'resolve' });
-  try {
-    return await res.json();
+    return JSON.parse(text);
   } catch (err) {
     throw new TransportError(`execenv: ${url} is not JSON: ${(err as Error).message}`, { op: 'resolve', cause: err });
   }
