@@ -43,6 +43,12 @@ setup_chroot() {
   fi
 }
 
+# @execenv/images: qemu-img for disk conversions, e2fsprogs for mkfs.ext4 -d and debugfs.
+setup_images() {
+  apt_install qemu-utils e2fsprogs
+}
+
 setup_common
 setup_chroot
+setup_images
 say "ok"

@@ -1,0 +1,53 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CacheEntry } from './image-cache.js';
+import { QemuImg } from './qemu-img.js';
+import { fileDigest, type RootfsContext, rootfsDirectory } from './rootfs-directory.js';
+
+/** Bumped whenever the disk this produces changes. */
+export const QCOW2_CONVERTER_VERSION = 1;
+
+/** Options of convertToQcow2. */
+export interface Qcow2Options {
+  /** Virtual disk size, as mkfs.ext4 takes it. @default '2G' */
+  size?: string;
+  /** Filesystem label. @default 'rootfs' */
+  label?: string;
+}
+
+/**
+ * Converts a root filesystem (tarball or directory) into a qcow2 disk holding
+ * one ext4 filesystem: `mkfs.ext4 -d` from the extracted tree, then
+ * `qemu-img convert`. Cached by the input's sha256, the options and the
+ * converter version.
+ */
+export async function convertToQcow2(image: string, opts: Qcow2Options, ctx: RootfsContext): Promise<CacheEntry> {
+  const size = opts.size ?? '2G';
+  const label = opts.label ?? 'rootfs';
+  const tree = await rootfsDirectory(image, ctx);
+  const input = tree === image ? `dir:${tree}` : await fileDigest(image, ctx.cache);
+  const key = `qcow2-v${QCOW2_CONVERTER_VERSION}\n${input}\n${size}\n${label}`;
+  return ctx.cache.withKey(key, async () => {
+    const cached = await ctx.cache.lookup(key);
+    if (cached) return cached;
+    ctx.onEvent?.({ type: 'image-convert', reference: image, from: 'rootfs', to: 'qcow2' });
+    const work = join(ctx.cache.dir, 'tmp', `qcow2-${randomBytes(6).toString('hex')}`);
+    await mkdir(work, { recursive: true });
+    try {
+      const raw = join(work, 'disk.raw');
+      await ctx.runner.run(['mkfs.ext4', '-q', '-F', '-L', label, '-d', tree, raw, size], {
+        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+      });
+      await new QemuImg(ctx.runner).convert(raw, join(work, 'disk.qcow2'), 'qcow2', 'raw');
+      const entry = await ctx.cache.put(createReadStream(join(work, 'disk.qcow2'), { highWaterMark: 1 << 20 }), {
+        name: `${image} (qcow2 ${size})`,
+      });
+      await ctx.cache.link(key, entry.digest);
+      return entry;
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+}
