@@ -9,6 +9,8 @@ export * from './image-cache.js';
 export * from './index-image.js';
 export * from './lxc-index.js';
 export * from './lxd-unified.js';
+export * from './podman-input.js';
+export * from './prepare-publish.js';
 export * from './qcow2.js';
 export * from './qemu-img.js';
 export * from './reference.js';
