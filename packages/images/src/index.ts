@@ -14,6 +14,7 @@ export * from './prepare-publish.js';
 export * from './qcow2.js';
 export * from './qemu-img.js';
 export * from './reference.js';
+export * from './resolve-image.js';
 export * from './rootfs-directory.js';
 export * from './signature.js';
 export * from './simplestreams.js';

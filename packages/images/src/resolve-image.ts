@@ -1,0 +1,117 @@
+import { open, stat } from 'node:fs/promises';
+import { type ExecenvEvent, hostRunner, ImageNotFoundError, type ProcessRunner } from '@execenv/core';
+import { extract as tarExtract } from 'tar-stream';
+import { download } from './download.js';
+import type { ImageCache } from './image-cache.js';
+import { fetchIndexImage } from './index-image.js';
+import { parseReference } from './reference.js';
+import { openTarball } from './rootfs-directory.js';
+import type { TrustedKeys } from './signature.js';
+import { fetchStreamItems, resolveSimplestreams } from './simplestreams.js';
+import { detectTarball, type TarballFormat } from './tarball-format.js';
+
+/** What an image reference resolved to, in the form drivers consume. */
+export type ResolvedImage =
+  | { kind: 'directory'; path: string }
+  | { kind: 'rootfs-tarball'; path: string; format: TarballFormat }
+  | { kind: 'lxd-unified'; path: string; format: TarballFormat }
+  | { kind: 'lxd-split'; meta: string; rootfs: string }
+  | { kind: 'disk'; path: string; format: 'qcow2' | 'raw' }
+  | { kind: 'lxd-alias'; alias: string }
+  | { kind: 'oci'; name: string };
+
+/** Options of resolveImage. */
+export interface ResolveImageOptions {
+  cache: ImageCache;
+  runner?: ProcessRunner;
+  /** Servers for `index:` references: an lxc-download server, a simplestreams server, or both (lxc first). */
+  servers?: { lxc?: string; simplestreams?: string };
+  /** Keys for signed lxc-download images. */
+  keys?: TrustedKeys;
+  /** Only an explicit false accepts unsigned lxc-download images. */
+  verify?: boolean;
+  onEvent?: (e: ExecenvEvent) => void;
+  signal?: AbortSignal;
+}
+
+const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
+
+/** Whether the first entries of a tarball are an LXD unified image's (metadata.yaml beside rootfs/). */
+async function isLxdUnified(path: string, format: TarballFormat, runner: ProcessRunner): Promise<boolean> {
+  const source = openTarball(path, format, runner);
+  const extractor = tarExtract();
+  source.stream.pipe(extractor);
+  let metadata = false;
+  let seen = 0;
+  try {
+    for await (const entry of extractor) {
+      const name = entry.header.name.replace(/^\.\//, '');
+      entry.resume();
+      if (name === 'metadata.yaml') metadata = true;
+      if (metadata && name.startsWith('rootfs')) return true;
+      if (++seen >= 16) return false;
+    }
+    return false;
+  } finally {
+    source.kill();
+    extractor.destroy();
+    await source.done().catch(() => {});
+  }
+}
+
+/** Classifies a local file or directory. */
+export async function classifyLocal(path: string, runner: ProcessRunner = hostRunner()): Promise<ResolvedImage> {
+  const info = await stat(path).catch(() => undefined);
+  if (!info) throw new ImageNotFoundError(path, 'no such file or directory on the host', { op: 'resolve' });
+  if (info.isDirectory()) return { kind: 'directory', path };
+  const format = await detectTarball(path);
+  if (format)
+    return { kind: (await isLxdUnified(path, format, runner)) ? 'lxd-unified' : 'rootfs-tarball', path, format };
+  const fh = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    await fh.read(head, 0, 4, 0);
+    return { kind: 'disk', path, format: head.equals(QCOW2_MAGIC) ? 'qcow2' : 'raw' };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Resolves an image reference to local files a driver can use: local paths
+ * are classified, URLs downloaded into the cache (then classified), `index:`
+ * references fetched from the configured lxc-download or simplestreams
+ * server with their checks; `lxd:` and `oci:` pass through for the drivers
+ * that own them.
+ */
+export async function resolveImage(reference: string, opts: ResolveImageOptions): Promise<ResolvedImage> {
+  const ref = parseReference(reference);
+  const runner = opts.runner ?? hostRunner();
+  switch (ref.kind) {
+    case 'file':
+      return classifyLocal(ref.path, runner);
+    case 'url': {
+      const entry = await download(ref.url, { cache: opts.cache, onEvent: opts.onEvent, signal: opts.signal });
+      return classifyLocal(entry.path, runner);
+    }
+    case 'index': {
+      if (opts.servers?.lxc) {
+        const img = await fetchIndexImage(ref, { ...opts, server: opts.servers.lxc });
+        return { kind: 'lxd-split', meta: img.meta.path, rootfs: img.rootfs.path };
+      }
+      if (opts.servers?.simplestreams) {
+        const server = opts.servers.simplestreams;
+        const img = await resolveSimplestreams(server, ref, opts.signal);
+        const files = await fetchStreamItems(server, img, { cache: opts.cache, signal: opts.signal });
+        return { kind: 'lxd-split', meta: files['lxd.tar.xz']!.path, rootfs: files['root.tar.xz']!.path };
+      }
+      throw new ImageNotFoundError(reference, 'no image server configured: give servers.lxc or servers.simplestreams', {
+        op: 'resolve',
+      });
+    }
+    case 'lxd':
+      return { kind: 'lxd-alias', alias: ref.alias };
+    case 'oci':
+      return { kind: 'oci', name: ref.name };
+  }
+}
