@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ChrootDriver } from '@execenv/chroot';
-import { type ExecenvEvent, mountPoints, open, readLeases } from '@execenv/core';
+import { type ExecenvEvent, isRevertable, mountPoints, open, readLeases } from '@execenv/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxTarball, minbaseTarball } from './fixtures.js';
 
@@ -84,6 +84,20 @@ describe('chroot driver on this host', () => {
     await env.close();
     expect(await mountsUnderState()).toEqual([]);
     expect(await readdir(join(stateDir, 'envs'))).toEqual([]);
+  });
+
+  it('reverts to the image with its mounts and network intact', async () => {
+    await using env = await driver.open({ image: busyboxTarball() }, { stateDir });
+    await env.exec(['sh', '-c', 'echo changed > /etc/hostname; rm /bin/ls; touch /tmp/new'], { check: true });
+    if (!isRevertable(env)) throw new Error('the chroot driver declares revert');
+    await env.revert();
+    const r = await env.exec([
+      'sh',
+      '-c',
+      'cat /etc/hostname; test -e /tmp/new || echo new-gone; test -c /dev/null && echo dev-ok; ls /bin/ls',
+    ]);
+    expect(r.stdout).toBe('busybox\nnew-gone\ndev-ok\n/bin/ls\n');
+    expect((await env.exec(['ip', 'link', 'show', 'lo'])).stdout).toMatch(/<LOOPBACK,UP/);
   });
 
   it('copies the host resolv.conf and hosts in', async () => {

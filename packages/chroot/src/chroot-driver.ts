@@ -177,20 +177,24 @@ export class ChrootDriver implements Driver {
       const ctx = await this.#mountContext(mode, lease, runner);
       // Recorded before mounting: a crash half-way leaves a lease gc() can finish.
       if (mode === 'root') await lease.add({ kind: 'mount', path: layout.root, recursive: true });
-      await mountRoot(layout, ctx);
-      if (checked.mounts) await mountBinds(layout, checked.mounts, ctx);
+      const hostRoot = ctx.hostPath(layout.root);
+      const hostDns = (checked.driverOptions as ChrootEnvOptions | undefined)?.hostDns !== false;
+      const prepareRoot = async () => {
+        await mountRoot(layout, ctx);
+        if (checked.mounts) await mountBinds(layout, checked.mounts, ctx);
+        if (hostDns) await copyHostDns(hostRoot);
+      };
+      await prepareRoot();
       const netns = network === 'none' ? join(envDir, 'netns') : undefined;
       if (netns) {
         if (mode === 'root') await lease.add({ kind: 'mount', path: netns });
         await createNetworkNamespace(netns, ctx);
       }
-      const hostRoot = ctx.hostPath(layout.root);
-      if ((checked.driverOptions as ChrootEnvOptions | undefined)?.hostDns !== false) await copyHostDns(hostRoot);
       throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
       const env = new ChrootEnvironment({
         id,
         driver: DRIVER_NAME,
-        capabilities: ['isolation-chroot', 'root', ...(network === 'host' ? (['network'] as const) : [])],
+        capabilities: ['isolation-chroot', 'root', 'revert', ...(network === 'host' ? (['network'] as const) : [])],
         onEvent: opts.onEvent,
         closeOnSignal: opts.closeOnSignal,
         runner,
@@ -203,6 +207,15 @@ export class ChrootDriver implements Driver {
         ids: ctx.ids,
         netns,
         linux32,
+        // Revert: the root comes down, the overlay's upper layer is emptied, the root goes up again.
+        resetRoot: async () => {
+          // Lazily, as one tree: in a user namespace the rbind of /sys has locked submounts that cannot go one by one.
+          await ctx.run(['umount', '--lazy', layout.root]);
+          // Removed from inside the namespace that owns the files (subordinate ids in rootless mode).
+          await ctx.run(['rm', '-rf', '--one-file-system', '--', layout.upper, layout.work]);
+          await ctx.run(['mkdir', '-m', '0755', '--', layout.upper, layout.work]);
+          await prepareRoot();
+        },
         env: checked.env ?? {},
       });
       emit(opts.onEvent, {

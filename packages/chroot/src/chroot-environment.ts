@@ -49,6 +49,8 @@ export interface ChrootEnvironmentInit extends EnvironmentInit {
   linux32: boolean;
   /** Default environment variables of every exec. */
   env: Readonly<Record<string, string>>;
+  /** Unmounts the root, empties the overlay's upper layer and mounts it again. */
+  resetRoot: () => Promise<void>;
 }
 
 const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name]));
@@ -187,13 +189,24 @@ export class ChrootEnvironment extends BaseEnvironment {
     return this.#files.readDir(path);
   }
 
-  protected override async destroy(): Promise<void> {
+  /** Goes back to the image as it was opened: every change is discarded and running commands are killed. */
+  async revert(): Promise<void> {
+    this.ensureOpen('revert');
+    await this.#killRunning();
+    await this.#init.resetRoot();
+  }
+
+  async #killRunning(): Promise<void> {
     await Promise.all(
       [...this.#running].map(async (p) => {
         p.kill('SIGKILL');
         await p.exited.catch(() => {});
       }),
     );
+  }
+
+  protected override async destroy(): Promise<void> {
+    await this.#killRunning();
     await this.#init.lease.release(this.#init.undo);
   }
 

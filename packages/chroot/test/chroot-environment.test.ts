@@ -26,6 +26,7 @@ async function environment(overrides: Partial<ConstructorParameters<typeof Chroo
     netns: '/state/envs/execenv-unit/netns',
     linux32: false,
     env: { LANG: 'C.UTF-8' },
+    resetRoot: async () => {},
     ...overrides,
   });
 }
