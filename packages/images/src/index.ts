@@ -18,4 +18,5 @@ export * from './resolve-image.js';
 export * from './rootfs-directory.js';
 export * from './signature.js';
 export * from './simplestreams.js';
+export * from './tarball-conversion.js';
 export * from './tarball-format.js';

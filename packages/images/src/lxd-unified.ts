@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pipeline, Readable, type Writable } from 'node:stream';
-import { ArchiveGuard, ImageNotFoundError, normaliseEntryName } from '@execenv/core';
+import { ArchiveGuard, normaliseEntryName } from '@execenv/core';
 import { type Header, extract as tarExtract, pack as tarPack } from 'tar-stream';
 
 /** A header for pack(): a name and whatever else is known. */
@@ -8,8 +8,8 @@ type Headers = Partial<Header> & { name: string };
 
 import { archNames } from './arch.js';
 import type { CacheEntry } from './image-cache.js';
-import { fileDigest, openTarball, type RootfsContext } from './rootfs-directory.js';
-import { detectTarball } from './tarball-format.js';
+import type { RootfsContext } from './rootfs-directory.js';
+import { convertTarball } from './tarball-conversion.js';
 
 /** Bumped whenever the unified tarball this produces changes. */
 export const LXD_CONVERTER_VERSION = 1;
@@ -103,26 +103,10 @@ export function toLxdUnified(rootfs: Readable, info: LxdImageInfo): Readable {
  * version), ready for `lxc image import`.
  */
 export async function convertToLxdUnified(image: string, info: LxdImageInfo, ctx: RootfsContext): Promise<CacheEntry> {
-  const format = await detectTarball(image).catch(() => undefined);
-  if (!format) throw new ImageNotFoundError(image, 'not a tarball (plain, gzip, xz, zstd or bzip2)', { op: 'convert' });
   const meta = createHash('sha256')
     .update(lxdMetadataYaml({ ...info, creationDate: new Date(0) }))
     .digest('hex');
-  const key = `lxd-unified-v${LXD_CONVERTER_VERSION}\n${await fileDigest(image, ctx.cache)}\n${meta}`;
-  return ctx.cache.withKey(key, async () => {
-    const cached = await ctx.cache.lookup(key);
-    if (cached) return cached;
-    ctx.onEvent?.({ type: 'image-convert', reference: image, from: format, to: 'lxd-unified' });
-    const source = openTarball(image, format, ctx.runner);
-    try {
-      const entry = await ctx.cache.put(toLxdUnified(source.stream, info), { name: `${image} (lxd unified)` });
-      await source.done();
-      await ctx.cache.link(key, entry.digest);
-      return entry;
-    } catch (err) {
-      source.kill();
-      await source.done().catch(() => {});
-      throw err;
-    }
-  });
+  return convertTarball(image, 'lxd-unified', `v${LXD_CONVERTER_VERSION} ${meta}`, ctx, (tar) => ({
+    output: toLxdUnified(tar, info),
+  }));
 }

@@ -1,0 +1,52 @@
+import type { Readable } from 'node:stream';
+import { ImageNotFoundError } from '@execenv/core';
+import type { CacheEntry } from './image-cache.js';
+import { fileDigest, openTarball, type RootfsContext } from './rootfs-directory.js';
+import { detectTarball } from './tarball-format.js';
+
+/** What a conversion makes of a tarball's decompressed stream: the blob's content, and a check it must pass. */
+export interface TarballTransform {
+  /** The converted content to store. */
+  output: Readable;
+  /** Settles once the content is known good; the blob enters the cache only after it resolved. */
+  verified?: Promise<void>;
+}
+
+/**
+ * Converts the tarball at `image` into one blob in the cache, once: keyed by
+ * `kind`, the tarball's sha256 and `variant` (converter version, options),
+ * under the cache's inter-process lock. On failure the decompressor is
+ * stopped and nothing is cached.
+ */
+export async function convertTarball(
+  image: string,
+  kind: string,
+  variant: string,
+  ctx: RootfsContext,
+  transform: (tar: Readable) => TarballTransform,
+): Promise<CacheEntry> {
+  const format = await detectTarball(image).catch(() => undefined);
+  if (!format) throw new ImageNotFoundError(image, 'not a tarball (plain, gzip, xz, zstd or bzip2)', { op: 'convert' });
+  const key = `${kind}\n${variant}\n${await fileDigest(image, ctx.cache)}`;
+  return ctx.cache.withKey(key, async () => {
+    const cached = await ctx.cache.lookup(key);
+    if (cached) return cached;
+    ctx.onEvent?.({ type: 'image-convert', reference: image, from: format, to: kind });
+    const source = openTarball(image, format, ctx.runner);
+    try {
+      const { output, verified } = transform(source.stream);
+      verified?.catch(() => {});
+      const entry = await ctx.cache.put(output, {
+        name: `${image} (${kind})`,
+        verify: () => verified ?? Promise.resolve(),
+      });
+      await source.done();
+      await ctx.cache.link(key, entry.digest);
+      return entry;
+    } catch (err) {
+      source.kill();
+      await source.done().catch(() => {});
+      throw err;
+    }
+  });
+}
