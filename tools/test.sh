@@ -5,8 +5,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
-step() { printf '\n=== %s\n' "$*"; }
-run() { "$@" || status=1; }
+failed_steps=()
+current_step=
+step() { current_step=$*; printf '\n=== %s\n' "$*"; }
+# Records a failing step instead of stopping, so the summary still counts every test that ran.
+run() { "$@" || { status=1; failed_steps+=("$current_step"); }; }
 
 step "npm dependencies"
 # npm install, not npm ci: it installs the versions package-lock.json pins, while npm ci also demands
@@ -42,5 +45,6 @@ for pkg in packages/*/; do
   [ -f "$pkg/vitest.config.ts" ] && reports+=("$pkg/test-results/vitest.json")
 done
 reports+=(e2e/test-results/vitest.json)
+for failed_step in "${failed_steps[@]}"; do echo "step failed: $failed_step"; done
 node tools/summarize-tests.mjs "${reports[@]}" || status=1
 exit $status
