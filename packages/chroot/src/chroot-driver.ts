@@ -29,7 +29,7 @@ import {
   UnsupportedError,
   validateSpec,
 } from '@execenv/core';
-import { ImageCache, rootfsDirectory } from '@execenv/images';
+import { ImageCache, imageRootDirectory, resolveImage } from '@execenv/images';
 import { ChrootEnvironment } from './chroot-environment.js';
 import { createNetworkNamespace, type MountContext, mountBinds, mountRoot, type RootLayout } from './chroot-mounts.js';
 import { CHROOT_NETWORKS, type ChrootDriverOptions, type ChrootEnvOptions, type ChrootMode } from './chroot-options.js';
@@ -152,11 +152,15 @@ export class ChrootDriver implements Driver {
     const stateDir = opts.stateDir ?? defaultStateDir();
     const image = checked.image ?? (await ensureDefaultImage(this.#cacheDir, runner, opts.onEvent));
     emit(opts.onEvent, { type: 'image-resolve', reference: image });
-    const base = await rootfsDirectory(image, {
-      cache: new ImageCache({ dir: join(this.#cacheDir, 'images') }),
+    const cache = new ImageCache({ dir: join(this.#cacheDir, 'images') });
+    const resolved = await resolveImage(image, {
+      ...this.#options.images,
+      cache,
       runner,
       onEvent: opts.onEvent,
+      signal: opts.signal,
     });
+    const base = await imageRootDirectory(resolved, { cache, runner, onEvent: opts.onEvent });
     const init = await ensureInitHelper(this.#cacheDir, runner, this.#options.cc);
     throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
 

@@ -1,4 +1,8 @@
 import type { ProcessRunner } from '@execenv/core';
+import type { ResolveImageOptions } from '@execenv/images';
+
+/** Where `index:` references are looked up and which keys sign them (see resolveImage of @execenv/images). */
+export type ChrootImageSources = Pick<ResolveImageOptions, 'servers' | 'keys' | 'verify'>;
 
 /** How the driver gets the privileges to mount: as root, or inside a user namespace. */
 export type ChrootMode = 'root' | 'rootless';
@@ -23,6 +27,8 @@ export interface ChrootDriverOptions {
   cacheDir?: string;
   /** C compiler used once to build the 2 KB init helper. @default 'cc' */
   cc?: string;
+  /** Image servers and trusted keys for `index:` references; local paths and URLs need none. */
+  images?: ChrootImageSources;
 }
 
 /** Per-environment options, given as `spec.driverOptions`. */

@@ -8,7 +8,7 @@ import { ChrootDriver } from './chroot-driver.js';
 
 export { ChrootDriver, DRIVER_NAME } from './chroot-driver.js';
 export { ChrootEnvironment, type ChrootEnvironmentInit, DEFAULT_PATH } from './chroot-environment.js';
-export type { ChrootDriverOptions, ChrootEnvOptions, ChrootMode } from './chroot-options.js';
+export type { ChrootDriverOptions, ChrootEnvOptions, ChrootImageSources, ChrootMode } from './chroot-options.js';
 export { defaultImagePath, ensureDefaultImage } from './default-image.js';
 
 /** The driver instance registered as `chroot`. */

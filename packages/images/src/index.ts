@@ -15,6 +15,7 @@ export * from './qcow2.js';
 export * from './qemu-img.js';
 export * from './reference.js';
 export * from './resolve-image.js';
+export * from './root-directory.js';
 export * from './rootfs-directory.js';
 export * from './signature.js';
 export * from './simplestreams.js';

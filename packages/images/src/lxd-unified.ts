@@ -4,7 +4,7 @@ import { ArchiveGuard, normaliseEntryName } from '@execenv/core';
 import { type Header, extract as tarExtract, pack as tarPack } from 'tar-stream';
 
 /** A header for pack(): a name and whatever else is known. */
-type Headers = Partial<Header> & { name: string };
+export type TarEntryHeader = Partial<Header> & { name: string };
 
 import { archNames } from './arch.js';
 import type { CacheEntry } from './image-cache.js';
@@ -49,6 +49,21 @@ const HOSTS_TPL =
   '127.0.0.1   localhost\n127.0.1.1   {{ container.name }}\n::1         localhost ip6-localhost ip6-loopback\n';
 
 /**
+ * The entries of an LXD image's metadata: `metadata.yaml` and the templates
+ * it names (the whole metadata tarball of a split image, the head of a
+ * unified one).
+ */
+export function lxdMetadataEntries(info: LxdImageInfo): { header: TarEntryHeader; body?: string }[] {
+  const mtime = info.creationDate ?? new Date();
+  return [
+    { header: { name: 'metadata.yaml', mode: 0o644, mtime }, body: lxdMetadataYaml(info) },
+    { header: { name: 'templates/', type: 'directory', mode: 0o755, mtime } },
+    { header: { name: 'templates/hostname.tpl', mode: 0o644, mtime }, body: HOSTNAME_TPL },
+    { header: { name: 'templates/hosts.tpl', mode: 0o644, mtime }, body: HOSTS_TPL },
+  ];
+}
+
+/**
  * Streams a rootfs tar stream as an LXD unified tarball: metadata.yaml and
  * templates first, then every entry under `rootfs/`, hardlink targets
  * rewritten to match, as launchpad-buildd's converter does. Unsafe entries
@@ -61,7 +76,7 @@ export function toLxdUnified(rootfs: Readable, info: LxdImageInfo): Readable {
   pipeline(rootfs, extractor, (err) => {
     if (err) out.destroy(err);
   });
-  const add = (header: Headers, body?: Readable | string) =>
+  const add = (header: TarEntryHeader, body?: Readable | string) =>
     new Promise<void>((resolve, reject) => {
       const done = (err?: Error | null) => (err ? reject(err) : resolve());
       if (typeof body === 'string') out.entry(header, body, done);
@@ -69,17 +84,13 @@ export function toLxdUnified(rootfs: Readable, info: LxdImageInfo): Readable {
       else out.entry(header, done);
     });
   (async () => {
-    const now = info.creationDate ?? new Date();
-    await add({ name: 'metadata.yaml', mode: 0o644, mtime: now }, lxdMetadataYaml(info));
-    await add({ name: 'templates/', type: 'directory', mode: 0o755, mtime: now });
-    await add({ name: 'templates/hostname.tpl', mode: 0o644, mtime: now }, HOSTNAME_TPL);
-    await add({ name: 'templates/hosts.tpl', mode: 0o644, mtime: now }, HOSTS_TPL);
+    for (const { header, body } of lxdMetadataEntries(info)) await add(header, body);
     const guard = new ArchiveGuard();
     for await (const entry of { [Symbol.asyncIterator]: () => entries }) {
       const h = entry.header as Header;
       const name = guard.check(h);
       const dir = h.type === 'directory' ? '/' : '';
-      const moved: Headers = { ...h, name: name === '' ? 'rootfs/' : `rootfs/${name}${dir}` };
+      const moved: TarEntryHeader = { ...h, name: name === '' ? 'rootfs/' : `rootfs/${name}${dir}` };
       if (h.type === 'link') moved.linkname = `rootfs/${normaliseEntryName(h.linkname ?? '')}`;
       if (h.type === 'file' || h.type === 'contiguous-file') await add(moved, entry as unknown as Readable);
       else {

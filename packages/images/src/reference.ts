@@ -5,6 +5,7 @@ import { archNames } from './arch.js';
 export type ImageReference =
   | { kind: 'file'; path: string }
   | { kind: 'url'; url: string }
+  | { kind: 'lxd-split'; meta: string; rootfs: string }
   | { kind: 'index'; distribution: string; release: string; architecture: string; variant: string }
   | { kind: 'lxd'; alias: string }
   | { kind: 'oci'; name: string };
@@ -19,6 +20,8 @@ function bad(reference: string, problem: string): InvalidSpecError {
  * Parses an image reference:
  * - a path (`/srv/rootfs.tar.zst`, `./rootfs.tar`, `file:rootfs.tar`): a local tarball, disk or directory;
  * - `https://...` or `http://...`: a file to download;
+ * - `lxd-split:META,ROOTFS`: a split LXD image given as two local files, its
+ *   metadata tarball and its root filesystem (as `lxc image import META ROOTFS` takes them);
  * - `index:DISTRIBUTION/RELEASE/ARCH[/VARIANT]`: an entry of an lxc-download or simplestreams server;
  * - `lxd:ALIAS`: an image already known to LXD;
  * - `oci:NAME[:TAG]`: an OCI image (podman).
@@ -47,6 +50,16 @@ export function parseReference(reference: string): ImageReference {
       }
       return { kind: 'url', url: url.href };
     }
+    case 'lxd-split': {
+      const paths = rest.split(',');
+      if (paths.length !== 2 || paths.some((p) => p.trim() === ''))
+        throw bad(
+          reference,
+          'lxd-split references are lxd-split:META,ROOTFS, two paths separated by one comma (link a path that has a comma)',
+        );
+      const [meta, rootfs] = paths as [string, string];
+      return { kind: 'lxd-split', meta, rootfs };
+    }
     case 'index': {
       const parts = rest.split('/');
       if (parts.length < 3 || parts.length > 4 || parts.some((p) => !NAME.test(p)))
@@ -65,7 +78,8 @@ export function parseReference(reference: string): ImageReference {
         throw bad(reference, 'oci: needs an image name such as oci:docker.io/library/debian:bookworm');
       return { kind: 'oci', name: rest };
     default:
-      if (scheme) throw bad(reference, `unknown scheme "${scheme}:"; use a path, https:, index:, lxd: or oci:`);
+      if (scheme)
+        throw bad(reference, `unknown scheme "${scheme}:"; use a path, https:, lxd-split:, index:, lxd: or oci:`);
       return { kind: 'file', path: reference };
   }
 }

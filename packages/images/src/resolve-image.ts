@@ -1,5 +1,5 @@
 import { open, stat } from 'node:fs/promises';
-import { type ExecenvEvent, hostRunner, ImageNotFoundError, type ProcessRunner } from '@execenv/core';
+import { type ExecenvEvent, hostRunner, ImageNotFoundError, InvalidSpecError, type ProcessRunner } from '@execenv/core';
 import { extract as tarExtract } from 'tar-stream';
 import { download } from './download.js';
 import type { ImageCache } from './image-cache.js';
@@ -26,9 +26,9 @@ export interface ResolveImageOptions {
   runner?: ProcessRunner;
   /** Servers for `index:` references: an lxc-download server, a simplestreams server, or both (lxc first). */
   servers?: { lxc?: string; simplestreams?: string };
-  /** Keys for signed lxc-download images. */
+  /** Keys that sign the servers' images (lxc-download `.asc`) and indexes (simplestreams `.sjson`). */
   keys?: TrustedKeys;
-  /** Only an explicit false accepts unsigned lxc-download images. */
+  /** Only an explicit false accepts unsigned lxc-download images and unsigned simplestreams indexes. */
   verify?: boolean;
   onEvent?: (e: ExecenvEvent) => void;
   signal?: AbortSignal;
@@ -36,8 +36,16 @@ export interface ResolveImageOptions {
 
 const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
 
-/** Whether the first entries of a tarball are an LXD unified image's (metadata.yaml beside rootfs/). */
-async function isLxdUnified(path: string, format: TarballFormat, runner: ProcessRunner): Promise<boolean> {
+/**
+ * Whether `metadata.yaml` is among the first entries of a tarball, and, when
+ * `withRootfs`, a `rootfs/` tree after it (an LXD unified image).
+ */
+async function hasLxdMetadata(
+  path: string,
+  format: TarballFormat,
+  runner: ProcessRunner,
+  withRootfs: boolean,
+): Promise<boolean> {
   const source = openTarball(path, format, runner);
   const extractor = tarExtract();
   source.stream.pipe(extractor);
@@ -48,7 +56,7 @@ async function isLxdUnified(path: string, format: TarballFormat, runner: Process
       const name = entry.header.name.replace(/^\.\//, '');
       entry.resume();
       if (name === 'metadata.yaml') metadata = true;
-      if (metadata && name.startsWith('rootfs')) return true;
+      if (metadata && (!withRootfs || name.startsWith('rootfs'))) return true;
       if (++seen >= 16) return false;
     }
     return false;
@@ -66,15 +74,42 @@ export async function classifyLocal(path: string, runner: ProcessRunner = hostRu
   if (info.isDirectory()) return { kind: 'directory', path };
   const format = await detectTarball(path);
   if (format)
-    return { kind: (await isLxdUnified(path, format, runner)) ? 'lxd-unified' : 'rootfs-tarball', path, format };
+    return {
+      kind: (await hasLxdMetadata(path, format, runner, true)) ? 'lxd-unified' : 'rootfs-tarball',
+      path,
+      format,
+    };
+  return { kind: 'disk', path, format: (await readHead(path, 4)).equals(QCOW2_MAGIC) ? 'qcow2' : 'raw' };
+}
+
+const SQUASHFS_MAGIC = Buffer.from('hsqs');
+
+async function readHead(path: string, length: number): Promise<Buffer> {
   const fh = await open(path, 'r');
   try {
-    const head = Buffer.alloc(4);
-    await fh.read(head, 0, 4, 0);
-    return { kind: 'disk', path, format: head.equals(QCOW2_MAGIC) ? 'qcow2' : 'raw' };
+    const head = Buffer.alloc(length);
+    await fh.read(head, 0, length, 0);
+    return head;
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Checks the two local files of a split LXD image: a metadata tarball
+ * holding `metadata.yaml`, and a root filesystem tarball or squashfs.
+ */
+async function classifySplit(meta: string, rootfs: string, runner: ProcessRunner): Promise<ResolvedImage> {
+  const reference = `lxd-split:${meta},${rootfs}`;
+  for (const path of [meta, rootfs])
+    if (!(await stat(path).catch(() => undefined))?.isFile())
+      throw new ImageNotFoundError(reference, `${path}: no such file on the host`, { op: 'resolve' });
+  const metaFormat = await detectTarball(meta);
+  if (!metaFormat || !(await hasLxdMetadata(meta, metaFormat, runner, false)))
+    throw new InvalidSpecError('image', `"${reference}": ${meta} is not an LXD metadata tarball (no metadata.yaml)`);
+  if (!(await detectTarball(rootfs)) && !(await readHead(rootfs, 4)).equals(SQUASHFS_MAGIC))
+    throw new InvalidSpecError('image', `"${reference}": ${rootfs} is neither a tarball nor a squashfs`);
+  return { kind: 'lxd-split', meta, rootfs };
 }
 
 /**
@@ -90,6 +125,8 @@ export async function resolveImage(reference: string, opts: ResolveImageOptions)
   switch (ref.kind) {
     case 'file':
       return classifyLocal(ref.path, runner);
+    case 'lxd-split':
+      return classifySplit(ref.meta, ref.rootfs, runner);
     case 'url': {
       const entry = await download(ref.url, { cache: opts.cache, onEvent: opts.onEvent, signal: opts.signal });
       return classifyLocal(entry.path, runner);
@@ -101,8 +138,8 @@ export async function resolveImage(reference: string, opts: ResolveImageOptions)
       }
       if (opts.servers?.simplestreams) {
         const server = opts.servers.simplestreams;
-        const img = await resolveSimplestreams(server, ref, opts.signal);
-        const files = await fetchStreamItems(server, img, { cache: opts.cache, signal: opts.signal });
+        const img = await resolveSimplestreams(server, ref, opts);
+        const files = await fetchStreamItems(server, img, opts);
         return { kind: 'lxd-split', meta: files['lxd.tar.xz']!.path, rootfs: files['root.tar.xz']!.path };
       }
       throw new ImageNotFoundError(reference, 'no image server configured: give servers.lxc or servers.simplestreams', {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, pipeline, type Readable } from 'node:stream';
 import {
@@ -47,8 +47,10 @@ export async function fileDigest(path: string, cache: ImageCache): Promise<strin
  * content) extracted safely, once, into the cache, keyed by the tarball's
  * sha256 and the converter version. No entry can land outside that
  * directory, whatever its name or links. Use the result read-only.
+ * `subdirectory` names the tree inside the tarball that is the root
+ * filesystem (`rootfs` for an LXD unified tarball).
  */
-export async function rootfsDirectory(image: string, ctx: RootfsContext): Promise<string> {
+export async function rootfsDirectory(image: string, ctx: RootfsContext, subdirectory?: string): Promise<string> {
   let path: string;
   let info: Awaited<ReturnType<typeof stat>>;
   try {
@@ -65,7 +67,14 @@ export async function rootfsDirectory(image: string, ctx: RootfsContext): Promis
     });
   const digest = await fileDigest(path, ctx.cache);
   const target = join(ctx.cache.dir, 'converted', `directory-v${DIRECTORY_CONVERTER_VERSION}`, digest);
-  if (await isComplete(target)) return join(target, 'root');
+  const rootOf = async () => {
+    const root = join(target, 'root', subdirectory ?? '');
+    // lstat: the tree must be a real directory of the tarball, never a link it planted.
+    if (!(await lstat(root).catch(() => undefined))?.isDirectory())
+      throw new ImageNotFoundError(image, `the tarball has no ${subdirectory}/ tree`, { op: 'open' });
+    return root;
+  };
+  if (await isComplete(target)) return rootOf();
   await ctx.cache.withKey(`directory\n${digest}`, async () => {
     if (await isComplete(target)) return;
     emit(ctx.onEvent, { type: 'image-convert', reference: image, from: format, to: 'directory' });
@@ -81,7 +90,7 @@ export async function rootfsDirectory(image: string, ctx: RootfsContext): Promis
       throw err;
     }
   });
-  return join(target, 'root');
+  return rootOf();
 }
 
 async function isComplete(dir: string): Promise<boolean> {
@@ -107,7 +116,11 @@ export function openTarball(
   proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
   return {
     stream: proc.stdout as Readable,
-    kill: () => proc.kill('SIGKILL'),
+    kill: () => {
+      proc.kill('SIGKILL');
+      // Output nobody reads any more must still drain, or the process is never reported done.
+      (proc.stdout as Readable).resume();
+    },
     done: async () => {
       const exit = await proc.exited;
       if (exit.exitCode !== 0) throw new HostCommandError({ argv, ...exit, stdout: '', stderr });

@@ -26,6 +26,33 @@ export async function loadKeys(keys: TrustedKeys): Promise<openpgp.PublicKey[]> 
   return loaded;
 }
 
+function noKeys(what: string): ImageVerifyFailedError {
+  return new ImageVerifyFailedError(
+    `execenv: ${what}: no trusted keys configured; give keys, or verify: false to skip the check`,
+  );
+}
+
+/**
+ * Checks an OpenPGP cleartext-signed document (a simplestreams `.sjson`)
+ * against `keys` and returns the text that was signed. Throws
+ * ImageVerifyFailedError naming `what` when the signature is bad, made by an
+ * unknown key, or missing keys.
+ */
+export async function verifyCleartext(signed: string, keys: openpgp.PublicKey[], what: string): Promise<string> {
+  if (keys.length === 0) throw noKeys(what);
+  try {
+    const message = await openpgp.readCleartextMessage({ cleartextMessage: signed });
+    const result = await openpgp.verify({ message, verificationKeys: keys });
+    if (result.signatures.length === 0) throw new Error('no signature');
+    for (const s of result.signatures) await s.verified;
+    return result.data as string;
+  } catch (err) {
+    throw new ImageVerifyFailedError(`execenv: ${what}: bad or untrusted signature: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
 /**
  * Checks the detached signature `armoredSignature` of the file at `path`
  * against `keys`, streaming the file. Throws ImageVerifyFailedError naming
@@ -37,10 +64,7 @@ export async function verifyDetached(
   keys: openpgp.PublicKey[],
   what: string,
 ): Promise<void> {
-  if (keys.length === 0)
-    throw new ImageVerifyFailedError(
-      `execenv: ${what}: no trusted keys configured; give keys, or verify: false to skip the check`,
-    );
+  if (keys.length === 0) throw noKeys(what);
   try {
     const signature = await openpgp.readSignature({ armoredSignature });
     const message = await openpgp.createMessage({

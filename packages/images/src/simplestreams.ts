@@ -1,9 +1,28 @@
-import { ImageNotFoundError, TransportError } from '@execenv/core';
+import { type ExecenvEvent, emit, ImageNotFoundError, ImageVerifyFailedError, TransportError } from '@execenv/core';
+import type { PublicKey } from 'openpgp';
+import { readCleartextMessage } from 'openpgp';
 import { archNames } from './arch.js';
 import { download } from './download.js';
 import { getDocument } from './http-get.js';
 import type { CacheEntry, ImageCache } from './image-cache.js';
 import type { IndexQuery } from './lxc-index.js';
+import { loadKeys, type TrustedKeys, verifyCleartext } from './signature.js';
+
+/** Options of resolveSimplestreams. */
+export interface SimplestreamsOptions {
+  /** Keys that may sign the stream documents. Required unless verify is false. */
+  keys?: TrustedKeys;
+  /**
+   * Read the OpenPGP-signed documents (`index.sjson` and the `.sjson`
+   * products they list) and check their signatures; the sha256 they give then
+   * vouches for every item. Only an explicit false reads the unsigned
+   * `index.json`, trusting the transport (HTTPS) instead.
+   * @default true
+   */
+  verify?: boolean;
+  onEvent?: (e: ExecenvEvent) => void;
+  signal?: AbortSignal;
+}
 
 /** One file of a simplestreams product version. */
 export interface StreamItem {
@@ -29,13 +48,46 @@ interface Product {
   versions?: Record<string, { items?: Record<string, StreamItem> }>;
 }
 
-async function getJson(url: string, signal?: AbortSignal): Promise<unknown> {
-  const text = await getDocument(url, signal);
-  if (text === undefined) throw new ImageNotFoundError(url, 'the server answered 404', { op: 'resolve' });
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new TransportError(`execenv: ${url} is not JSON: ${(err as Error).message}`, { op: 'resolve', cause: err });
+/** Reads stream documents from one server, signed (`.sjson`, checked against keys) or not. */
+class StreamReader {
+  readonly #root: string;
+  readonly #keys: PublicKey[] | undefined;
+  readonly #opts: SimplestreamsOptions;
+
+  constructor(root: string, keys: PublicKey[] | undefined, opts: SimplestreamsOptions) {
+    this.#root = root;
+    this.#keys = keys;
+    this.#opts = opts;
+  }
+
+  /** The JSON document at `path` (relative to the server), through its signed form when verifying. */
+  async read(path: string): Promise<unknown> {
+    const signedPath = path.replace(/\.json$/, '.sjson');
+    const url = `${this.#root}/${this.#keys ? signedPath : path}`;
+    const body = await getDocument(url, this.#opts.signal);
+    if (body === undefined) {
+      if (this.#keys)
+        throw new ImageVerifyFailedError(
+          `execenv: ${this.#root}/${path} is not signed (no ${url}); refusing it. Pass verify: false to trust the unsigned index over HTTPS`,
+          { op: 'resolve' },
+        );
+      throw new ImageNotFoundError(url, 'the server answered 404', { op: 'resolve' });
+    }
+    let text = body;
+    if (this.#keys) {
+      text = await verifyCleartext(body, this.#keys, url);
+      emit(this.#opts.onEvent, { type: 'image-verify', reference: url, ok: true });
+    } else if (url.endsWith('.sjson')) {
+      text = (await readCleartextMessage({ cleartextMessage: body })).getText();
+    }
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      throw new TransportError(`execenv: ${url} is not JSON: ${(err as Error).message}`, {
+        op: 'resolve',
+        cause: err,
+      });
+    }
   }
 }
 
@@ -47,20 +99,36 @@ function matches(p: Product, q: IndexQuery): boolean {
 
 /**
  * Finds `q` on a simplestreams server (as LXD and Incus use): the
- * image-downloads products of `streams/v1/index.json`, the product whose
- * os/release/arch/variant match, and its newest version's items. Throws
- * ImageNotFoundError listing what the server offers.
+ * image-downloads products of `streams/v1/index.sjson` (its signature checked
+ * against `opts.keys`) or, with `verify: false`, `index.json`; the product
+ * whose os/release/arch/variant match, and its newest version's items.
+ * Throws ImageNotFoundError listing what the server offers, and
+ * ImageVerifyFailedError when a document is unsigned or badly signed.
  */
-export async function resolveSimplestreams(server: string, q: IndexQuery, signal?: AbortSignal): Promise<StreamImage> {
+export async function resolveSimplestreams(
+  server: string,
+  q: IndexQuery,
+  opts: SimplestreamsOptions = {},
+): Promise<StreamImage> {
   const root = server.replace(/\/+$/, '');
-  const index = (await getJson(`${root}/streams/v1/index.json`, signal)) as {
+  emit(opts.onEvent, {
+    type: 'image-resolve',
+    reference: `index:${q.distribution}/${q.release}/${q.architecture}/${q.variant}`,
+  });
+  const keys = opts.verify === false ? undefined : await loadKeys(opts.keys ?? []);
+  if (keys?.length === 0)
+    throw new ImageVerifyFailedError(
+      `execenv: ${root}: no trusted keys configured for its signed index; give keys, or verify: false to trust the unsigned index over HTTPS`,
+      { op: 'resolve' },
+    );
+  const streams = new StreamReader(root, keys, opts);
+  const index = (await streams.read('streams/v1/index.json')) as {
     index?: Record<string, { datatype?: string; path?: string }>;
   };
   const offered: string[] = [];
   for (const entry of Object.values(index.index ?? {})) {
     if (entry.datatype !== 'image-downloads' || !entry.path || entry.path.includes('..')) continue;
-    const products =
-      ((await getJson(`${root}/${entry.path}`, signal)) as { products?: Record<string, Product> }).products ?? {};
+    const products = ((await streams.read(entry.path)) as { products?: Record<string, Product> }).products ?? {};
     for (const [name, p] of Object.entries(products)) {
       offered.push(`${p.os}/${p.release}/${p.arch}/${p.variant ?? 'default'}`);
       if (!matches(p, q)) continue;
@@ -86,7 +154,7 @@ export async function resolveSimplestreams(server: string, q: IndexQuery, signal
 export async function fetchStreamItems(
   server: string,
   image: StreamImage,
-  opts: { cache: ImageCache; items?: string[]; signal?: AbortSignal },
+  opts: { cache: ImageCache; items?: string[]; onEvent?: (e: ExecenvEvent) => void; signal?: AbortSignal },
 ): Promise<Record<string, CacheEntry>> {
   const root = server.replace(/\/+$/, '');
   const out: Record<string, CacheEntry> = {};
@@ -101,6 +169,7 @@ export async function fetchStreamItems(
     out[name] = await download(`${root}/${item.path}`, {
       cache: opts.cache,
       expectedSha256: item.sha256,
+      onEvent: opts.onEvent,
       signal: opts.signal,
     });
   }

@@ -8,7 +8,7 @@ import type { ExecenvEvent } from '@execenv/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { download } from '../src/download.js';
 import { ImageCache } from '../src/image-cache.js';
-import { HttpFixture } from './http-fixture.js';
+import { HttpFixture } from '../src/testing/http-fixture.js';
 
 const run = promisify(execFile);
 let dir: string;

@@ -1,48 +1,35 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ImageCache } from '../src/image-cache.js';
 import { fetchIndexImage } from '../src/index-image.js';
 import { parseIndex } from '../src/lxc-index.js';
-import { HttpFixture } from './http-fixture.js';
+import { generateSigningKey, ImageServer, type SigningKey } from '../src/testing/image-server.js';
 
-let server: HttpFixture;
+let server: ImageServer;
 let dir: string;
-let signer: { publicKey: string; privateKey: string };
-let stranger: { publicKey: string; privateKey: string };
+let signer: SigningKey;
+let stranger: SigningKey;
 const rootfs = Buffer.from('pretend this is rootfs.tar.xz');
 const meta = Buffer.from('pretend this is meta.tar.xz');
 const q = { distribution: 'busybox', release: '1.36', architecture: 'amd64', variant: 'default' };
 
-async function sign(data: Buffer, key: string): Promise<string> {
-  const message = await openpgp.createMessage({ binary: data });
-  const signingKeys = await openpgp.readPrivateKey({ armoredKey: key });
-  return (await openpgp.sign({ message, signingKeys, detached: true })) as string;
-}
-
+/** Serves an older build, the newest one (signed by `key`) and another image; returns the newest's path. */
 async function publish(key: string) {
-  const base = '/images/busybox/1.36/amd64/default/20261122_00:00';
-  server.routes.set('/meta/1.0/index-system', {
-    body: `busybox;1.36;amd64;default;20261121_00:00;/images/old\nbusybox;1.36;amd64;default;20261122_00:00;${base}\ndebian;bookworm;amd64;default;20261122_00:00;/images/debian\n`,
-  });
-  server.routes.set(`${base}/rootfs.tar.xz`, { body: rootfs });
-  server.routes.set(`${base}/meta.tar.xz`, { body: meta });
-  server.routes.set(`${base}/rootfs.tar.xz.asc`, { body: await sign(rootfs, key) });
-  server.routes.set(`${base}/meta.tar.xz.asc`, { body: await sign(meta, key) });
+  await server.publishLxcDownload({ ...q, build: '20261121_00:00' }, { rootfs: meta, meta }, key);
+  const base = await server.publishLxcDownload({ ...q, build: '20261122_00:00' }, { rootfs, meta }, key);
+  await server.publishLxcDownload({ ...q, distribution: 'debian', release: 'bookworm' }, { rootfs, meta }, key);
   return base;
 }
 
 beforeAll(async () => {
-  const make = (name: string) =>
-    openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ name }], format: 'armored' });
-  signer = await make('image signer');
-  stranger = await make('someone else');
+  signer = await generateSigningKey('image signer');
+  stranger = await generateSigningKey('someone else');
 });
 beforeEach(async () => {
-  server?.stop();
-  server = await new HttpFixture().start();
+  await server?.stop();
+  server = await new ImageServer().start();
   dir = await mkdtemp(join(tmpdir(), 'execenv-index-'));
 });
 afterAll(async () => {
@@ -80,7 +67,7 @@ describe('fetchIndexImage', () => {
 
   it('refuses a tampered rootfs', async () => {
     const base = await publish(signer.privateKey);
-    server.routes.set(`${base}/rootfs.tar.xz`, { body: Buffer.from('tampered') });
+    server.http.routes.set(`${base}/rootfs.tar.xz`, { body: Buffer.from('tampered') });
     const cache = new ImageCache({ dir });
     await expect(fetchIndexImage(q, { server: server.url, cache, keys: [signer.publicKey] })).rejects.toMatchObject({
       code: 'IMAGE_VERIFY_FAILED',
@@ -90,7 +77,7 @@ describe('fetchIndexImage', () => {
 
   it('refuses unsigned images unless verify: false is explicit', async () => {
     const base = await publish(signer.privateKey);
-    server.routes.delete(`${base}/rootfs.tar.xz.asc`);
+    server.http.routes.delete(`${base}/rootfs.tar.xz.asc`);
     const cache = new ImageCache({ dir });
     await expect(fetchIndexImage(q, { server: server.url, cache, keys: [signer.publicKey] })).rejects.toMatchObject({
       code: 'IMAGE_VERIFY_FAILED',
@@ -110,9 +97,9 @@ describe('fetchIndexImage', () => {
 
   it('prefers the index of its compatibility level', async () => {
     await publish(signer.privateKey);
-    server.routes.set('/meta/1.0/index-system.7', { body: 'busybox;1.36;amd64;default;x;/images/compat7\n' });
-    server.routes.set('/images/compat7/rootfs.tar.xz', { body: rootfs });
-    server.routes.set('/images/compat7/meta.tar.xz', { body: meta });
+    server.http.routes.set('/meta/1.0/index-system.7', { body: 'busybox;1.36;amd64;default;x;/images/compat7\n' });
+    server.http.routes.set('/images/compat7/rootfs.tar.xz', { body: rootfs });
+    server.http.routes.set('/images/compat7/meta.tar.xz', { body: meta });
     const img = await fetchIndexImage(q, {
       server: server.url,
       cache: new ImageCache({ dir }),

@@ -33,6 +33,10 @@ describe('parseReference', () => {
       { kind: 'index', distribution: 'alpine', release: '3.19', architecture: 'arm64', variant: 'cloud' },
     ],
     ['lxd:builder-base', { kind: 'lxd', alias: 'builder-base' }],
+    [
+      'lxd-split:/srv/meta.tar.xz,/srv/rootfs.squashfs',
+      { kind: 'lxd-split', meta: '/srv/meta.tar.xz', rootfs: '/srv/rootfs.squashfs' },
+    ],
     ['oci:docker.io/library/debian:bookworm', { kind: 'oci', name: 'docker.io/library/debian:bookworm' }],
   ])('%s', (ref, want) => expect(parseReference(ref)).toEqual(want));
 
@@ -43,6 +47,9 @@ describe('parseReference', () => {
     'index:debian/bookworm/vax',
     'ftp://x/y',
     'lxd:',
+    'lxd-split:/srv/meta.tar.xz',
+    'lxd-split:/a,/b,/c',
+    'lxd-split:/a,',
     'oci:UPPER',
     'https://',
   ])('refuses %j naming the image field', (ref) =>

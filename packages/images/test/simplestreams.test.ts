@@ -1,47 +1,32 @@
-import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ImageCache } from '../src/image-cache.js';
 import { fetchStreamItems, resolveSimplestreams } from '../src/simplestreams.js';
-import { HttpFixture } from './http-fixture.js';
+import { generateSigningKey, ImageServer, type SigningKey, signCleartext } from '../src/testing/image-server.js';
 
-let server: HttpFixture;
+let server: ImageServer;
 let dir: string;
-const meta = Buffer.from('lxd metadata tarball');
-const root = Buffer.from('root tarball');
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+let signer: SigningKey;
+let stranger: SigningKey;
+const files = { meta: Buffer.from('lxd metadata tarball'), rootfs: Buffer.from('root tarball') };
 const q = { distribution: 'debian', release: 'bookworm', architecture: 'amd64', variant: 'default' };
 
+beforeAll(async () => {
+  signer = await generateSigningKey('image signer');
+  stranger = await generateSigningKey('someone else');
+});
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'execenv-ss-'));
-  server = await new HttpFixture().start();
-  server.routes.set('/streams/v1/index.json', {
-    body: JSON.stringify({ index: { images: { datatype: 'image-downloads', path: 'streams/v1/images.json' } } }),
-  });
-  const version = (m: Buffer, r: Buffer, at: string) => ({
-    items: {
-      'lxd.tar.xz': { ftype: 'lxd.tar.xz', path: `images/${at}/lxd.tar.xz`, sha256: sha(m), size: m.length },
-      'root.tar.xz': { ftype: 'root.tar.xz', path: `images/${at}/root.tar.xz`, sha256: sha(r), size: r.length },
-    },
-  });
-  server.routes.set('/streams/v1/images.json', {
-    body: JSON.stringify({
-      products: {
-        'debian:bookworm:amd64:default': {
-          os: 'Debian',
-          release: 'bookworm',
-          arch: 'amd64',
-          variant: 'default',
-          versions: { '20261120_05:24': version(meta, root, 'old'), '20261122_05:24': version(meta, root, 'new') },
-        },
-        'alpine:3.20:arm64:default': { os: 'Alpine', release: '3.20', arch: 'arm64', versions: {} },
-      },
-    }),
-  });
-  server.routes.set('/images/new/lxd.tar.xz', { body: meta });
-  server.routes.set('/images/new/root.tar.xz', { body: root });
+  server = await new ImageServer().start();
+  await server.publishSimplestreams({ ...q, build: '20261120_05:24' }, files, signer.privateKey);
+  await server.publishSimplestreams({ ...q, build: '20261122_05:24' }, files, signer.privateKey);
+  await server.publishSimplestreams(
+    { ...q, distribution: 'alpine', release: '3.20', architecture: 'arm64' },
+    files,
+    signer.privateKey,
+  );
 });
 afterEach(async () => {
   await server.stop();
@@ -49,18 +34,76 @@ afterEach(async () => {
 });
 
 describe('simplestreams', () => {
-  it('resolves the newest version and downloads its items, checked by sha256', async () => {
-    const image = await resolveSimplestreams(server.url, q);
+  it('resolves the newest version through the signed index and downloads its items, checked by sha256', async () => {
+    const events: string[] = [];
+    const image = await resolveSimplestreams(server.url, q, {
+      keys: [signer.publicKey],
+      onEvent: (e) => events.push(e.type === 'image-verify' ? `verify ${e.reference}` : e.type),
+    });
     expect(image).toMatchObject({ product: 'debian:bookworm:amd64:default', version: '20261122_05:24' });
-    const files = await fetchStreamItems(server.url, image, { cache: new ImageCache({ dir }) });
-    expect(await readFile(files['root.tar.xz']!.path, 'utf8')).toBe('root tarball');
-    expect(files['lxd.tar.xz']?.digest).toBe(sha(meta));
+    expect(events).toEqual([
+      'image-resolve',
+      `verify ${server.url}/streams/v1/index.sjson`,
+      `verify ${server.url}/streams/v1/images.sjson`,
+    ]);
+    expect(server.http.hits.get('/streams/v1/index.json')).toBeUndefined();
+    const fetched = await fetchStreamItems(server.url, image, { cache: new ImageCache({ dir }) });
+    expect(await readFile(fetched['root.tar.xz']!.path, 'utf8')).toBe('root tarball');
+    expect(await readFile(fetched['lxd.tar.xz']!.path, 'utf8')).toBe('lxd metadata tarball');
+  });
+
+  it('refuses an index signed by an unknown key, one whose text was altered, and an unsigned one', async () => {
+    const signedIndex = server.http.routes.get('/streams/v1/index.sjson')!;
+    await expect(resolveSimplestreams(server.url, q, { keys: [stranger.publicKey] })).rejects.toMatchObject({
+      code: 'IMAGE_VERIFY_FAILED',
+      message: expect.stringContaining('index.sjson'),
+    });
+    server.http.routes.set('/streams/v1/images.sjson', {
+      body: String(server.http.routes.get('/streams/v1/images.sjson')!.body).replace(
+        '20261122_05:24',
+        '20261123_05:24',
+      ),
+    });
+    await expect(resolveSimplestreams(server.url, q, { keys: [signer.publicKey] })).rejects.toMatchObject({
+      code: 'IMAGE_VERIFY_FAILED',
+      message: expect.stringContaining('images.sjson'),
+    });
+    server.http.routes.delete('/streams/v1/index.sjson');
+    await expect(resolveSimplestreams(server.url, q, { keys: [signer.publicKey] })).rejects.toMatchObject({
+      code: 'IMAGE_VERIFY_FAILED',
+      message: expect.stringMatching(/not signed.*verify: false/),
+    });
+    server.http.routes.set('/streams/v1/index.sjson', signedIndex);
+    await expect(resolveSimplestreams(server.url, q)).rejects.toMatchObject({
+      code: 'IMAGE_VERIFY_FAILED',
+      message: expect.stringContaining('no trusted keys'),
+    });
+  });
+
+  it('reads the unsigned index.json only when verify is false', async () => {
+    server.http.routes.delete('/streams/v1/index.sjson');
+    const image = await resolveSimplestreams(server.url, q, { verify: false });
+    expect(image.version).toBe('20261122_05:24');
+    expect(server.http.hits.get('/streams/v1/index.json')).toBe(1);
+  });
+
+  it('strips the signature of .sjson documents an index names when verify is false', async () => {
+    const index = JSON.stringify({
+      index: { images: { datatype: 'image-downloads', path: 'streams/v1/images.sjson' } },
+    });
+    server.http.routes.set('/streams/v1/index.json', { body: index });
+    const image = await resolveSimplestreams(server.url, q, { verify: false });
+    expect(image.version).toBe('20261122_05:24');
+    expect(server.http.hits.get('/streams/v1/images.sjson')).toBe(1);
+    // Verifying, the same index is read through its own signed twin.
+    server.http.routes.set('/streams/v1/index.sjson', { body: await signCleartext(index, signer.privateKey) });
+    expect((await resolveSimplestreams(server.url, q, { keys: [signer.publicKey] })).version).toBe('20261122_05:24');
   });
 
   it('refuses an item whose sha256 differs from the index, keeping nothing', async () => {
-    server.routes.set('/images/new/root.tar.xz', { body: 'tampered' });
     const cache = new ImageCache({ dir });
-    const image = await resolveSimplestreams(server.url, q);
+    const image = await resolveSimplestreams(server.url, q, { keys: [signer.publicKey] });
+    server.http.routes.set(`/${image.items['root.tar.xz']!.path}`, { body: 'tampered' });
     await expect(fetchStreamItems(server.url, image, { cache, items: ['root.tar.xz'] })).rejects.toMatchObject({
       code: 'IMAGE_VERIFY_FAILED',
     });
@@ -68,9 +111,11 @@ describe('simplestreams', () => {
   });
 
   it('lists what the server has when nothing matches', async () => {
-    await expect(resolveSimplestreams(server.url, { ...q, release: 'trixie' })).rejects.toMatchObject({
+    await expect(
+      resolveSimplestreams(server.url, { ...q, release: 'trixie' }, { keys: [signer.publicKey] }),
+    ).rejects.toMatchObject({
       code: 'IMAGE_NOT_FOUND',
-      message: expect.stringContaining('Alpine/3.20/arm64/default'),
+      message: expect.stringContaining('alpine/3.20/arm64/default'),
     });
   });
 });

@@ -13,11 +13,15 @@ export interface Route {
 
 /** A loopback HTTP server serving fixed routes and counting requests per path. */
 export class HttpFixture {
+  /** What each path answers; anything else is a 404. */
   readonly routes = new Map<string, Route>();
+  /** Requests received per path. */
   readonly hits = new Map<string, number>();
   #server: Server | undefined;
+  /** Base URL, set by start(). */
   url = '';
 
+  /** Listens on a free loopback port. */
   async start(): Promise<this> {
     this.#server = createServer((req, res) => {
       const path = req.url ?? '/';
@@ -45,6 +49,7 @@ export class HttpFixture {
     return this;
   }
 
+  /** Closes the server and every open connection. */
   async stop(): Promise<void> {
     this.#server?.closeAllConnections();
     await new Promise((r) => this.#server?.close(r));
