@@ -2,12 +2,12 @@
 // @execenv/images against the raw tools, side by side in one run, medians:
 //   rootfs -> directory:    rootfsDirectory()        vs  tar -C DIR -xf ROOTFS
 //   rootfs -> LXD unified:  convertToLxdUnified()    vs  tar -xf into rootfs/ + tar -cf of metadata.yaml, templates, rootfs
-//   200 MB download:        download() from loopback vs  curl -o
+//   200 MB download:        download() from loopback vs  curl -o (the server runs in a process of its own)
 // Peak host rss growth is sampled during the SDK runs.
 // Usage: node tools/bench/images.mjs [--rootfs PATH.tar.zst] [--runs N]
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -40,6 +40,12 @@ const work = await mkdtemp(join(tmpdir(), 'execenv-bench-images-'));
 const info = { architecture: 'amd64', os: 'debian', release: 'bookworm' };
 const rows = [];
 let memPeak = 0;
+// Each run's output is deleted and written back before the next starts: otherwise the
+// writeback of gigabytes from earlier runs lands in whichever run comes next.
+async function settle() {
+  for (const name of await readdir(work)) await rm(join(work, name), { recursive: true, force: true });
+  await sh(['sync']);
+}
 async function compare(what, sdk, raw, goal, ratioOf) {
   const s = [];
   const r = [];
@@ -47,7 +53,9 @@ async function compare(what, sdk, raw, goal, ratioOf) {
     const [ms, mem] = await timed(() => sdk(i), true);
     s.push(ms);
     memPeak = Math.max(memPeak, mem);
+    await settle();
     r.push((await timed(() => raw(i)))[0]);
+    await settle();
   }
   rows.push({ what, sdk: median(s), raw: median(r), ratio: ratioOf(median(s), median(r)), goal });
 }
@@ -82,13 +90,11 @@ try {
     '>= 0.8x throughput',
     throughput,
   );
-  const body = Buffer.alloc(200 * 2 ** 20, 0x61);
-  const server = createServer((_req, res) => {
-    res.writeHead(200, { 'content-length': body.length });
-    res.end(body);
+  const server = spawn(process.execPath, [join(import.meta.dirname, 'serve-bytes.mjs'), '200'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${server.address().port}/big`;
+  const [port] = await once(server.stdout, 'data');
+  const url = `http://127.0.0.1:${String(port).trim()}/big`;
   await compare(
     '200 MB download',
     (i) => download(`${url}?${i}`, { cache: new ImageCache({ dir: join(work, `c-dl-${i}`) }) }),
@@ -96,7 +102,7 @@ try {
     '>= 0.8x throughput',
     throughput,
   );
-  server.close();
+  server.kill('SIGTERM');
   console.log(`@execenv/images benchmark (${runs} runs each, medians, rootfs ${rootfs})`);
   console.log('what                       sdk ms     raw ms   ratio  goal');
   for (const r of rows)

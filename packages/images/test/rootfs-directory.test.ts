@@ -1,13 +1,13 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type ExecenvEvent, hostRunner } from '@execenv/core';
-import { pack } from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ImageCache } from '../src/image-cache.js';
 import { rootfsDirectory } from '../src/rootfs-directory.js';
+import { tarOf } from '../src/testing/image-files.js';
 
 const run = promisify(execFile);
 let dir: string;
@@ -22,17 +22,17 @@ afterEach(async () => {
 
 type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string; content?: string };
 async function tarball(name: string, entries: Entry[]): Promise<string> {
-  const p = pack();
-  for (const e of entries)
-    p.entry(
-      { name: e.name, type: e.type ?? 'file', linkname: e.linkname, mode: e.type === 'directory' ? 0o755 : 0o644 },
-      e.content ?? '',
-    );
-  p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of p) chunks.push(c as Buffer);
   const path = join(dir, name);
-  await writeFile(path, Buffer.concat(chunks));
+  const mode = (e: Entry) => (e.type === 'directory' ? 0o755 : 0o644);
+  await writeFile(
+    path,
+    await tarOf(
+      entries.map((e) => ({
+        header: { name: e.name, type: e.type ?? 'file', linkname: e.linkname, mode: mode(e) },
+        body: e.content ?? '',
+      })),
+    ),
+  );
   return path;
 }
 
@@ -67,6 +67,35 @@ describe('rootfsDirectory', () => {
     expect(await rootfsDirectory(path, { cache, runner: hostRunner() })).toBe(root);
     expect(events.filter((e) => e.type === 'image-convert')).toHaveLength(1);
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'keeps owners, modes, hardlinks, symlinks and device nodes when running as root',
+    async () => {
+      const path = join(dir, 'special.tar');
+      await writeFile(
+        path,
+        await tarOf([
+          { header: { name: './', type: 'directory', mode: 0o755 } },
+          { header: { name: './su', mode: 0o4755, uid: 1234, gid: 5678 }, body: 'x' },
+          { header: { name: './su-again', type: 'link', linkname: './su' } },
+          { header: { name: './to-su', type: 'symlink', linkname: 'su' } },
+          { header: { name: './null', type: 'character-device', mode: 0o666, devmajor: 1, devminor: 3 } },
+          { header: { name: './sda', type: 'block-device', mode: 0o660, devmajor: 8, devminor: 0, gid: 6 } },
+          { header: { name: './fifo', type: 'fifo', mode: 0o600 } },
+        ]),
+      );
+      const root = await rootfsDirectory(path, { cache, runner: hostRunner() });
+      const su = await lstat(join(root, 'su'));
+      expect([su.uid, su.gid, su.mode & 0o7777, su.nlink]).toEqual([1234, 5678, 0o4755, 2]);
+      expect((await lstat(join(root, 'su-again'))).ino).toBe(su.ino);
+      expect(await readlink(join(root, 'to-su'))).toBe('su');
+      const nul = await lstat(join(root, 'null'));
+      expect([nul.isCharacterDevice(), nul.rdev, nul.mode & 0o777]).toEqual([true, 0x103, 0o666]);
+      const sda = await lstat(join(root, 'sda'));
+      expect([sda.isBlockDevice(), sda.rdev, sda.gid]).toEqual([true, 0x800, 6]);
+      expect((await lstat(join(root, 'fifo'))).isFIFO()).toBe(true);
+    },
+  );
 
   it('returns a directory as it is', async () => {
     await mkdir(join(dir, 'tree'));
