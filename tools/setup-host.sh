@@ -37,6 +37,15 @@ setup_chroot() {
   for f in /etc/subuid /etc/subgid; do
     grep -q '^root:' "$f" 2>/dev/null || { echo 'root:1000000:65536' >> "$f" && say "added subordinate ids for root to $f"; }
   done
+  # An unprivileged user with subordinate ids of its own: the e2e suite runs rootless mode as it,
+  # where the host side cannot delete what subordinate ids own.
+  if ! getent passwd execenv-e2e >/dev/null; then
+    useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin execenv-e2e
+    say "added the unprivileged user execenv-e2e"
+  fi
+  for f in /etc/subuid /etc/subgid; do
+    grep -q '^execenv-e2e:' "$f" || { echo 'execenv-e2e:1065536:65536' >> "$f" && say "added subordinate ids for execenv-e2e to $f"; }
+  done
   grep -qw overlay /proc/filesystems || say "warning: the kernel has no overlayfs; the chroot driver will be unavailable"
   if ! unshare --user --map-root-user true 2>/dev/null; then
     say "warning: user namespaces are unavailable; the chroot driver's rootless mode will fail"

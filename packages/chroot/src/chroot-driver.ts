@@ -13,7 +13,6 @@ import {
   emit,
   type GcReport,
   hostRunner,
-  hostUndo,
   type IdMap,
   InvalidSpecError,
   isAlive,
@@ -36,6 +35,7 @@ import { CHROOT_NETWORKS, type ChrootDriverOptions, type ChrootEnvOptions, type 
 import { ensureDefaultImage } from './default-image.js';
 import { findBinary, HOST_PATH } from './host-binaries.js';
 import { ensureInitHelper } from './init-helper.js';
+import { chrootUndo, mappedTree } from './mapped-tree.js';
 
 import { currentSubordinateIds, rootlessIdMap, rootlessMapArgs } from './subordinate-ids.js';
 
@@ -166,7 +166,7 @@ export class ChrootDriver implements Driver {
 
     const id = newEnvironmentId();
     const lease = await Lease.create(stateDir, id, DRIVER_NAME, checked.labels);
-    const undo = hostUndo(runner);
+    const undo = chrootUndo(runner);
     try {
       emit(opts.onEvent, { type: 'create', envId: id, driver: DRIVER_NAME });
       const envDir = join(stateDir, 'envs', id);
@@ -178,7 +178,7 @@ export class ChrootDriver implements Driver {
         root: join(envDir, 'root'),
       };
       for (const dir of [layout.upper, layout.work, layout.root]) await mkdir(dir, { recursive: true, mode: 0o755 });
-      const ctx = await this.#mountContext(mode, lease, runner);
+      const ctx = await this.#mountContext(mode, lease, runner, [layout.upper, layout.work]);
       // Recorded before mounting: a crash half-way leaves a lease gc() can finish.
       if (mode === 'root') await lease.add({ kind: 'mount', path: layout.root, recursive: true });
       const hostRoot = ctx.hostPath(layout.root);
@@ -248,7 +248,7 @@ export class ChrootDriver implements Driver {
   }
 
   async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
-    return collectDeadLeases(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, hostUndo(this.#runner));
+    return collectDeadLeases(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, chrootUndo(this.#runner));
   }
 
   /** In rootless mode, starts the process whose user and mount namespace hold the mounts. */
@@ -256,6 +256,7 @@ export class ChrootDriver implements Driver {
     mode: ChrootMode,
     lease: Lease,
     runner: ProcessRunner,
+    ownedTrees: readonly string[],
   ): Promise<MountContext & { enter: string[]; ids?: IdMap }> {
     const env = { PATH: HOST_PATH };
     if (mode === 'root')
@@ -266,8 +267,11 @@ export class ChrootDriver implements Driver {
         hostPath: (p) => p,
       };
     const sub = await this.#subordinateIds();
+    const mapArgs = rootlessMapArgs(sub);
+    // Recorded before the holder, so undone after it is gone: by then nothing is mounted on them.
+    for (const tree of ownedTrees) await lease.add(mappedTree(tree, mapArgs));
     const holder = runner.spawn(
-      ['unshare', '--user', ...rootlessMapArgs(sub), '--mount', '--propagation', 'private', '--', 'sleep', 'infinity'],
+      ['unshare', '--user', ...mapArgs, '--mount', '--propagation', 'private', '--', 'sleep', 'infinity'],
       { env, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' },
     );
     const pid = holder.pid;
