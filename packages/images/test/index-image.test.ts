@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ImageCache } from '../src/image-cache.js';
 import { fetchIndexImage } from '../src/index-image.js';
 import { parseIndex } from '../src/lxc-index.js';
@@ -28,11 +28,10 @@ beforeAll(async () => {
   stranger = await generateSigningKey('someone else');
 });
 beforeEach(async () => {
-  await server?.stop();
   server = await new ImageServer().start();
   dir = await mkdtemp(join(tmpdir(), 'execenv-index-'));
 });
-afterAll(async () => {
+afterEach(async () => {
   await server.stop();
   await rm(dir, { recursive: true, force: true });
 });
