@@ -31,6 +31,8 @@ find packages e2e -path '*/test-results/vitest.json' -not -path '*/node_modules/
 
 step "build, lint, typecheck"
 run npx nx run-many -t build lint typecheck --outputStyle=static
+# The packages lint themselves through nx; this also covers tools/, e2e/ and the top-level files.
+run npx biome check .
 
 step "unit tests"
 # Uncached so every run writes the reports the summary reads.

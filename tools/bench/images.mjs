@@ -6,8 +6,8 @@
 // Peak host rss growth is sampled during the SDK runs.
 // Usage: node tools/bench/images.mjs [--rootfs PATH.tar.zst] [--runs N]
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';

@@ -1,4 +1,5 @@
-import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   type Availability,
@@ -33,8 +34,8 @@ import { ChrootEnvironment } from './chroot-environment.js';
 import { createNetworkNamespace, type MountContext, mountBinds, mountRoot, type RootLayout } from './chroot-mounts.js';
 import { CHROOT_NETWORKS, type ChrootDriverOptions, type ChrootEnvOptions, type ChrootMode } from './chroot-options.js';
 import { ensureDefaultImage } from './default-image.js';
+import { ensureExecServer, MAX_SOCKET_PATH, startExecServer } from './exec-server.js';
 import { findBinary, HOST_PATH } from './host-binaries.js';
-import { ensureInitHelper } from './init-helper.js';
 import { chrootUndo, mappedTree } from './mapped-tree.js';
 
 import { currentSubordinateIds, rootlessIdMap, rootlessMapArgs } from './subordinate-ids.js';
@@ -161,7 +162,7 @@ export class ChrootDriver implements Driver {
       signal: opts.signal,
     });
     const base = await imageRootDirectory(resolved, { cache, runner, onEvent: opts.onEvent });
-    const init = await ensureInitHelper(this.#cacheDir, runner, this.#options.cc);
+    const execServerBinary = await ensureExecServer(this.#cacheDir, runner, this.#options.cc);
     throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
 
     const id = newEnvironmentId();
@@ -195,6 +196,16 @@ export class ChrootDriver implements Driver {
         await createNetworkNamespace(netns, ctx);
       }
       throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
+      const execServer = await startExecServer(runner, {
+        binary: execServerBinary,
+        enter: ctx.enter,
+        root: layout.root,
+        linux32,
+        netns,
+        socket: await socketPath(envDir, lease),
+        // Through a sudo runner the server is root while this process is not: give it the socket.
+        owner: mode === 'root' ? process.getuid?.() : undefined,
+      });
       const env = new ChrootEnvironment({
         id,
         driver: DRIVER_NAME,
@@ -204,13 +215,9 @@ export class ChrootDriver implements Driver {
         runner,
         lease,
         undo,
-        root: layout.root,
         hostRoot,
-        init,
-        enter: ctx.enter,
         ids: ctx.ids,
-        netns,
-        linux32,
+        execServer,
         // Revert: the root comes down, the overlay's upper layer is emptied, the root goes up again.
         resetRoot: async () => {
           // Lazily, as one tree: in a user namespace the rbind of /sys has locked submounts that cannot go one by one.
@@ -318,4 +325,13 @@ async function copyHostDns(hostRoot: string): Promise<void> {
 function describeResource(r: LeaseResource): string {
   if (r.kind === 'process') return `process ${r.pid}`;
   return `${r.kind} ${String(r.path)}`;
+}
+
+/** The exec server's socket: in the environment's directory, or a private temporary one when that path is too long. */
+async function socketPath(envDir: string, lease: Lease): Promise<string> {
+  const inEnvDir = join(envDir, 'exec.sock');
+  if (Buffer.byteLength(inEnvDir) <= MAX_SOCKET_PATH) return inEnvDir;
+  const dir = await mkdtemp(join(tmpdir(), 'execenv-'));
+  await lease.add({ kind: 'dir', path: dir });
+  return join(dir, 'exec.sock');
 }

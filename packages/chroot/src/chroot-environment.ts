@@ -1,5 +1,4 @@
 import { readFile, stat as statHost } from 'node:fs/promises';
-import { constants as osConstants } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
 import {
   BaseEnvironment,
@@ -23,7 +22,7 @@ import {
   toHostId,
   type Undo,
 } from '@execenv/core';
-import { HOST_PATH } from './host-binaries.js';
+import type { ExecServer } from './exec-server.js';
 
 /** PATH inside the environment unless the spec or the exec sets one. */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -33,62 +32,16 @@ export interface ChrootEnvironmentInit extends EnvironmentInit {
   runner: ProcessRunner;
   lease: Lease;
   undo: Undo;
-  /** The merged root as the exec's namespace sees it. */
-  root: string;
   /** The merged root as this process can open it. */
   hostRoot: string;
-  /** Compiled init helper. */
-  init: string;
-  /** Argv that enters the namespace holding the mounts (empty in root mode). */
-  enter: readonly string[];
   /** Id map of the user namespace (rootless mode). */
   ids?: IdMap;
-  /** The environment's network namespace file, joined by every exec; undefined shares the host's. */
-  netns: string | undefined;
-  /** Run commands under the 32-bit personality. */
-  linux32: boolean;
+  /** The server that starts every command of the environment. */
+  execServer: ExecServer;
   /** Default environment variables of every exec. */
   env: Readonly<Record<string, string>>;
   /** Unmounts the root, empties the overlay's upper layer and mounts it again. */
   resetRoot: () => Promise<void>;
-}
-
-const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name]));
-
-/**
- * Reads the status line execenv-init writes on fd 3 and turns it into the
- * exit of the command itself; the host process's own exit only says the init
- * ran. Without a line the init never reported: killed by us (tree kill) or it
- * could not start, which is a transport failure, not the command's exit.
- */
-function commandExit(proc: RunningProcess): RunningProcess {
-  const statusPipe = proc.outputs[0];
-  let line = '';
-  statusPipe?.on('data', (c: Buffer) => (line += c.toString()));
-  const statusRead = new Promise<void>((resolve) => {
-    if (!statusPipe) return resolve();
-    statusPipe.once('close', resolve);
-    statusPipe.once('error', () => resolve());
-  });
-  const exited = proc.exited.then(async (host) => {
-    await statusRead;
-    const m = /^(exit|signal) (\d+)$/m.exec(line);
-    if (m?.[1] === 'exit') return { exitCode: Number(m[2]), signal: null };
-    if (m?.[1] === 'signal') return { exitCode: null, signal: SIGNAL_NAMES.get(Number(m[2])) ?? `SIG${m[2]}` };
-    if (host.signal) return { exitCode: null, signal: host.signal };
-    throw new Error(`the exec helper ended with status ${host.exitCode} without starting the command`);
-  });
-  return {
-    get pid() {
-      return proc.pid;
-    },
-    stdin: proc.stdin,
-    stdout: proc.stdout,
-    stderr: proc.stderr,
-    outputs: [],
-    kill: (s) => proc.kill(s),
-    exited,
-  };
 }
 
 /**
@@ -207,13 +160,14 @@ export class ChrootEnvironment extends BaseEnvironment {
 
   protected override async destroy(): Promise<void> {
     await this.#killRunning();
+    await this.#init.execServer.stop();
     await this.#init.lease.release(this.#init.undo);
   }
 
   #control(proc: RunningProcess) {
     return {
       killTree: () => {
-        // SIGKILL to the host-side unshare reaches the init through --kill-child; its death empties the pid namespace.
+        // The exec server kills the command's init when its connection closes; that empties the pid namespace.
         proc.kill('SIGKILL');
       },
       context: this.context('exec'),
@@ -226,30 +180,7 @@ export class ChrootEnvironment extends BaseEnvironment {
     await this.#checkCwd(cwd);
     const user = opts.user ? await this.#resolveUser(opts.user) : { uid: 0, gid: 0, groups: [] as number[] };
     const env = { PATH: DEFAULT_PATH, ...i.env, ...opts.env };
-    const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-    const command = [
-      ...i.enter,
-      'unshare',
-      '--mount',
-      '--pid',
-      '--fork',
-      '--kill-child=SIGKILL',
-      `--mount-proc=${i.root}/proc`,
-      '--',
-      i.init,
-      i.root,
-      cwd,
-      String(user.uid),
-      String(user.gid),
-      user.groups.join(','),
-      i.linux32 ? 'linux32' : '-',
-      i.netns ?? '-',
-      String(envArgs.length),
-      ...envArgs,
-      '--',
-      ...argv,
-    ];
-    const proc = commandExit(i.runner.spawn(command, { env: { PATH: HOST_PATH }, stdin: 'pipe', extraOutputs: 1 }));
+    const proc = i.execServer.exec({ cwd, uid: user.uid, gid: user.gid, groups: user.groups, env, argv });
     this.#running.add(proc);
     return proc;
   }

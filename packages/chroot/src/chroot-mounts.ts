@@ -92,7 +92,7 @@ export async function mountBinds(layout: RootLayout, mounts: readonly MountSpec[
 
 /**
  * Creates the environment's network namespace, kept alive by a bind mount on
- * `file`, with its loopback up; every exec joins it (execenv-init's NETNS).
+ * `file`, with its loopback up; the exec server joins it, so every command shares it.
  */
 export async function createNetworkNamespace(file: string, ctx: MountContext): Promise<void> {
   await writeFile(ctx.hostPath(file), '');

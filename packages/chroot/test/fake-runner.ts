@@ -1,12 +1,17 @@
 import { PassThrough } from 'node:stream';
 import type { ProcessRunner, RunningProcess, RunOptions, SpawnOptions } from '@execenv/core';
 
-/** A spawned command as the fake runner saw it. */
+type Exit = { exitCode: number | null; signal: string | null };
+
+/** A spawned command as the fake runner saw it, with its streams for the test to play the process. */
 export interface Spawned {
   argv: readonly string[];
   opts: SpawnOptions | undefined;
-  /** Finishes the process: writes `status` on fd 3 (as execenv-init does) and exits. */
-  finish(status: string, stdout?: string): void;
+  stdin: PassThrough;
+  stdout: PassThrough;
+  stderr: PassThrough;
+  /** Ends the process. */
+  exit(exit: Exit): void;
   killed: string[];
 }
 
@@ -21,35 +26,31 @@ export class FakeRunner implements ProcessRunner {
   }
 
   spawn(argv: readonly string[], opts?: SpawnOptions): RunningProcess {
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    const fd3 = new PassThrough();
-    let exit!: (v: { exitCode: number | null; signal: string | null }) => void;
-    const exited = new Promise<{ exitCode: number | null; signal: string | null }>((r) => (exit = r));
+    let settle!: (v: Exit) => void;
+    const exited = new Promise<Exit>((r) => (settle = r));
     const record: Spawned = {
       argv,
       opts,
+      stdin: new PassThrough(),
+      stdout: new PassThrough(),
+      stderr: new PassThrough(),
       killed: [],
-      finish(status, out = '') {
-        stdout.end(out);
-        stderr.end();
-        fd3.end(status ? `${status}\n` : '');
-        exit({ exitCode: 0, signal: null });
+      exit(exit) {
+        record.stdout.end();
+        record.stderr.end();
+        settle(exit);
       },
     };
     this.spawned.push(record);
     return {
       pid: 4242,
-      stdin: new PassThrough(),
-      stdout,
-      stderr,
-      outputs: [fd3],
+      stdin: record.stdin,
+      stdout: record.stdout,
+      stderr: record.stderr,
+      outputs: [],
       kill(signal) {
         record.killed.push(signal ?? 'SIGTERM');
-        stdout.end();
-        stderr.end();
-        fd3.end();
-        exit({ exitCode: null, signal: signal ?? 'SIGTERM' });
+        record.exit({ exitCode: null, signal: signal ?? 'SIGTERM' });
         return true;
       },
       exited,
