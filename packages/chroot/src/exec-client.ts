@@ -36,6 +36,7 @@ export function parseStatus(status: string): Exit {
  * whole namespace.
  */
 export function connectExec(socketPath: string, request: ExecRequest): RunningProcess {
+  const requestBytes = requestFrame(request);
   const socket = createConnection(socketPath);
   const stdout = new PassThrough({ highWaterMark: OUTPUT_BUFFER });
   const stderr = new PassThrough({ highWaterMark: OUTPUT_BUFFER });
@@ -71,7 +72,7 @@ export function connectExec(socketPath: string, request: ExecRequest): RunningPr
   socket.on('error', (err) => {
     failure ??= err;
   });
-  socket.write(requestFrame(request));
+  socket.write(requestBytes);
 
   const exited = new Promise<Exit>((resolve, reject) => {
     socket.once('close', () => {

@@ -45,6 +45,8 @@ export function requestFrame(req: ExecRequest): Buffer {
     ...env,
     ...req.argv,
   ];
+  // A NUL inside a field would shift every field after it; the core refuses them, this keeps it so.
+  if (fields.some((f) => f.includes('\0'))) throw new Error('exec request fields must not contain NUL bytes');
   const payload = Buffer.from(fields.map((f) => `${f}\0`).join(''));
   return Buffer.concat([frameHeader(REQUEST, payload.length), payload]);
 }

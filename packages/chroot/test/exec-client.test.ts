@@ -82,6 +82,12 @@ describe('connectExec', () => {
     await proc.exited;
   });
 
+  it('refuses a field with a NUL byte, which would shift the fields after it', async () => {
+    expect(() => connectExec(socketPath, { ...request, env: { A: 'x\0/bin/sh' } })).toThrow('NUL');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(connections).toEqual([]);
+  });
+
   it('reassembles stdout, stderr and the exit however the frames are cut', async () => {
     const proc = connectExec(socketPath, request);
     const c = await connection();

@@ -12,6 +12,7 @@ import { ClosedError, InvalidSpecError } from './errors.js';
 import { type ExecenvEvent, emit } from './events.js';
 import { closeOnSignal, forgetOnSignal } from './lifecycle/signals.js';
 import { throwIfAborted } from './process-exec.js';
+import { envProblem } from './spec.js';
 
 /** What every environment is built from. */
 export interface EnvironmentInit {
@@ -80,6 +81,7 @@ export abstract class BaseEnvironment implements Environment {
   async exec(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
     this.ensureOpen('exec');
     validateArgv(argv);
+    validateExecOptions(opts);
     throwIfAborted(opts.signal, argv, this.context('exec'));
     this.emit({ type: 'exec-start', envId: this.id, argv });
     const started = performance.now();
@@ -111,6 +113,7 @@ export abstract class BaseEnvironment implements Environment {
   spawn(argv: string[], opts: ExecOptions = {}): ExecProcess {
     this.ensureOpen('spawn');
     validateArgv(argv);
+    validateExecOptions(opts);
     throwIfAborted(opts.signal, argv, this.context('spawn'));
     this.emit({ type: 'exec-start', envId: this.id, argv });
     return this.doSpawn(argv, opts);
@@ -181,6 +184,18 @@ export abstract class BaseEnvironment implements Environment {
   protected abstract doReadDir(path: string): Promise<string[]>;
   /** Removes everything the environment created; called once. */
   protected abstract destroy(): Promise<void>;
+}
+
+/** Throws InvalidSpecError naming the first bad exec option: env, cwd or user. */
+export function validateExecOptions(opts: ExecOptions): void {
+  if (opts.env !== undefined) {
+    const problem = envProblem(opts.env);
+    if (problem) throw new InvalidSpecError(problem.field ? `env.${problem.field}` : 'env', problem.problem);
+  }
+  if (opts.cwd !== undefined && (typeof opts.cwd !== 'string' || !opts.cwd.startsWith('/') || opts.cwd.includes('\0')))
+    throw new InvalidSpecError('cwd', `must be an absolute path without NUL bytes, got ${JSON.stringify(opts.cwd)}`);
+  if (opts.user !== undefined && (typeof opts.user !== 'string' || opts.user === '' || opts.user.includes('\0')))
+    throw new InvalidSpecError('user', `must be a user name or uid[:gid], got ${JSON.stringify(opts.user)}`);
 }
 
 /** Throws InvalidSpecError unless argv is a non-empty array of strings without NUL bytes. */

@@ -64,6 +64,20 @@ export function parseSize(value: number | string): number | undefined {
   return bytes > 0 ? bytes : undefined;
 }
 
+/**
+ * Says what is wrong with a set of environment variables, or undefined when
+ * nothing is: names must be valid shell names, values strings without NUL
+ * bytes (which no process environment can hold).
+ */
+export function envProblem(env: unknown): { field?: string; problem: string } | undefined {
+  if (!isRecordOfStrings(env)) return { problem: 'must map names to strings' };
+  for (const [name, value] of Object.entries(env)) {
+    if (!NAME.test(name)) return { field: name, problem: 'is not a valid variable name' };
+    if (value.includes('\0')) return { field: name, problem: 'must not contain NUL bytes' };
+  }
+  return undefined;
+}
+
 function isRecordOfStrings(v: unknown): v is Record<string, string> {
   return (
     typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string')
@@ -83,9 +97,8 @@ export function validateSpec<T extends EnvSpec<unknown>>(spec: T, driver?: strin
   if (spec.arch !== undefined && !ARCHES.includes(spec.arch))
     throw bad('arch', `must be one of ${ARCHES.join(', ')}, got ${JSON.stringify(spec.arch)}`);
   if (spec.env !== undefined) {
-    if (!isRecordOfStrings(spec.env)) throw bad('env', 'must map names to strings');
-    for (const name of Object.keys(spec.env))
-      if (!NAME.test(name)) throw bad(`env.${name}`, 'is not a valid variable name');
+    const problem = envProblem(spec.env);
+    if (problem) throw bad(problem.field ? `env.${problem.field}` : 'env', problem.problem);
   }
   if (spec.resources !== undefined) {
     const r = spec.resources;

@@ -71,6 +71,21 @@ describe('FakeDriver', () => {
     await env.close();
   });
 
+  it.each([
+    [{ env: { 'NOT A NAME': 'x' } }, 'env.NOT A NAME'],
+    [{ env: { A: 'x\0y' } }, 'env.A'],
+    [{ cwd: 'relative' }, 'cwd'],
+    [{ cwd: '/tmp\0/etc' }, 'cwd'],
+    [{ user: '' }, 'user'],
+    [{ user: 'root\0' }, 'user'],
+  ])('refuses exec and spawn options %j, naming the field, before running anything', async (opts, field) => {
+    const env = await new FakeDriver().open({});
+    await expect(env.exec(['true'], opts)).rejects.toMatchObject({ code: 'INVALID_SPEC', field });
+    expect(() => env.spawn(['true'], opts)).toThrow(expect.objectContaining({ code: 'INVALID_SPEC', field }));
+    expect(env.calls).toEqual([]);
+    await env.close();
+  });
+
   it('validates the spec', async () => {
     await expect(new FakeDriver().open({ arch: 'vax' as never })).rejects.toMatchObject({
       code: 'INVALID_SPEC',

@@ -15,6 +15,7 @@ describe('validateSpec', () => {
     [{ arch: 'vax' }, 'arch'],
     [{ env: { 'BAD-NAME': 'x' } }, 'env.BAD-NAME'],
     [{ env: { A: 1 } }, 'env'],
+    [{ env: { A: 'x\0/bin/sh' } }, 'env.A'],
     [{ resources: { memory: 'lots' } }, 'resources.memory'],
     [{ resources: { cpu: 0 } }, 'resources.cpu'],
     [{ resources: { disk: -1 } }, 'resources.disk'],
