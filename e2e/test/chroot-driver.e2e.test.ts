@@ -1,11 +1,11 @@
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ChrootDriver } from '@execenv/chroot';
 import { type ExecenvEvent, isRevertable, mountPoints, open, readLeases } from '@execenv/core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxTarball, minbaseTarball } from './fixtures.js';
 
 const run = promisify(execFile);
@@ -192,6 +192,12 @@ describe('chroot driver on this host', () => {
     expect(env.driver).toBe('chroot');
   });
 
+  it('gives commands pipes, so /dev/stdin opens as under a shell', async () => {
+    await using env = await driver.open({ image: busyboxTarball() }, { stateDir });
+    const r = await env.exec(['sh', '-c', 'cat /dev/stdin; ls -l /proc/self/fd/1'], { stdin: 'piped in', check: true });
+    expect(r.stdout).toMatch(/^piped in.*pipe:/s);
+  });
+
   it('opens the Debian minbase rootfs and runs dpkg', async () => {
     await using env = await driver.open({ image: minbaseTarball() }, { stateDir });
     const r = await env.exec(['dpkg-query', '-W', 'dpkg'], { check: true });
@@ -199,21 +205,55 @@ describe('chroot driver on this host', () => {
   });
 });
 
+/** Host pids whose command line contains every one of `words`. */
+async function processesWith(...words: string[]): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const args = cmdline.split('\0');
+    if (words.every((w) => args.some((a) => a.includes(w)))) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+/** Polls until `check` holds, for up to `ms`. */
+async function eventually(check: () => Promise<boolean>, ms = 3000): Promise<boolean> {
+  for (const deadline = Date.now() + ms; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50)))
+    if (await check()) return true;
+  return check();
+}
+
+const SLEEP_MARK = '31337';
+
 describe('cleanup when the owner goes away', () => {
   const child = (mode: string) => `
     import { ChrootDriver } from '@execenv/chroot';
     const env = await new ChrootDriver({ mode: '${mode}' }).open({ image: process.env.IMAGE }, { stateDir: process.env.STATE });
+    env.exec(['sleep', '${SLEEP_MARK}']).catch(() => {});
     console.log(env.id);
     setInterval(() => {}, 1000);
   `;
 
+  const children: ChildProcess[] = [];
+  // A failed check must not leave an owner alive: kill it, then collect what it left.
+  afterEach(async () => {
+    for (const p of children.splice(0))
+      if (p.exitCode === null && p.signalCode === null) {
+        const exited = new Promise((r) => p.once('exit', r));
+        p.kill('SIGKILL');
+        await exited;
+      }
+    await driver.gc({ stateDir });
+  });
+
   async function openInChild(mode: string) {
-    const { spawn } = await import('node:child_process');
     const p = spawn(process.execPath, ['--input-type=module', '-e', child(mode)], {
       env: { ...process.env, IMAGE: busyboxTarball(), STATE: stateDir },
       stdio: ['ignore', 'pipe', 'inherit'],
       cwd: new URL('..', import.meta.url).pathname,
     });
+    children.push(p);
     const id = await new Promise<string>((resolve, reject) => {
       p.stdout.once('data', (c: Buffer) => resolve(c.toString().trim()));
       p.once('exit', (code) => reject(new Error(`child exited ${code}`)));
@@ -233,9 +273,15 @@ describe('cleanup when the owner goes away', () => {
 
   it.each(['root', 'rootless'])('gc removes what a SIGKILLed owner left (%s mode)', async (mode) => {
     const { p, id } = await openInChild(mode);
+    expect(await eventually(async () => (await processesWith('sleep', SLEEP_MARK)).length === 1)).toBe(true);
+    // The server, and for the running command its supervisor and the namespace's init: forks share the command line.
+    expect((await processesWith('execenv-exec-server', id)).length).toBeGreaterThan(0);
     const exited = new Promise((r) => p.once('exit', r));
     p.kill('SIGKILL');
     await exited;
+    // The running command and the exec server die with their owner, before any gc.
+    expect(await eventually(async () => (await processesWith('sleep', SLEEP_MARK)).length === 0)).toBe(true);
+    expect(await eventually(async () => (await processesWith('execenv-exec-server', id)).length === 0)).toBe(true);
     const left = (await driver.list({ stateDir })).find((e) => e.id === id);
     expect(left).toMatchObject({ ownerAlive: false });
     expect(left?.resources.length).toBeGreaterThan(0);
