@@ -27,10 +27,10 @@ apt_install() {
 
 # Tools every driver and the fixtures use: decompressors, the rootfs builders, benchmarks.
 setup_common() {
-  apt_install tar gzip xz-utils zstd bzip2 util-linux mount mmdebstrap busybox-static hyperfine ca-certificates curl
+  apt_install tar gzip xz-utils zstd bzip2 util-linux mount mmdebstrap busybox-static hyperfine ca-certificates curl openssl
 }
 
-# The chroot driver: namespaces and overlayfs from util-linux and the kernel, a C compiler for its init helper.
+# The chroot driver: namespaces and overlayfs from util-linux and the kernel, a C compiler for its exec server.
 setup_chroot() {
   apt_install gcc libc6-dev uidmap iproute2
   # Subordinate ids let rootless mode map users besides root (unshare --map-users through newuidmap).

@@ -3,6 +3,7 @@
 //   rootfs -> directory:    rootfsDirectory()        vs  tar -C DIR -xf ROOTFS
 //   rootfs -> LXD unified:  convertToLxdUnified()    vs  tar -xf into rootfs/ + tar -cf of metadata.yaml, templates, rootfs
 //   200 MB download:        download() from loopback vs  curl -o (the server runs in a process of its own)
+//                           and vs  curl | tee FILE | openssl dgst -sha256, the same job download() does
 // Peak host rss growth is sampled during the SDK runs.
 // Usage: node tools/bench/images.mjs [--rootfs PATH.tar.zst] [--runs N]
 import { spawn } from 'node:child_process';
@@ -26,6 +27,26 @@ const sh = (argv) =>
       c === 0 ? resolve() : reject(new Error(`${argv.join(' ')}: ${c}`)),
     ),
   );
+/** Runs argvs as a kernel pipeline, each one's stdout the next one's stdin; resolves when all exit 0. */
+function pipeline(argvs) {
+  const procs = [];
+  for (const [i, argv] of argvs.entries()) {
+    const last = i === argvs.length - 1;
+    procs.push(
+      spawn(argv[0], argv.slice(1), {
+        stdio: [i ? procs[i - 1].stdout : 'ignore', last ? 'ignore' : 'pipe', 'inherit'],
+      }),
+    );
+  }
+  return Promise.all(
+    procs.map(
+      (p, i) =>
+        new Promise((resolve, reject) =>
+          p.on('exit', (c) => (c === 0 ? resolve() : reject(new Error(`${argvs[i].join(' ')}: ${c}`)))),
+        ),
+    ),
+  );
+}
 async function timed(fn, memory) {
   let peak = 0;
   const base = process.memoryUsage().rss;
@@ -100,6 +121,19 @@ try {
     (i) => download(`${url}?${i}`, { cache: new ImageCache({ dir: join(work, `c-dl-${i}`) }) }),
     (i) => sh(['curl', '-s', '-o', join(work, `raw-dl-${i}`), `${url}?raw${i}`]),
     '>= 0.8x throughput',
+    throughput,
+  );
+  // The same job as download(): fetch, write and check a sha256, with openssl's SHA-NI code.
+  await compare(
+    '200 MB download + sha256',
+    (i) => download(`${url}?v${i}`, { cache: new ImageCache({ dir: join(work, `c-dlv-${i}`) }) }),
+    (i) =>
+      pipeline([
+        ['curl', '-s', `${url}?rawv${i}`],
+        ['tee', join(work, `raw-dlv-${i}`)],
+        ['openssl', 'dgst', '-sha256'],
+      ]),
+    'reference: same job',
     throughput,
   );
   server.kill('SIGTERM');

@@ -110,7 +110,7 @@ export class ChrootDriver implements Driver {
     if (!(await findBinary(this.#options.cc ?? 'cc')))
       return {
         available: false,
-        reason: 'needs a C compiler once to build its init helper: apt-get install gcc libc6-dev',
+        reason: 'needs a C compiler once to build its exec server: apt-get install gcc libc6-dev',
         capabilities,
       };
     const version = (
