@@ -60,7 +60,6 @@ async function timed(fn, memory) {
 const work = await mkdtemp(join(tmpdir(), 'execenv-bench-images-'));
 const info = { architecture: 'amd64', os: 'debian', release: 'bookworm' };
 const rows = [];
-let memPeak = 0;
 // Each run's output is deleted and written back before the next starts: otherwise the
 // writeback of gigabytes from earlier runs lands in whichever run comes next.
 async function settle() {
@@ -70,6 +69,7 @@ async function settle() {
 async function compare(what, sdk, raw, goal, ratioOf) {
   const s = [];
   const r = [];
+  let memPeak = 0;
   for (let i = 0; i < runs; i++) {
     const [ms, mem] = await timed(() => sdk(i), true);
     s.push(ms);
@@ -78,7 +78,7 @@ async function compare(what, sdk, raw, goal, ratioOf) {
     r.push((await timed(() => raw(i)))[0]);
     await settle();
   }
-  rows.push({ what, sdk: median(s), raw: median(r), ratio: ratioOf(median(s), median(r)), goal });
+  rows.push({ what, sdk: median(s), raw: median(r), ratio: ratioOf(median(s), median(r)), goal, memPeak });
 }
 const throughput = (sdk, raw) => raw / sdk;
 try {
@@ -138,12 +138,12 @@ try {
   );
   server.kill('SIGTERM');
   console.log(`@execenv/images benchmark (${runs} runs each, medians, rootfs ${rootfs})`);
-  console.log('what                       sdk ms     raw ms   ratio  goal');
+  console.log('what                       sdk ms     raw ms   ratio  rss+ MiB  goal');
   for (const r of rows)
     console.log(
-      `${r.what.padEnd(24)} ${r.sdk.toFixed(0).padStart(8)} ${r.raw.toFixed(0).padStart(10)} ${r.ratio.toFixed(2).padStart(7)}  ${r.goal}`,
+      `${r.what.padEnd(24)} ${r.sdk.toFixed(0).padStart(8)} ${r.raw.toFixed(0).padStart(10)} ${r.ratio.toFixed(2).padStart(7)} ${r.memPeak.toFixed(1).padStart(9)}  ${r.goal}`,
     );
-  console.log(`peak host rss growth during SDK runs: ${memPeak.toFixed(1)} MiB`);
+  console.log("rss+: peak growth of this process's resident memory during the SDK runs");
 } finally {
   await rm(work, { recursive: true, force: true });
 }
