@@ -19,13 +19,18 @@ async function spawnedBy(runner: FakeRunner) {
   return s;
 }
 
+/** Starts a server on a fake runner that says it listens at once; returns what was spawned. */
+async function startedReady(runner: FakeRunner, o: Parameters<typeof startExecServer>[1]) {
+  const starting = startExecServer(runner, o);
+  const s = await spawnedBy(runner);
+  s.stdout.write('ready\n');
+  return { s, server: await starting };
+}
+
 describe('startExecServer', () => {
   it('starts the server with root, personality, network, socket and owner, and a PATH of its own only', async () => {
     const runner = new FakeRunner();
-    const starting = startExecServer(runner, options);
-    const s = await spawnedBy(runner);
-    s.stdout.write('ready\n');
-    await starting;
+    const { s } = await startedReady(runner, options);
     expect(s.argv).toEqual([
       '/cache/bin/execenv-exec-server-x',
       '/state/envs/e/root',
@@ -40,16 +45,13 @@ describe('startExecServer', () => {
 
   it('enters the holder namespace first in rootless mode, with the host network, linux32 and no owner', async () => {
     const runner = new FakeRunner();
-    const starting = startExecServer(runner, {
+    const { s } = await startedReady(runner, {
       ...options,
       enter: ['nsenter', '--target=99', '--user', '--mount'],
       linux32: true,
       netns: undefined,
       owner: undefined,
     });
-    const s = await spawnedBy(runner);
-    s.stdout.write('ready\n');
-    await starting;
     expect(s.argv).toEqual([
       'nsenter',
       '--target=99',
@@ -91,10 +93,7 @@ describe('startExecServer', () => {
 
   it('stops by ending its stdin and waiting for it to exit', async () => {
     const runner = new FakeRunner();
-    const starting = startExecServer(runner, options);
-    const s = await spawnedBy(runner);
-    s.stdout.write('ready\n');
-    const server = await starting;
+    const { s, server } = await startedReady(runner, options);
     let stopped = false;
     const stopping = server.stop().then(() => (stopped = true));
     await new Promise((r) => s.stdin.once('finish', r));
