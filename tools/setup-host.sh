@@ -27,7 +27,7 @@ apt_install() {
 
 # Tools every driver and the fixtures use: decompressors, the rootfs builders, benchmarks.
 setup_common() {
-  apt_install tar gzip xz-utils zstd bzip2 util-linux mount mmdebstrap busybox-static hyperfine ca-certificates curl openssl
+  apt_install tar gzip xz-utils zstd bzip2 util-linux mount mmdebstrap busybox-static hyperfine ca-certificates curl openssl attr
 }
 
 # The chroot driver: namespaces and overlayfs from util-linux and the kernel, a C compiler for its exec server.

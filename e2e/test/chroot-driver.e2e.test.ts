@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ChrootDriver } from '@execenv/chroot';
 import { type ExecenvEvent, isRevertable, mountPoints, open, readLeases } from '@execenv/core';
+import { DIRECTORY_CONVERTER_VERSION } from '@execenv/images';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxTarball, minbaseTarball } from './fixtures.js';
 
@@ -179,7 +180,9 @@ describe('chroot driver on this host', () => {
         code: 'UNSAFE_PATH',
       });
       expect(
-        (await readdir(join(cacheDir, 'images', 'converted', 'directory-v1'))).filter((x) => x.includes('.tmp')),
+        (await readdir(join(cacheDir, 'images', 'converted', `directory-v${DIRECTORY_CONVERTER_VERSION}`))).filter(
+          (x) => x.includes('.tmp'),
+        ),
       ).toEqual([]);
       await expect(readFile(join(cacheDir, '..', marker))).rejects.toMatchObject({ code: 'ENOENT' });
     } finally {

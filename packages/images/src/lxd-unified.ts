@@ -4,15 +4,17 @@ import { ArchiveGuard, normaliseEntryName } from '@execenv/core';
 import { type Header, extract as tarExtract, pack as tarPack } from 'tar-stream';
 
 /** A header for pack(): a name and whatever else is known. */
-export type TarEntryHeader = Partial<Header> & { name: string };
+export type TarEntryHeader = Partial<Header> & { name: string; pax?: Record<string, string> };
 
 import { archNames } from './arch.js';
+// Extended attributes (file capabilities) must pass through byte for byte.
+import './binary-pax.js';
 import type { CacheEntry } from './image-cache.js';
 import type { RootfsContext } from './rootfs-directory.js';
 import { convertTarball } from './tarball-conversion.js';
 
 /** Bumped whenever the unified tarball this produces changes. */
-export const LXD_CONVERTER_VERSION = 1;
+export const LXD_CONVERTER_VERSION = 2;
 
 /** What metadata.yaml says about the image. */
 export interface LxdImageInfo {
@@ -90,7 +92,13 @@ export function toLxdUnified(rootfs: Readable, info: LxdImageInfo): Readable {
       const h = entry.header as Header;
       const name = guard.check(h);
       const dir = h.type === 'directory' ? '/' : '';
-      const moved: TarEntryHeader = { ...h, name: name === '' ? 'rootfs/' : `rootfs/${name}${dir}` };
+      // The pax path and linkpath are the old names: pack writes the new ones from name and linkname.
+      const { path: _path, linkpath: _linkpath, ...pax } = (h.pax ?? {}) as Record<string, string>;
+      const moved: TarEntryHeader = {
+        ...h,
+        name: name === '' ? 'rootfs/' : `rootfs/${name}${dir}`,
+        pax: Object.keys(pax).length > 0 ? pax : undefined,
+      };
       if (h.type === 'link') moved.linkname = `rootfs/${normaliseEntryName(h.linkname ?? '')}`;
       if (h.type === 'file' || h.type === 'contiguous-file') await add(moved, entry as unknown as Readable);
       else {

@@ -16,7 +16,7 @@ import type { ImageCache } from './image-cache.js';
 import { decompressArgv, detectTarball, type TarballFormat } from './tarball-format.js';
 
 /** Bumped whenever the conversion's output changes, so old results are not reused. */
-export const DIRECTORY_CONVERTER_VERSION = 1;
+export const DIRECTORY_CONVERTER_VERSION = 2;
 
 const HOST_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 const COMPLETE = '.execenv-complete';
@@ -156,8 +156,11 @@ export async function scanArchive(tar: Readable): Promise<void> {
  */
 async function extractTarball(path: string, format: TarballFormat, dest: string, runner: ProcessRunner): Promise<void> {
   const source = openTarball(path, format, runner);
-  const owners = process.getuid?.() === 0 ? ['--same-owner'] : ['--no-same-owner'];
-  const tarArgv = ['tar', '--numeric-owner', '--same-permissions', ...owners, '-C', dest, '-xf', '-'];
+  const root = process.getuid?.() === 0;
+  // Extended attributes carry file capabilities (security.capability) and ACLs; only root may set those.
+  const xattrs = ['--xattrs', `--xattrs-include=${root ? '*' : 'user.*'}`];
+  const owners = root ? ['--same-owner'] : ['--no-same-owner'];
+  const tarArgv = ['tar', '--numeric-owner', '--same-permissions', ...owners, ...xattrs, '-C', dest, '-xf', '-'];
   const tar = runner.spawn(tarArgv, { env: HOST_ENV, stdout: 'ignore' });
   let tarErr = '';
   tar.stderr?.on('data', (c: Buffer) => (tarErr += c.toString()));

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -70,6 +70,38 @@ describe('convertToLxdUnified', () => {
     expect(yaml).toContain('  /etc/hostname:\n    when:\n      - create\n      - copy\n');
     const again = await convertToLxdUnified(image, info, { cache, runner: hostRunner() });
     expect(again.digest).toBe(entry.digest);
+  });
+
+  it('keeps long names under rootfs/: the pax path of the input does not survive the move', async () => {
+    const long = `./usr/share/${'deep/'.repeat(30)}file`;
+    const image = await tarball([
+      { name: './', type: 'directory' },
+      { name: long, content: 'x' },
+      { name: './hard', type: 'link', linkname: long },
+    ]);
+    const entry = await convertToLxdUnified(image, info, { cache, runner: hostRunner() });
+    const names = (await run('tar', ['-tf', entry.path])).stdout.trim().split('\n');
+    expect(names.slice(-3)).toEqual(['rootfs/', `rootfs/${long.slice(2)}`, 'rootfs/hard']);
+    const listing = (await run('tar', ['-tvf', entry.path])).stdout;
+    expect(listing).toContain(`rootfs/hard link to rootfs/${long.slice(2)}`);
+  });
+
+  it('passes extended attributes through byte for byte, binary values too', async () => {
+    const src = join(dir, 'src');
+    await mkdir(src);
+    await writeFile(join(src, 'ping'), 'x');
+    // 0x80 and up are no UTF-8 text: a file capability mask can hold such bytes.
+    await run('setfattr', ['-n', 'user.bin', '-v', '0x0001ff80c0fe', join(src, 'ping')]);
+    await run('setfattr', ['-n', 'user.text', '-v', 'héllo', join(src, 'ping')]);
+    const tarPath = join(dir, 'xattrs.tar');
+    await run('tar', ['--xattrs', '--xattrs-include=user.*', '-C', src, '-cf', tarPath, '.']);
+    const entry = await convertToLxdUnified(tarPath, info, { cache, runner: hostRunner() });
+    const out = join(dir, 'out');
+    await mkdir(out);
+    await run('tar', ['--xattrs', '--xattrs-include=user.*', '-C', out, '-xf', entry.path]);
+    const { stdout } = await run('getfattr', ['--absolute-names', '-e', 'hex', '-d', join(out, 'rootfs/ping')]);
+    expect(stdout).toContain('user.bin=0x0001ff80c0fe');
+    expect(stdout).toContain(`user.text=0x${Buffer.from('héllo').toString('hex')}`);
   });
 
   it('refuses a rootfs with an unsafe entry and caches nothing', async () => {

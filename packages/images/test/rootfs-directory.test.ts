@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { type ExecenvEvent, hostRunner } from '@execenv/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ImageCache } from '../src/image-cache.js';
-import { rootfsDirectory } from '../src/rootfs-directory.js';
+import { DIRECTORY_CONVERTER_VERSION, rootfsDirectory } from '../src/rootfs-directory.js';
 import { tarOf } from '../src/testing/image-files.js';
 
 const run = promisify(execFile);
@@ -97,6 +97,24 @@ describe('rootfsDirectory', () => {
     },
   );
 
+  it('keeps extended attributes: user.* always, trusted.* (and so security.*) when running as root', async () => {
+    const path = join(dir, 'xattrs.tar');
+    const pax = { 'SCHILY.xattr.user.execenv': 'kept', 'SCHILY.xattr.trusted.execenv': 'root only' };
+    await writeFile(
+      path,
+      await tarOf([
+        { header: { name: './', type: 'directory', mode: 0o755 } },
+        { header: { name: './ping', mode: 0o755, pax }, body: 'x' },
+      ]),
+    );
+    const root = await rootfsDirectory(path, { cache, runner: hostRunner() });
+    const { stdout } = await run('getfattr', ['--absolute-names', '--dump', '--match=-', join(root, 'ping')]);
+    const attrs = stdout.split('\n').filter((l) => l.includes('='));
+    expect(attrs).toEqual(
+      process.getuid?.() === 0 ? ['trusted.execenv="root only"', 'user.execenv="kept"'] : ['user.execenv="kept"'],
+    );
+  });
+
   it('returns a directory as it is', async () => {
     await mkdir(join(dir, 'tree'));
     expect(await rootfsDirectory(join(dir, 'tree'), { cache, runner: hostRunner() })).toBe(join(dir, 'tree'));
@@ -113,7 +131,7 @@ describe('rootfsDirectory', () => {
     const before = (await readdir(dir)).sort();
     await expect(rootfsDirectory(path, { cache, runner: hostRunner() })).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
     expect((await readdir(dir)).filter((n) => n !== 'cache').sort()).toEqual(before.filter((n) => n !== 'cache'));
-    const converted = join(cache.dir, 'converted', 'directory-v1');
+    const converted = join(cache.dir, 'converted', `directory-v${DIRECTORY_CONVERTER_VERSION}`);
     expect(await readdir(converted).catch(() => [])).toEqual([]);
   });
 
