@@ -59,19 +59,18 @@ describe('chroot driver on this host', () => {
     }
   });
 
-  it('reports progress events from open to destroy', async () => {
-    const events: ExecenvEvent[] = [];
-    const env = await driver.open({ image: busyboxTarball() }, { stateDir, onEvent: (e) => events.push(e) });
-    await env.exec(['true']);
-    await env.close();
-    expect(events.map((e) => e.type)).toEqual([
-      'image-resolve',
-      'create',
-      'ready',
-      'exec-start',
-      'exec-end',
-      'destroy',
-    ]);
+  it('reports progress events from open to destroy, converting an image only the first time', async () => {
+    const fresh = new ChrootDriver({ mode: 'root', cacheDir: await mkdtemp(join(cacheDir, 'events-')) });
+    const lifecycle = async () => {
+      const events: ExecenvEvent[] = [];
+      const env = await fresh.open({ image: busyboxTarball() }, { stateDir, onEvent: (e) => events.push(e) });
+      await env.exec(['true']);
+      await env.close();
+      return events.map((e) => e.type);
+    };
+    const steps = ['create', 'ready', 'exec-start', 'exec-end', 'destroy'];
+    expect(await lifecycle()).toEqual(['image-resolve', 'image-convert', ...steps]);
+    expect(await lifecycle()).toEqual(['image-resolve', ...steps]);
   });
 
   it('mounts /proc, /dev and /dev/pts and unmounts everything at close', async () => {
