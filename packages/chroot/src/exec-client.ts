@@ -118,7 +118,6 @@ export function connectExec(socketPath: string, request: ExecRequest): RunningPr
     stdin,
     stdout,
     stderr,
-    outputs: [],
     kill() {
       if (socket.destroyed) return false;
       killed = true;

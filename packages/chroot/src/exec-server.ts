@@ -83,7 +83,8 @@ export async function startExecServer(runner: ProcessRunner, o: ExecServerOption
   ];
   const proc = runner.spawn(argv, { env: { PATH: HOST_PATH }, stdin: 'pipe' });
   let stderr = '';
-  proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+  const collectStderr = (c: Buffer) => (stderr += c.toString());
+  proc.stderr?.on('data', collectStderr);
   const ready = new Promise<boolean>((resolve) => {
     let out = '';
     proc.stdout?.on('data', (c: Buffer) => {
@@ -99,8 +100,9 @@ export async function startExecServer(runner: ProcessRunner, o: ExecServerOption
     await proc.exited.catch(() => {});
     throw new DriverUnavailableError('chroot', `the exec server did not start: ${stderr.trim() || argv.join(' ')}`);
   }
-  // Its stdout says nothing more; keep reading so it can never block on it.
+  // Nothing more is expected on either stream; keep reading so it can never block on them, keeping nothing.
   proc.stdout?.resume();
+  proc.stderr?.off('data', collectStderr).resume();
   return {
     exec: (request) => connectExec(o.socket, request),
     async stop() {

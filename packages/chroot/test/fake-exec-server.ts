@@ -48,7 +48,6 @@ export class FakeExecServer implements ExecServer {
       stdin: new PassThrough(),
       stdout,
       stderr,
-      outputs: [],
       kill() {
         command.killed = true;
         end();

@@ -47,7 +47,6 @@ export class FakeRunner implements ProcessRunner {
       stdin: record.stdin,
       stdout: record.stdout,
       stderr: record.stderr,
-      outputs: [],
       kill(signal) {
         record.killed.push(signal ?? 'SIGTERM');
         record.exit({ exitCode: null, signal: signal ?? 'SIGTERM' });

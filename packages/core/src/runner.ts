@@ -49,8 +49,6 @@ export interface SpawnOptions {
   stderr?: StdioOption;
   /** Start the process in its own process group. @default false */
   detached?: boolean;
-  /** Number of extra pipes the process writes to, as file descriptors 3, 4, ... @default 0 */
-  extraOutputs?: number;
 }
 
 /** A host process started by ProcessRunner.spawn. */
@@ -63,8 +61,6 @@ export interface RunningProcess {
   readonly stdout: Readable | null;
   /** Readable stderr when piped. */
   readonly stderr: Readable | null;
-  /** Readable ends of the extra pipes (fd 3 first), see SpawnOptions.extraOutputs. */
-  readonly outputs: readonly Readable[];
   /** Sends a signal; returns false when the process is gone. */
   kill(signal?: NodeJS.Signals): boolean;
   /** Resolves when the process ends; rejects only when it could not start. */
@@ -155,11 +151,10 @@ export function createRunner(opts: ExecaRunnerOptions = {}): ProcessRunner {
     spawn(argv, o = {}) {
       const full = [...prefix, ...argv];
       const [file, ...args] = full as [string, ...string[]];
-      const extra = Array.from({ length: o.extraOutputs ?? 0 }, () => 'pipe' as const);
       const sub = execa(file, args, {
         ...envOptions(o.env),
         cwd: o.cwd,
-        stdio: [o.stdin ?? 'pipe', o.stdout ?? 'pipe', o.stderr ?? 'pipe', ...extra],
+        stdio: [o.stdin ?? 'pipe', o.stdout ?? 'pipe', o.stderr ?? 'pipe'],
         detached: o.detached ?? false,
         buffer: false,
         reject: false,
@@ -176,7 +171,6 @@ export function createRunner(opts: ExecaRunnerOptions = {}): ProcessRunner {
         stdin: sub.stdin,
         stdout: held(sub.stdout),
         stderr: held(sub.stderr),
-        outputs: (sub.stdio.slice(3) as Readable[]).map((s) => held(s) as Readable),
         kill: (signal) => sub.kill(signal ?? 'SIGTERM'),
         exited,
       };
