@@ -1,11 +1,11 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ChrootDriver } from '@execenv/chroot';
 import { type ExecenvEvent, isRevertable, mountPoints, open, readLeases } from '@execenv/core';
-import { DIRECTORY_CONVERTER_VERSION } from '@execenv/images';
+import { DIRECTORY_CONVERTER_VERSION, ImageCache, RECENT_USE_MS, TREE_COMPLETE } from '@execenv/images';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxTarball, minbaseTarball } from './fixtures.js';
 
@@ -187,6 +187,24 @@ describe('chroot driver on this host', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('keeps the extracted image through a cache prune while an environment runs on it, and lets it go after', async () => {
+    const dir = await mkdtemp(join(cacheDir, 'prune-'));
+    const cache = new ImageCache({ dir: join(dir, 'images') });
+    const d = new ChrootDriver({ mode: 'root', cacheDir: dir });
+    const env = await d.open({ image: busyboxTarball() }, { stateDir });
+    const [tree] = await cache.listTrees();
+    expect(tree?.inUse).toBe(true);
+    // Out of the recent-use window: only the hold can keep it now.
+    const old = new Date(Date.now() - 2 * RECENT_USE_MS);
+    await utimes(join(tree!.path, TREE_COMPLETE), old, old);
+    expect(await cache.prune(0)).toEqual([]);
+    expect((await env.exec(['cat', '/etc/os-release'])).stdout).toContain('busybox fixture');
+    await env.close();
+    expect((await cache.listTrees())[0]?.inUse).toBe(false);
+    expect((await cache.prune(0)).map((e) => e.digest)).toContain(tree!.digest);
+    expect(await cache.listTrees()).toEqual([]);
   });
 
   it('is found by name through the registry without importing it', async () => {

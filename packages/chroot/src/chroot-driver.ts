@@ -172,6 +172,9 @@ export class ChrootDriver implements Driver {
       emit(opts.onEvent, { type: 'create', envId: id, driver: DRIVER_NAME });
       const envDir = join(stateDir, 'envs', id);
       await lease.add({ kind: 'dir', path: envDir });
+      // The extracted image is the overlay's lower layer: pruning the cache must leave it while this runs.
+      const hold = await cache.holdTree(base, id);
+      if (hold) await lease.add({ kind: 'dir', path: hold });
       const layout: RootLayout = {
         base,
         upper: join(envDir, 'upper'),

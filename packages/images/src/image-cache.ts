@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { defaultCacheDir, ImageVerifyFailedError, withLock } from '@execenv/core';
+import { holdTree, listTrees, RECENT_USE_MS, removeTree, type TreeEntry } from './cached-trees.js';
 
 /** One blob in the cache. */
 export interface CacheEntry {
@@ -166,15 +167,44 @@ export class ImageCache {
     return true;
   }
 
-  /** Evicts least recently used blobs until the cache holds at most `budgetBytes`; returns what it removed. */
-  async prune(budgetBytes: number, keep?: string): Promise<CacheEntry[]> {
-    const entries = await this.list();
+  /** Every extracted root filesystem tree (rootfsDirectory's), least recently used first. */
+  listTrees(): Promise<TreeEntry[]> {
+    return listTrees(this.dir);
+  }
+
+  /** Removes the trees extracted from the tarball `digest`, unless held; false when none was removed. */
+  async removeTree(digest: string): Promise<boolean> {
+    let removed = false;
+    for (const tree of await this.listTrees())
+      if (tree.digest === digest && (await removeTree(this.dir, tree))) removed = true;
+    return removed;
+  }
+
+  /**
+   * Keeps the tree that `path` (a rootfsDirectory result) lies in from being
+   * pruned while the calling process lives; returns the hold's file, to be
+   * removed when done, or undefined when `path` is no cached tree.
+   */
+  holdTree(path: string, name: string): Promise<string | undefined> {
+    return holdTree(this.dir, path, name);
+  }
+
+  /**
+   * Evicts least recently used blobs and extracted trees until the cache
+   * holds at most `budgetBytes`; returns what it removed. Trees a running
+   * environment holds, or used in the last minute, stay.
+   */
+  async prune(budgetBytes: number, keep?: string): Promise<(CacheEntry | TreeEntry)[]> {
+    const recent = Date.now() - RECENT_USE_MS;
+    const entries = [...(await this.list()), ...(await this.listTrees())].sort((a, b) => a.lastUsed - b.lastUsed);
     let total = entries.reduce((n, e) => n + e.size, 0);
-    const removed: CacheEntry[] = [];
+    const removed: (CacheEntry | TreeEntry)[] = [];
     for (const e of entries) {
       if (total <= budgetBytes) break;
       if (e.digest === keep) continue;
-      await this.remove(e.digest);
+      const gone =
+        'inUse' in e ? !e.inUse && e.lastUsed < recent && (await removeTree(this.dir, e)) : await this.remove(e.digest);
+      if (!gone) continue;
       total -= e.size;
       removed.push(e);
     }

@@ -4,6 +4,7 @@
  * @packageDocumentation
  */
 export * from './arch.js';
+export { RECENT_USE_MS, TREE_COMPLETE, type TreeEntry } from './cached-trees.js';
 export * from './download.js';
 export * from './image-cache.js';
 export * from './index-image.js';

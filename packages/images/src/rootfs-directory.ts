@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, pipeline, type Readable } from 'node:stream';
 import {
@@ -12,6 +12,7 @@ import {
   type ProcessRunner,
 } from '@execenv/core';
 import { extract as tarExtract } from 'tar-stream';
+import { markTreeComplete, TREE_COMPLETE, touchTree } from './cached-trees.js';
 import type { ImageCache } from './image-cache.js';
 import { decompressArgv, detectTarball, type TarballFormat } from './tarball-format.js';
 
@@ -19,7 +20,6 @@ import { decompressArgv, detectTarball, type TarballFormat } from './tarball-for
 export const DIRECTORY_CONVERTER_VERSION = 2;
 
 const HOST_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
-const COMPLETE = '.execenv-complete';
 
 /** What converting a root filesystem needs. */
 export interface RootfsContext {
@@ -74,15 +74,15 @@ export async function rootfsDirectory(image: string, ctx: RootfsContext, subdire
       throw new ImageNotFoundError(image, `the tarball has no ${subdirectory}/ tree`, { op: 'open' });
     return root;
   };
-  if (await isComplete(target)) return rootOf();
+  if (await touchTree(target)) return rootOf();
   await ctx.cache.withKey(`directory\n${digest}`, async () => {
     if (await isComplete(target)) return;
     emit(ctx.onEvent, { type: 'image-convert', reference: image, from: format, to: 'directory' });
     const staging = `${target}.${randomBytes(4).toString('hex')}.tmp`;
     try {
       await mkdir(join(staging, 'root'), { recursive: true, mode: 0o755 });
-      await extractTarball(path, format, join(staging, 'root'), ctx.runner);
-      await writeFile(join(staging, COMPLETE), JSON.stringify({ source: path, digest, format }));
+      const size = await extractTarball(path, format, join(staging, 'root'), ctx.runner);
+      await markTreeComplete(staging, { source: path, digest, format }, size);
       await rm(target, { recursive: true, force: true });
       await rename(staging, target);
     } catch (err) {
@@ -94,7 +94,7 @@ export async function rootfsDirectory(image: string, ctx: RootfsContext, subdire
 }
 
 async function isComplete(dir: string): Promise<boolean> {
-  return readFile(join(dir, COMPLETE)).then(
+  return readFile(join(dir, TREE_COMPLETE)).then(
     () => true,
     () => false,
   );
@@ -130,9 +130,10 @@ export function openTarball(
 
 /**
  * Checks every entry of a tar stream with ArchiveGuard without writing
- * anything; rejects with UnsafePathError at the first bad one.
+ * anything; rejects with UnsafePathError at the first bad one. Resolves
+ * with the bytes of file content the archive holds.
  */
-export async function scanArchive(tar: Readable): Promise<void> {
+export async function scanArchive(tar: Readable): Promise<number> {
   const extractor = tarExtract();
   const entries = extractor[Symbol.asyncIterator]();
   const done = new Promise<void>((resolve, reject) =>
@@ -140,12 +141,15 @@ export async function scanArchive(tar: Readable): Promise<void> {
   );
   done.catch(() => {});
   const guard = new ArchiveGuard();
+  let size = 0;
   for await (const entry of { [Symbol.asyncIterator]: () => entries }) {
     const name = guard.check(entry.header);
     guard.record(name, entry.header.type);
+    if (entry.header.type === 'file' || entry.header.type === 'contiguous-file') size += entry.header.size ?? 0;
     entry.resume();
   }
   await done;
+  return size;
 }
 
 /**
@@ -153,8 +157,14 @@ export async function scanArchive(tar: Readable): Promise<void> {
  * of anyone else's is in its way, and tar writes nothing outside it), while
  * the same decompressed stream goes through scanArchive: an unsafe entry
  * kills tar and rejects with UnsafePathError; the caller removes `dest`.
+ * Resolves with the bytes of file content extracted.
  */
-async function extractTarball(path: string, format: TarballFormat, dest: string, runner: ProcessRunner): Promise<void> {
+async function extractTarball(
+  path: string,
+  format: TarballFormat,
+  dest: string,
+  runner: ProcessRunner,
+): Promise<number> {
   const source = openTarball(path, format, runner);
   const root = process.getuid?.() === 0;
   // Extended attributes carry file capabilities (security.capability) and ACLs; only root may set those.
@@ -168,8 +178,9 @@ async function extractTarball(path: string, format: TarballFormat, dest: string,
   const scan = new PassThrough({ highWaterMark: 1 << 20 });
   source.stream.pipe(scan);
   if (tar.stdin) source.stream.pipe(tar.stdin);
+  let size: number;
   try {
-    await scanArchive(scan);
+    size = await scanArchive(scan);
     const exit = await tar.exited;
     if (exit.exitCode !== 0) throw new HostCommandError({ argv: tarArgv, ...exit, stdout: '', stderr: tarErr });
   } catch (err) {
@@ -179,4 +190,5 @@ async function extractTarball(path: string, format: TarballFormat, dest: string,
     throw err;
   }
   await source.done();
+  return size;
 }
