@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, pipeline, type Readable } from 'node:stream';
 import {
@@ -12,7 +12,7 @@ import {
   type ProcessRunner,
 } from '@execenv/core';
 import { extract as tarExtract } from 'tar-stream';
-import { markTreeComplete, TREE_COMPLETE, touchTree } from './cached-trees.js';
+import { markTreeComplete, touchTree } from './cached-trees.js';
 import type { ImageCache } from './image-cache.js';
 import { decompressArgv, detectTarball, type TarballFormat } from './tarball-format.js';
 
@@ -76,7 +76,7 @@ export async function rootfsDirectory(image: string, ctx: RootfsContext, subdire
   };
   if (await touchTree(target)) return rootOf();
   await ctx.cache.withKey(`directory\n${digest}`, async () => {
-    if (await isComplete(target)) return;
+    if (await touchTree(target)) return;
     emit(ctx.onEvent, { type: 'image-convert', reference: image, from: format, to: 'directory' });
     const staging = `${target}.${randomBytes(4).toString('hex')}.tmp`;
     try {
@@ -91,13 +91,6 @@ export async function rootfsDirectory(image: string, ctx: RootfsContext, subdire
     }
   });
   return rootOf();
-}
-
-async function isComplete(dir: string): Promise<boolean> {
-  return readFile(join(dir, TREE_COMPLETE)).then(
-    () => true,
-    () => false,
-  );
 }
 
 /** Streams a tarball's decompressed content, through the host's decompressor. */
