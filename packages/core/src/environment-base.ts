@@ -190,7 +190,7 @@ export abstract class BaseEnvironment implements Environment {
 export function validateExecOptions(opts: ExecOptions): void {
   if (opts.env !== undefined) {
     const problem = envProblem(opts.env);
-    if (problem) throw new InvalidSpecError(problem.field ? `env.${problem.field}` : 'env', problem.problem);
+    if (problem) throw new InvalidSpecError(problem.field, problem.problem);
   }
   if (opts.cwd !== undefined && (typeof opts.cwd !== 'string' || !opts.cwd.startsWith('/') || opts.cwd.includes('\0')))
     throw new InvalidSpecError('cwd', `must be an absolute path without NUL bytes, got ${JSON.stringify(opts.cwd)}`);

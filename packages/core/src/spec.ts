@@ -67,13 +67,14 @@ export function parseSize(value: number | string): number | undefined {
 /**
  * Says what is wrong with a set of environment variables, or undefined when
  * nothing is: names must be valid shell names, values strings without NUL
- * bytes (which no process environment can hold).
+ * bytes (which no process environment can hold). The field is `env` or
+ * `env.NAME`, as InvalidSpecError names it.
  */
-export function envProblem(env: unknown): { field?: string; problem: string } | undefined {
-  if (!isRecordOfStrings(env)) return { problem: 'must map names to strings' };
+export function envProblem(env: unknown): { field: string; problem: string } | undefined {
+  if (!isRecordOfStrings(env)) return { field: 'env', problem: 'must map names to strings' };
   for (const [name, value] of Object.entries(env)) {
-    if (!NAME.test(name)) return { field: name, problem: 'is not a valid variable name' };
-    if (value.includes('\0')) return { field: name, problem: 'must not contain NUL bytes' };
+    if (!NAME.test(name)) return { field: `env.${name}`, problem: 'is not a valid variable name' };
+    if (value.includes('\0')) return { field: `env.${name}`, problem: 'must not contain NUL bytes' };
   }
   return undefined;
 }
@@ -98,7 +99,7 @@ export function validateSpec<T extends EnvSpec<unknown>>(spec: T, driver?: strin
     throw bad('arch', `must be one of ${ARCHES.join(', ')}, got ${JSON.stringify(spec.arch)}`);
   if (spec.env !== undefined) {
     const problem = envProblem(spec.env);
-    if (problem) throw bad(problem.field ? `env.${problem.field}` : 'env', problem.problem);
+    if (problem) throw bad(problem.field, problem.problem);
   }
   if (spec.resources !== undefined) {
     const r = spec.resources;
