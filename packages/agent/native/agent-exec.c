@@ -1,0 +1,368 @@
+/*
+ * execenv-agent: the supervisor of one command (PROTOCOL.md, exec).
+ *
+ * tree=pidns: the loop clones the supervisor straight into fresh pid and
+ * mount namespaces, so it is the namespace's init: it mounts a /proc of its
+ * own, forks the command, forwards termination signals, reaps orphans and
+ * exits with the command; SIGKILL to it empties the namespace.
+ *
+ * tree=subreaper: the supervisor is a child subreaper, the command leads
+ * its own process group; when the command ends or a kill is asked, the
+ * supervisor kills the group and every descendant it can find in
+ * /proc/<pid>/task/<tid>/children, reaping, until it has no child left.
+ *
+ * Either way the supervisor writes the END payload to fd 3 and exits.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "agent-exec.h"
+
+#define STATUS_FD 3
+#define MAX_GROUPS 256
+
+static enum tree_mode tree;
+static int linux32;
+
+struct request {
+  const char *cwd;
+  uid_t uid;
+  gid_t gid;
+  gid_t groups[MAX_GROUPS];
+  int ngroups;
+  char **envp;
+  char **argv;
+};
+
+/* ---- descriptors and signals of a forked child ----------------------- */
+
+static void close_from(int first) {
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, (unsigned)first, ~0U, 0) == 0) return;
+#endif
+  long max = sysconf(_SC_OPEN_MAX);
+  if (max < 0 || max > 65536) max = 65536;
+  for (int fd = first; fd < max; fd++) close(fd);
+}
+
+void child_setup(const int *fds, int n) {
+  int tmp[8];
+  /* Move sources out of the way first: a source may sit on another target's number. */
+  for (int i = 0; i < n; i++) {
+    tmp[i] = fds[i] >= 0 ? fcntl(fds[i], F_DUPFD_CLOEXEC, 64) : fds[i];
+    if (fds[i] >= 0 && tmp[i] < 0) _exit(125);
+  }
+  for (int i = 0; i < n; i++) {
+    if (tmp[i] == FD_KEEP) continue;
+    if (tmp[i] < 0) {
+      close(i);
+    } else if (dup2(tmp[i], i) < 0) {
+      _exit(125);
+    }
+  }
+  close_from(n);
+  /* The supervisor's own signals stay blocked until it has handlers for them. */
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIG_EXEC_FORWARD);
+  sigaddset(&mask, SIG_EXEC_KILLTREE);
+  signal(SIGCHLD, SIG_DFL);
+  sigprocmask(SIG_SETMASK, &mask, NULL);
+}
+
+/* ---- the request ----------------------------------------------------- */
+
+static int parse_groups(const char *list, gid_t *out) {
+  int n = 0;
+  const char *p = list;
+  while (*p) {
+    char *end;
+    unsigned long v = strtoul(p, &end, 10);
+    if (end == p || n == MAX_GROUPS || (*end && *end != ',')) return -1;
+    out[n++] = (gid_t)v;
+    p = *end ? end + 1 : end;
+  }
+  return n;
+}
+
+static int parse_id(const char *s, unsigned *out) {
+  char *end;
+  unsigned long v = strtoul(s, &end, 10);
+  if (!*s || *end) return -1;
+  *out = (unsigned)v;
+  return 0;
+}
+
+/* args: cwd uid gid groups N env... argv...; returns 0 when well formed. */
+static int parse_request(char *const *args, int nargs, struct request *req) {
+  if (nargs < 6) return -1;
+  char *end;
+  long nenv = strtol(args[4], &end, 10);
+  if (!*args[4] || *end || nenv < 0 || nenv > nargs - 6) return -1;
+  unsigned uid, gid;
+  if (parse_id(args[1], &uid) || parse_id(args[2], &gid)) return -1;
+  req->cwd = args[0];
+  req->uid = uid;
+  req->gid = gid;
+  req->ngroups = parse_groups(args[3], req->groups);
+  if (req->ngroups < 0) return -1;
+  int nargv = nargs - 5 - (int)nenv;
+  req->envp = calloc((size_t)nenv + 1, sizeof *req->envp);
+  req->argv = calloc((size_t)nargv + 1, sizeof *req->argv);
+  if (!req->envp || !req->argv) return -1;
+  memcpy(req->envp, args + 5, (size_t)nenv * sizeof *args);
+  memcpy(req->argv, args + 5 + nenv, (size_t)nargv * sizeof *args);
+  return 0;
+}
+
+/* ---- the command ----------------------------------------------------- */
+
+extern char **environ;
+
+/* Writes an END error payload on fd and exits: the command never ran. */
+static void report_error(int fd, const char *code, const char *what, const char *arg) {
+  end_error(fd, code, "%s%s: %s", what, arg, strerror(errno));
+}
+
+static void run_command(const struct request *req, int report_fd) {
+  if (setsid() < 0) report_error(report_fd, "IO", "setsid", "");
+  if (linux32 && personality(PER_LINUX32) == -1) report_error(report_fd, "IO", "personality linux32", "");
+  if (chdir(req->cwd) != 0)
+    report_error(report_fd, errno == ENOENT ? "NOT_FOUND" : "IO", "cannot change directory to ", req->cwd);
+  /* In a user namespace with setgroups denied, having no groups is the state we already have. */
+  if (setgroups((size_t)req->ngroups, req->groups) != 0 && !(errno == EPERM && req->ngroups == 0))
+    report_error(report_fd, "IO", "setgroups", "");
+  if (setgid(req->gid) != 0) report_error(report_fd, "IO", "setgid", "");
+  if (setuid(req->uid) != 0) report_error(report_fd, "IO", "setuid", "");
+  signal(SIGPIPE, SIG_DFL);
+  environ = req->envp;
+  execvp(req->argv[0], req->argv);
+  int err = errno;
+  dprintf(2, "execenv: cannot execute %s: %s\n", req->argv[0], strerror(err));
+  _exit(err == ENOENT ? 127 : 126);
+}
+
+/* ---- the supervisor -------------------------------------------------- */
+
+static volatile pid_t command;
+
+static void on_forward(int sig) {
+  if (command > 0) kill(command, sig);
+}
+
+static void on_queued(int sig, siginfo_t *info, void *ctx) {
+  (void)sig;
+  (void)ctx;
+  if (command > 0) kill(command, info->si_value.sival_int);
+}
+
+static void on_killtree(int sig) {
+  (void)sig;
+  if (command > 0) {
+    kill(-command, SIGKILL);
+    kill(command, SIGKILL);
+  }
+}
+
+static void install_handlers(void) {
+  static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+  struct sigaction sa = {0};
+  sa.sa_flags = SA_RESTART;
+  sa.sa_handler = on_forward;
+  for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++) sigaction(forwarded[i], &sa, NULL);
+  sa.sa_handler = on_killtree;
+  sigaction(SIG_EXEC_KILLTREE, &sa, NULL);
+  sa.sa_flags = SA_RESTART | SA_SIGINFO;
+  sa.sa_sigaction = on_queued;
+  sigaction(SIG_EXEC_FORWARD, &sa, NULL);
+}
+
+/* SIGKILLs every descendant of pid listed in /proc; returns how many it signalled. */
+static int kill_descendants(pid_t pid, int depth) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+  DIR *tasks = opendir(path);
+  if (!tasks) return 0;
+  int found = 0;
+  struct dirent *t;
+  while ((t = readdir(tasks))) {
+    if (t->d_name[0] == '.') continue;
+    char children[300];
+    snprintf(children, sizeof children, "/proc/%d/task/%s/children", (int)pid, t->d_name);
+    FILE *f = fopen(children, "re");
+    if (!f) continue;
+    int child;
+    while (fscanf(f, "%d", &child) == 1) {
+      kill(child, SIGKILL);
+      found++;
+      if (depth < 64) found += kill_descendants(child, depth + 1);
+    }
+    fclose(f);
+  }
+  closedir(tasks);
+  return found;
+}
+
+/* Kills the command's group and every descendant, reaping, until no child is left. */
+static void empty_tree(pid_t group) {
+  kill(-group, SIGKILL);
+  for (;;) {
+    kill_descendants(getpid(), 0);
+    int reaped = 0;
+    pid_t pid;
+    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) reaped++;
+    if (pid < 0 && errno == ECHILD) return;
+    if (!reaped) nanosleep(&(struct timespec){0, 1000000}, NULL);
+  }
+}
+
+static void write_outcome(int status) {
+  char line[32];
+  int len = WIFSIGNALED(status) ? snprintf(line, sizeof line, "signal%c%d", 0, WTERMSIG(status))
+                                : snprintf(line, sizeof line, "exit%c%d", 0, WEXITSTATUS(status));
+  write_all(STATUS_FD, line, (size_t)len + 1);
+}
+
+/* Forwards what the command reported before exec (an END error) to the status pipe; 1 when it did. */
+static int relay_report(int report_fd) {
+  char buf[1200];
+  size_t len = 0;
+  ssize_t n;
+  while ((n = read(report_fd, buf + len, sizeof buf - len)) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    len += (size_t)n;
+    if (len == sizeof buf) break;
+  }
+  close(report_fd);
+  if (len == 0) return 0;
+  write_all(STATUS_FD, buf, len);
+  return 1;
+}
+
+static void supervise(char *const *args, int nargs) {
+  struct request req;
+  if (parse_request(args, nargs, &req) != 0 || !req.argv[0]) end_error(STATUS_FD, "INVALID", "malformed exec arguments");
+  if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) != 0) _exit(125);
+  if (tree == TREE_SUBREAPER && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) end_error(STATUS_FD, "IO", "subreaper: %s", strerror(errno));
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) end_error(STATUS_FD, "IO", "pipe: %s", strerror(errno));
+  install_handlers();
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  pid_t pid = fork();
+  if (pid < 0) end_error(STATUS_FD, "IO", "fork: %s", strerror(errno));
+  if (pid == 0) {
+    close(report[0]);
+    run_command(&req, report[1]);
+  }
+  command = pid;
+  close(report[1]);
+  int failed = relay_report(report[0]);
+  int status = 0;
+  for (;;) {
+    pid_t done = waitpid(-1, &status, 0);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) _exit(125);
+  }
+  if (tree == TREE_SUBREAPER) empty_tree(pid);
+  command = 0;
+  if (!failed) write_outcome(status);
+  _exit(0);
+}
+
+/* ---- the loop's side ------------------------------------------------- */
+
+struct start {
+  char *const *args;
+  int nargs;
+  int fds[4];
+};
+
+static int pidns_init(void *arg) {
+  struct start *s = arg;
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(125);
+  child_setup(s->fds, 4);
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+    end_error(STATUS_FD, "IO", "make mounts private: %s", strerror(errno));
+  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+    end_error(STATUS_FD, "IO", "mount /proc: %s", strerror(errno));
+  supervise(s->args, s->nargs);
+  return 125;
+}
+
+/* The clone child runs on this stack, in its own copy of the address space. */
+static char clone_stack[256 * 1024] __attribute__((aligned(64)));
+
+static pid_t clone_into_namespaces(int (*fn)(void *), void *arg) {
+  return clone(fn, clone_stack + sizeof clone_stack, CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, arg);
+}
+
+pid_t exec_start(char *const *args, int nargs, int in_fd, int out_fd, int err_fd, int status_fd) {
+  struct start s = {args, nargs, {in_fd, out_fd, err_fd, status_fd}};
+  if (tree == TREE_PIDNS) return clone_into_namespaces(pidns_init, &s);
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  /* If the agent dies, the supervisor still empties the tree. */
+  if (prctl(PR_SET_PDEATHSIG, SIG_EXEC_KILLTREE) != 0) _exit(125);
+  child_setup(s.fds, 4);
+  supervise(args, nargs);
+  return -1;
+}
+
+void exec_signal(pid_t sup, int sig) {
+  union sigval v = {.sival_int = sig};
+  sigqueue(sup, SIG_EXEC_FORWARD, v);
+}
+
+void exec_kill(pid_t sup) {
+  kill(sup, tree == TREE_PIDNS ? SIGKILL : SIG_EXEC_KILLTREE);
+}
+
+/* ---- the tree mode --------------------------------------------------- */
+
+static int probe_child(void *arg) {
+  (void)arg;
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) _exit(1);
+  _exit(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0 ? 0 : 1);
+}
+
+/* EXECENV_AGENT_TREE=subreaper (or pidns) skips the probe: for tests and for hosts where the probe misleads. */
+enum tree_mode exec_probe_tree(void) {
+  const char *forced = getenv("EXECENV_AGENT_TREE");
+  if (forced && strcmp(forced, "subreaper") == 0) return tree = TREE_SUBREAPER;
+  if (forced && strcmp(forced, "pidns") == 0) return tree = TREE_PIDNS;
+  tree = TREE_SUBREAPER;
+  pid_t pid = clone_into_namespaces(probe_child, NULL);
+  if (pid < 0) return tree;
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return tree;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) tree = TREE_PIDNS;
+  return tree;
+}
+
+const char *exec_tree_name(enum tree_mode mode) {
+  return mode == TREE_PIDNS ? "pidns" : "subreaper";
+}
+
+void exec_set_linux32(int on) {
+  linux32 = on;
+}
