@@ -1,0 +1,177 @@
+import { AgentTransportError } from './agent-errors.js';
+
+/** The protocol version this client speaks (PROTOCOL.md, Handshake). */
+export const PROTOCOL_VERSION = 1;
+
+/** The HELLO greeting both sides open with. */
+export const HELLO_GREETING = `execenv-agent ${PROTOCOL_VERSION}`;
+
+/** Size of a frame header: length (4), channel (4), type (1). */
+export const HEADER_SIZE = 9;
+
+/** Largest payload a frame may carry: 1 MiB. */
+export const MAX_PAYLOAD = 1 << 20;
+
+/** Window each stream starts with, in each direction. */
+export const INITIAL_WINDOW = 262144;
+
+/** Frame types of protocol version 1. */
+export const FrameType = {
+  HELLO: 0x01,
+  OPEN: 0x02,
+  DATA: 0x03,
+  EOF: 0x04,
+  WINDOW: 0x05,
+  SIGNAL: 0x06,
+  KILL: 0x07,
+  END: 0x08,
+  PING: 0x09,
+  PONG: 0x0a,
+  SHUTDOWN: 0x0b,
+  ERROR: 0x0c,
+} as const;
+
+/** One of the FrameType values. */
+export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
+
+/** Stream ids within a channel. */
+export const StreamId = {
+  /** Client → agent: stdin, a write's content, a tar-in's archive. */
+  INPUT: 0,
+  /** Agent → client: stdout, a read's content, readdir names, a tar-out's archive. */
+  OUTPUT: 1,
+  /** Agent → client: a command's stderr. */
+  STDERR: 2,
+} as const;
+
+/** One decoded frame. */
+export interface Frame {
+  /** Channel id; 0 is the session itself. */
+  channel: number;
+  /** Frame type. */
+  type: FrameTypeCode;
+  /** Payload bytes (a view into the received data; copy before keeping it past the next read). */
+  payload: Buffer;
+}
+
+const KNOWN_TYPES = new Set<number>(Object.values(FrameType));
+
+/**
+ * encodeFrame builds one frame from its parts.
+ * @throws RangeError when the payload exceeds MAX_PAYLOAD.
+ */
+export function encodeFrame(type: FrameTypeCode, channel: number, ...payload: Uint8Array[]): Buffer {
+  const length = payload.reduce((sum, part) => sum + part.length, 0);
+  if (length > MAX_PAYLOAD) throw new RangeError(`frame payload of ${length} bytes exceeds ${MAX_PAYLOAD}`);
+  const header = Buffer.allocUnsafe(HEADER_SIZE);
+  header.writeUInt32BE(length, 0);
+  header.writeUInt32BE(channel >>> 0, 4);
+  header.writeUInt8(type, 8);
+  return Buffer.concat([header, ...payload], HEADER_SIZE + length);
+}
+
+/** encodeFields joins strings as NUL-terminated UTF-8 fields (OPEN, END and HELLO payloads). */
+export function encodeFields(fields: readonly string[]): Buffer {
+  return Buffer.from(fields.map((f) => `${f}\0`).join(''), 'utf8');
+}
+
+/** decodeFields splits a payload of NUL-terminated UTF-8 fields; a missing final NUL is tolerated. */
+export function decodeFields(payload: Uint8Array): string[] {
+  const text = Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8');
+  const fields = text.split('\0');
+  if (fields.at(-1) === '') fields.pop();
+  return fields;
+}
+
+/** encodeWindow builds a WINDOW payload granting `increment` more bytes on `stream`. */
+export function encodeWindow(stream: number, increment: number): Buffer {
+  const payload = Buffer.allocUnsafe(5);
+  payload.writeUInt8(stream, 0);
+  payload.writeUInt32BE(increment, 1);
+  return payload;
+}
+
+/**
+ * FrameDecoder turns a byte stream into frames, whatever the chunking: a
+ * frame may arrive split anywhere, several may arrive in one chunk.
+ */
+export class FrameDecoder {
+  readonly #chunks: Buffer[] = [];
+  #buffered = 0;
+  #maxPayload: number;
+
+  /** @param maxPayload largest payload accepted; MAX_PAYLOAD unless a test wants less. */
+  constructor(maxPayload = MAX_PAYLOAD) {
+    this.#maxPayload = maxPayload;
+  }
+
+  /** Bytes received but not yet part of a whole frame. */
+  get buffered(): number {
+    return this.#buffered;
+  }
+
+  /**
+   * Adds received bytes and returns the frames they complete.
+   * @throws AgentTransportError on an oversize payload or an unknown frame type;
+   *   the stream cannot be resynchronised after that.
+   */
+  push(chunk: Uint8Array): Frame[] {
+    if (chunk.length === 0) return [];
+    this.#chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
+    this.#buffered += chunk.length;
+    const frames: Frame[] = [];
+    for (;;) {
+      if (this.#buffered < HEADER_SIZE) break;
+      const header = this.#peek(HEADER_SIZE);
+      const length = header.readUInt32BE(0);
+      const type = header.readUInt8(8);
+      if (length > this.#maxPayload)
+        throw new AgentTransportError(`protocol error: frame payload of ${length} bytes exceeds ${this.#maxPayload}`);
+      if (!KNOWN_TYPES.has(type)) throw new AgentTransportError(`protocol error: unknown frame type 0x${hex(type)}`);
+      if (this.#buffered < HEADER_SIZE + length) break;
+      const frame = this.#take(HEADER_SIZE + length);
+      frames.push({
+        channel: frame.readUInt32BE(4),
+        type: type as FrameTypeCode,
+        payload: frame.subarray(HEADER_SIZE),
+      });
+    }
+    return frames;
+  }
+
+  /** The first n buffered bytes, joining chunks only as far as needed. */
+  #peek(n: number): Buffer {
+    const first = this.#chunks[0]!;
+    if (first.length >= n) return first;
+    this.#compact(n);
+    return this.#chunks[0]!;
+  }
+
+  /** Removes and returns the first n buffered bytes. */
+  #take(n: number): Buffer {
+    this.#compact(n);
+    const first = this.#chunks[0]!;
+    this.#buffered -= n;
+    if (first.length === n) {
+      this.#chunks.shift();
+      return first;
+    }
+    this.#chunks[0] = first.subarray(n);
+    return first.subarray(0, n);
+  }
+
+  /** Makes the first chunk at least n bytes long. */
+  #compact(n: number): void {
+    if (this.#chunks[0]!.length >= n) return;
+    let count = 0;
+    let size = 0;
+    while (size < n) size += this.#chunks[count++]!.length;
+    // One splice rather than a shift per chunk: a large frame may arrive in many small reads.
+    const parts = this.#chunks.splice(0, count, Buffer.alloc(0));
+    this.#chunks[0] = Buffer.concat(parts, size);
+  }
+}
+
+function hex(n: number): string {
+  return n.toString(16).padStart(2, '0');
+}

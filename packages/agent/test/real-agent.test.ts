@@ -1,0 +1,342 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { agentBinaryPath } from '../src/agent-binary.js';
+import { AgentError, AgentTransportError } from '../src/agent-errors.js';
+import { AgentSession } from '../src/agent-session.js';
+import type { AgentExecRequest, AgentProcess } from '../src/agent-types.js';
+import { INITIAL_WINDOW } from '../src/frames.js';
+
+const binary = await agentBinaryPath().catch((err: Error) => {
+  console.log(`skipping the real-agent tests: ${err.message}`);
+  return undefined;
+});
+
+const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const children: ChildProcess[] = [];
+const sessions: AgentSession[] = [];
+
+/** Starts `execenv-agent --stdio` and opens a session over its stdout and stdin. */
+async function stdioAgent(): Promise<{ session: AgentSession; child: ChildProcess }> {
+  const child = spawn(binary!, ['--stdio'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(child);
+  const session = await AgentSession.over(child.stdout!, child.stdin!);
+  sessions.push(session);
+  return { session, child };
+}
+
+/** Starts `execenv-agent --listen SOCKET` and waits for its `ready`. */
+async function listeningAgent(socket: string): Promise<ChildProcess> {
+  const child = spawn(binary!, ['--listen', socket], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(child);
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('ready\n')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`the agent exited with ${code} before ready`)));
+  });
+  return child;
+}
+
+function request(argv: string[], extra: Partial<AgentExecRequest> = {}): AgentExecRequest {
+  return { cwd: '/', uid: process.getuid!(), gid: process.getgid!(), groups: [], env: { PATH }, argv, ...extra };
+}
+
+async function bytes(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function run(proc: AgentProcess, input?: Buffer) {
+  proc.stdin.end(input);
+  const [stdout, stderr, exit] = await Promise.all([bytes(proc.stdout), bytes(proc.stderr), proc.exited]);
+  return { stdout: stdout.toString(), stderr: stderr.toString(), ...exit };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function processesWith(marker: string): Promise<number> {
+  let found = 0;
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(marker)) found++;
+  }
+  return found;
+}
+
+/** A one-entry ustar archive whose entry has the given name. */
+function tarWithEntry(name: string, content: string): Buffer {
+  const header = Buffer.alloc(512);
+  const put = (text: string, offset: number) => header.write(text, offset, 'latin1');
+  put(name, 0);
+  put('0000644\0', 100);
+  put('0000000\0', 108);
+  put('0000000\0', 116);
+  put(`${content.length.toString(8).padStart(11, '0')}\0`, 124);
+  put('00000000000\0', 136);
+  put('        ', 148);
+  put('0', 156);
+  put('ustar\0', 257);
+  put('00', 263);
+  let sum = 0;
+  for (const b of header) sum += b;
+  put(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  const body = Buffer.alloc(Math.ceil(content.length / 512) * 512);
+  body.write(content);
+  return Buffer.concat([header, body, Buffer.alloc(1024)]);
+}
+
+let scratch: string;
+beforeAll(async () => {
+  scratch = await mkdtemp(join(tmpdir(), 'execenv-agent-test-'));
+});
+afterEach(() => {
+  for (const s of sessions.splice(0)) s.close();
+  for (const c of children.splice(0)) {
+    c.stdin?.end();
+    c.kill('SIGKILL');
+  }
+});
+afterAll(async () => {
+  if (scratch) await rm(scratch, { recursive: true, force: true });
+});
+
+describe.skipIf(!binary)('the real agent', () => {
+  it('answers the handshake over --stdio', async () => {
+    const { session, child } = await stdioAgent();
+    expect(session.info).toMatchObject({ protocol: 1, arch: 'x86_64', pid: child.pid, version: '0.1.0' });
+    expect(['pidns', 'subreaper']).toContain(session.info.tree);
+    expect(await session.ping(2000)).toBeLessThan(2000);
+  });
+
+  it('reports exact exit codes and missing programs', async () => {
+    const { session } = await stdioAgent();
+    for (const code of [0, 3, 255]) {
+      expect(await run(session.exec(request(['sh', '-c', `exit ${code}`])))).toMatchObject({
+        exitCode: code,
+        signal: null,
+      });
+    }
+    const missing = await run(session.exec(request(['/nonexistent/program'])));
+    expect(missing.exitCode).toBe(127);
+    expect(missing.stderr).toMatch(/cannot execute \/nonexistent\/program/);
+  });
+
+  it('names the signal that killed a command, and forwards other signals', async () => {
+    const { session } = await stdioAgent();
+    expect(await run(session.exec(request(['sh', '-c', 'kill -TERM $$'])))).toMatchObject({
+      exitCode: null,
+      signal: 'SIGTERM',
+    });
+    const sleeper = session.exec(request(['sleep', '60']));
+    await sleep(100);
+    expect(sleeper.kill('SIGINT')).toBe(true);
+    expect(await sleeper.exited).toEqual({ exitCode: null, signal: 'SIGINT' });
+    expect(sleeper.kill()).toBe(false);
+  });
+
+  it('keeps stdout and stderr apart, with the exact environment and cwd', async () => {
+    const { session } = await stdioAgent();
+    expect(await run(session.exec(request(['sh', '-c', 'echo out; echo err >&2; exit 1'])))).toEqual({
+      stdout: 'out\n',
+      stderr: 'err\n',
+      exitCode: 1,
+      signal: null,
+    });
+    const env = { PATH, ONE: '1', SPACED: 'a b  c', EMPTY: '', UNICODE: 'ä€' };
+    const printed = await run(session.exec(request(['env'], { env })));
+    expect(printed.stdout.split('\n').filter(Boolean).sort()).toEqual(
+      Object.entries(env)
+        .map(([k, v]) => `${k}=${v}`)
+        .sort(),
+    );
+    expect((await run(session.exec(request(['pwd'], { cwd: scratch })))).stdout).toBe(`${scratch}\n`);
+  });
+
+  it('fails a missing cwd with AgentError NOT_FOUND', async () => {
+    const { session } = await stdioAgent();
+    const err = await session.exec(request(['true'], { cwd: '/nonexistent/dir' })).exited.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AgentError);
+    expect(err).toMatchObject({ code: 'NOT_FOUND', op: 'exec' });
+  });
+
+  it('passes 10 MB through cat intact', { timeout: 30_000 }, async () => {
+    const { session } = await stdioAgent();
+    const input = randomBytes(10 * 1024 * 1024);
+    const result = session.exec(request(['cat']));
+    Readable.from([input]).pipe(result.stdin);
+    const [output, exit] = await Promise.all([bytes(result.stdout), result.exited]);
+    expect(exit.exitCode).toBe(0);
+    expect(output.length).toBe(input.length);
+    expect(createHash('sha256').update(output).digest('hex')).toBe(createHash('sha256').update(input).digest('hex'));
+  });
+
+  it('holds a slow reader to the window without stalling other commands', { timeout: 30_000 }, async () => {
+    const { session } = await stdioAgent();
+    const flood = session.exec(request(['head', '-c', String(16 * 1024 * 1024), '/dev/zero']));
+    flood.stdin.end();
+    await sleep(300);
+    expect(flood.stdout.readableLength).toBeLessThanOrEqual(INITIAL_WINDOW);
+    expect((await run(session.exec(request(['echo', 'meanwhile'])))).stdout).toBe('meanwhile\n');
+    let total = 0;
+    let peak = 0;
+    for await (const chunk of flood.stdout) {
+      total += (chunk as Buffer).length;
+      peak = Math.max(peak, flood.stdout.readableLength);
+    }
+    expect(total).toBe(16 * 1024 * 1024);
+    expect(peak).toBeLessThanOrEqual(INITIAL_WINDOW);
+    expect((await flood.exited).exitCode).toBe(0);
+  });
+
+  it('KILL kills the whole tree, backgrounded processes included', { timeout: 15_000 }, async () => {
+    const { session } = await stdioAgent();
+    const marker = `${4000 + Math.floor(Math.random() * 1000)}.${Date.now() % 1_000_000}`;
+    const proc = session.exec(request(['sh', '-c', `sleep ${marker} & echo started; wait`]));
+    proc.stdin.end();
+    await new Promise<void>((resolve) => proc.stdout.once('data', () => resolve()));
+    expect(await processesWith(`sleep\0${marker}`)).toBe(1);
+    proc.kill();
+    expect(await proc.exited).toEqual({ exitCode: null, signal: 'SIGKILL' });
+    for (let i = 0; i < 40 && (await processesWith(`sleep\0${marker}`)) > 0; i++) await sleep(50);
+    expect(await processesWith(`sleep\0${marker}`)).toBe(0);
+  });
+
+  it('runs 100 commands at once on one session', { timeout: 30_000 }, async () => {
+    const { session } = await stdioAgent();
+    const results = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => run(session.exec(request(['sh', '-c', `echo ${i}; exit ${i % 7}`])))),
+    );
+    expect(results.map((r) => [r.stdout, r.exitCode])).toEqual(
+      Array.from({ length: 100 }, (_, i) => [`${i}\n`, i % 7]),
+    );
+  });
+
+  it('rejects a running command with AgentTransportError when the agent dies', async () => {
+    const { session, child } = await stdioAgent();
+    const proc = session.exec(request(['sleep', '60']));
+    await sleep(100);
+    const started = Date.now();
+    child.kill('SIGKILL');
+    await expect(proc.exited).rejects.toBeInstanceOf(AgentTransportError);
+    expect(Date.now() - started).toBeLessThan(1000);
+    await expect(session.stat('/', true)).rejects.toBeInstanceOf(AgentTransportError);
+  });
+
+  it('writes, reads, stats, lists and removes files', async () => {
+    const { session } = await stdioAgent();
+    const dir = join(scratch, 'files');
+    const file = join(dir, 'deep/er/file.txt');
+    await session.writeFile(file, Readable.from([Buffer.from('hello\n')]), { mode: 0o4750, uid: 1234, gid: 2345 });
+    expect(await session.stat(file, false)).toMatchObject({
+      type: 'file',
+      mode: 0o4750,
+      uid: 1234,
+      gid: 2345,
+      size: 6,
+    });
+    const read = session.readFile(file);
+    expect((await bytes(read.content)).toString()).toBe('hello\n');
+    expect(await read.done).toEqual({ mode: 0o4750, size: 6 });
+
+    await symlink('deep/er/file.txt', join(dir, 'link'));
+    const link = await session.stat(join(dir, 'link'), false);
+    expect(link).toMatchObject({ type: 'symlink', target: 'deep/er/file.txt' });
+    expect((await session.stat(join(dir, 'link'), true))?.type).toBe('file');
+    expect(await session.stat(join(dir, 'nothing'), true)).toBeNull();
+    expect((await session.stat(dir, true))?.mtime).toBeInstanceOf(Date);
+
+    await session.mkdir(join(dir, 'a/b/c'), 0o750);
+    expect((await session.stat(join(dir, 'a/b/c'), true))?.type).toBe('directory');
+    for (const name of ['zeta', 'Alpha', 'beta', '.hidden'])
+      await session.writeFile(join(dir, 'list', name), Readable.from([]), { mode: 0o644, uid: 0, gid: 0 });
+    expect(await session.readDir(join(dir, 'list'))).toEqual(['.hidden', 'Alpha', 'beta', 'zeta']);
+
+    await expect(session.readDir(file)).rejects.toMatchObject({ name: 'AgentError', code: 'INVALID' });
+    await expect(
+      session.writeFile(join(dir, 'a'), Readable.from([]), { mode: 0o644, uid: 0, gid: 0 }),
+    ).rejects.toMatchObject({
+      code: 'CONFLICT',
+    });
+    const missing = session.readFile(join(dir, 'missing'));
+    await expect(bytes(missing.content)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(missing.done).rejects.toBeInstanceOf(AgentError);
+
+    // A write whose source fails leaves no file, not even a temporary one.
+    const failing = new Readable({ read() {} });
+    failing.push(Buffer.alloc(100_000));
+    setTimeout(() => failing.destroy(new Error('source broke')), 50);
+    await expect(
+      session.writeFile(join(dir, 'list/partial'), failing, { mode: 0o644, uid: 0, gid: 0 }),
+    ).rejects.toThrow('source broke');
+    await sleep(50);
+    expect(await session.readDir(join(dir, 'list'))).toEqual(['.hidden', 'Alpha', 'beta', 'zeta']);
+
+    await session.remove(dir);
+    expect(await session.stat(dir, false)).toBeNull();
+    await session.remove(dir);
+  });
+
+  it('round-trips a tree through tarOut and tarIn', { timeout: 15_000 }, async () => {
+    const { session } = await stdioAgent();
+    const src = join(scratch, 'tar-src');
+    const dst = join(scratch, 'tar-dst');
+    const big = randomBytes(3 * 1024 * 1024);
+    await session.writeFile(join(src, 'big.bin'), Readable.from([big]), { mode: 0o600, uid: 0, gid: 0 });
+    await session.writeFile(join(src, 'sub/script'), Readable.from([Buffer.from('#!/bin/sh\n')]), {
+      mode: 0o755,
+      uid: 1,
+      gid: 2,
+    });
+    await symlink('sub/script', join(src, 'link'));
+    const summary = await session.tarIn(dst, session.tarOut(src));
+    expect(summary.bytes).toBe(big.length + 10);
+    expect(summary.entries).toBeGreaterThanOrEqual(5);
+    expect(await session.readDir(dst)).toEqual(['big.bin', 'link', 'sub']);
+    expect((await readFile(join(dst, 'big.bin'))).equals(big)).toBe(true);
+    expect(await session.stat(join(dst, 'sub/script'), false)).toMatchObject({ mode: 0o755, uid: 1, gid: 2 });
+    expect(await session.stat(join(dst, 'link'), false)).toMatchObject({ type: 'symlink', target: 'sub/script' });
+
+    const failing = session.tarOut(join(scratch, 'no-such-dir'));
+    await expect(bytes(failing)).rejects.toMatchObject({ name: 'AgentError', code: 'NOT_FOUND' });
+  });
+
+  it('refuses a tar entry that climbs out of the destination', async () => {
+    const { session } = await stdioAgent();
+    const dest = join(scratch, 'unsafe/dest');
+    const err = await session.tarIn(dest, Readable.from([tarWithEntry('../x', 'evil')])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AgentError);
+    expect(err).toMatchObject({ code: 'UNSAFE_PATH', op: 'tar-in' });
+    expect(await session.stat(join(scratch, 'unsafe/x'), false)).toBeNull();
+  });
+
+  it('serves sessions on a unix socket with --listen', { timeout: 15_000 }, async () => {
+    const socket = join(scratch, 'agent.sock');
+    const child = await listeningAgent(socket);
+    const [one, two] = await Promise.all([AgentSession.connect(socket), AgentSession.connect(socket)]);
+    sessions.push(one, two);
+    expect(one.info.pid).toBe(child.pid);
+    const [a, b] = await Promise.all([
+      run(one.exec(request(['echo', 'one']))),
+      run(two.exec(request(['echo', 'two']))),
+    ]);
+    expect([a.stdout, b.stdout]).toEqual(['one\n', 'two\n']);
+    // Closing one session leaves the other working.
+    const running = one.exec(request(['sleep', '60']));
+    one.close();
+    await expect(running.exited).rejects.toBeInstanceOf(AgentTransportError);
+    expect((await run(two.exec(request(['echo', 'still'])))).stdout).toBe('still\n');
+    await expect(AgentSession.connect(join(scratch, 'no.sock'))).rejects.toBeInstanceOf(AgentTransportError);
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    await two.shutdown();
+    await exited;
+  });
+});
