@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { HOST_PATH } from '@execenv/core/driver';
 import type { CacheEntry } from './image-cache.js';
 import { QemuImg } from './qemu-img.js';
 import { fileDigest, type RootfsContext, rootfsDirectory } from './rootfs-directory.js';
@@ -38,7 +39,7 @@ export async function convertToQcow2(image: string, opts: Qcow2Options, ctx: Roo
     try {
       const raw = join(work, 'disk.raw');
       await ctx.runner.run(['mkfs.ext4', '-q', '-F', '-L', label, '-d', tree, raw, size], {
-        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+        env: { PATH: HOST_PATH },
       });
       await new QemuImg(ctx.runner).convert(raw, join(work, 'disk.qcow2'), 'qcow2', 'raw');
       const entry = await ctx.cache.put(createReadStream(join(work, 'disk.qcow2'), { highWaterMark: 1 << 20 }), {

@@ -5,6 +5,7 @@ import {
   ImageNotFoundError,
   type ProcessRunner,
 } from '@execenv/core';
+import { hostEnv } from '@execenv/core/driver';
 
 /** An internal snapshot of a qcow2 image. */
 export interface QemuSnapshot {
@@ -42,7 +43,7 @@ export interface CreateOptions {
   backingFormat?: string;
 }
 
-const HOST_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
+const HOST_ENV = hostEnv();
 
 /**
  * QemuImg wraps the qemu-img command: typed results, argv arrays through the

@@ -11,6 +11,7 @@ import {
   ImageNotFoundError,
   type ProcessRunner,
 } from '@execenv/core';
+import { HOST_PATH } from '@execenv/core/driver';
 import { extract as tarExtract } from 'tar-stream';
 import { markTreeComplete, touchTree } from './cached-trees.js';
 import type { ImageCache } from './image-cache.js';
@@ -19,7 +20,7 @@ import { decompressArgv, detectTarball, type TarballFormat } from './tarball-for
 /** Bumped whenever the conversion's output changes, so old results are not reused. */
 export const DIRECTORY_CONVERTER_VERSION = 2;
 
-const HOST_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+const HOST_ENV = { PATH: HOST_PATH };
 
 /** What converting a root filesystem needs. */
 export interface RootfsContext {

@@ -1,6 +1,7 @@
+import { hostEnv } from '../driver/host.js';
 import { HostCommandError, type ProcessRunner } from '../runner.js';
 
-const HOST_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
+const HOST_ENV = hostEnv();
 
 /**
  * Copies the contents of the host directory `from` into the existing

@@ -1,4 +1,5 @@
 import { rm } from 'node:fs/promises';
+import { hostEnv } from '../driver/host.js';
 import type { ProcessRunner } from '../runner.js';
 import type { LeaseResource, Undo } from './lease.js';
 import { mountsUnder } from './mounts.js';
@@ -34,13 +35,17 @@ export async function unmountTree(runner: ProcessRunner, path: string): Promise<
 
 /**
  * Removes a directory tree, refusing when anything is still mounted below it:
- * deleting through a leftover bind mount would delete host files.
+ * deleting through a leftover bind mount would delete host files. With a
+ * runner, GNU rm does it, which descends through directory descriptors and
+ * so also removes trees deeper than PATH_MAX (a process inside an
+ * environment can make one); without, Node's rm, which cannot.
  */
-export async function removeTree(path: string): Promise<void> {
+export async function removeTree(path: string, runner?: ProcessRunner): Promise<void> {
   const mounted = await mountsUnder(path);
   if (mounted.length > 0)
     throw new Error(`execenv: refusing to remove ${path}: still mounted below it: ${mounted.join(', ')}`);
-  await rm(path, { recursive: true, force: true });
+  if (runner) await runner.run(['rm', '-rf', '--one-file-system', '--', path], { env: hostEnv() });
+  else await rm(path, { recursive: true, force: true });
 }
 
 /**
@@ -51,7 +56,7 @@ export function hostUndo(runner: ProcessRunner): Undo {
   return async (resource: LeaseResource) => {
     switch (resource.kind) {
       case 'dir':
-        return removeTree(resource.path as string);
+        return removeTree(resource.path as string, runner);
       case 'mount':
         return unmountTree(runner, resource.path as string);
       case 'process':

@@ -11,8 +11,14 @@ async function readAll(stream: AsyncIterable<Buffer>): Promise<Uint8Array> {
   return Buffer.concat(chunks);
 }
 
-/** Extracts a tar stream into a FakeFileSystem, refusing unsafe entries as real drivers do. */
-export async function extractToFake(tar: Readable, files: FakeFileSystem, destDir: string): Promise<void> {
+/** Extracts a tar stream into a FakeFileSystem, refusing unsafe entries as real drivers do; returns entries and content bytes. */
+export async function extractToFake(
+  tar: Readable,
+  files: FakeFileSystem,
+  destDir: string,
+): Promise<{ entries: number; bytes: number }> {
+  let entries = 0;
+  let bytes = 0;
   const guard = new ArchiveGuard();
   const extractor = tarExtract();
   tar.pipe(extractor);
@@ -25,6 +31,7 @@ export async function extractToFake(tar: Readable, files: FakeFileSystem, destDi
     const meta = { mode: h.mode, uid: h.uid, gid: h.gid, mtime: h.mtime };
     if (h.type === 'file') {
       const data = await readAll(entry as AsyncIterable<Buffer>);
+      bytes += data.length;
       staged.push(() => files.writeFile(path, data, meta));
     } else {
       entry.resume();
@@ -37,8 +44,10 @@ export async function extractToFake(tar: Readable, files: FakeFileSystem, destDi
     }
     staged.push(() => files.setMeta(path, meta));
     guard.record(name, h.type);
+    entries++;
   }
   for (const apply of staged) apply();
+  return { entries, bytes };
 }
 
 /** Streams part of a FakeFileSystem as tar, with the entry names packTree uses. */

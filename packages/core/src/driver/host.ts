@@ -1,0 +1,40 @@
+import { access, constants } from 'node:fs/promises';
+
+const SEARCH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'] as const;
+
+/** HOST_PATH is the PATH every host-side helper runs with: fixed, never the caller's. */
+export const HOST_PATH = SEARCH.join(':');
+
+/** hostEnv returns the whole environment of a host helper: HOST_PATH and the C locale, so output parses the same everywhere. */
+export function hostEnv(): { PATH: string; LC_ALL: string } {
+  return { PATH: HOST_PATH, LC_ALL: 'C' };
+}
+
+/** findBinary finds an executable in the directories of HOST_PATH; undefined when absent. A name with a slash is checked as is. */
+export async function findBinary(name: string): Promise<string | undefined> {
+  if (name.includes('/')) return (await isExecutable(name)) ? name : undefined;
+  for (const dir of SEARCH) {
+    const candidate = `${dir}/${name}`;
+    if (await isExecutable(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+async function isExecutable(path: string): Promise<boolean> {
+  try {
+    await access(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** pathExists reports whether anything the caller may see exists at `path`. */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

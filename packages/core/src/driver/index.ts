@@ -1,0 +1,13 @@
+/**
+ * The driver kit, like Go's database/sql/driver: what driver authors build
+ * on. An environment built from one `startCommand`, a whole environment over
+ * an agent session, the open helper with its lease and rollback, lease-based
+ * list and gc, the host PATH and the architecture table.
+ * @packageDocumentation
+ */
+export * from './agent-environment.js';
+export type * from './agent-session.js';
+export * from './arch.js';
+export * from './command-environment.js';
+export * from './host.js';
+export * from './open-environment.js';

@@ -1,0 +1,274 @@
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pack as tarPack } from 'tar-stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AgentEnvironment, type AgentEnvironmentInit, DEFAULT_PATH } from '../../src/driver/index.js';
+import type { ExecenvEvent } from '../../src/events.js';
+import { createRunner } from '../../src/runner.js';
+import { FakeAgentSession, fakeAgentError, fakeAgentTransportError } from '../../src/testing/index.js';
+
+let tmp: string;
+beforeEach(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'execenv-agent-env-'));
+});
+afterEach(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+function open(session: FakeAgentSession, init: Partial<AgentEnvironmentInit> = {}) {
+  const events: ExecenvEvent[] = [];
+  let destroyed = 0;
+  const env = new AgentEnvironment({
+    id: 'execenv-agent0000000',
+    driver: 'test',
+    capabilities: ['root'],
+    closeOnSignal: false,
+    onEvent: (e) => events.push(e),
+    session,
+    env: { LANG: 'C.UTF-8' },
+    destroy: async () => {
+      destroyed++;
+    },
+    ...init,
+  });
+  return { env, events, destroyed: () => destroyed };
+}
+
+const passwd = 'root:x:0:0:root:/root:/bin/sh\nbuilder:x:1000:1000::/home/builder:/bin/sh\n';
+const group = 'root:x:0:\nbuilder:x:1000:\nsbuild:x:120:builder\n';
+
+describe('AgentEnvironment exec', () => {
+  it('resolves the user through the agent, and builds env and cwd', async () => {
+    const session = new FakeAgentSession({ files: { '/etc/passwd': passwd, '/etc/group': group } });
+    session.files.mkdir('/work');
+    const { env } = open(session);
+    await env.exec(['true'], { user: 'builder', cwd: '/work', env: { A: '1' } });
+    await env.exec(['true'], { user: '7:8' });
+    await env.exec(['true'], { env: { PATH: '/x' } });
+    expect(session.ops).toContain('readFile /etc/passwd');
+    expect(session.ops).toContain('readFile /etc/group');
+    expect(session.execs[0]).toEqual({
+      cwd: '/work',
+      uid: 1000,
+      gid: 1000,
+      groups: [1000, 120],
+      env: { PATH: DEFAULT_PATH, LANG: 'C.UTF-8', A: '1' },
+      argv: ['true'],
+    });
+    expect(session.execs[1]).toMatchObject({ cwd: '/', uid: 7, gid: 8, groups: [8] });
+    expect(session.execs[2]?.env).toEqual({ PATH: '/x', LANG: 'C.UTF-8' });
+    await expect(env.exec(['true'], { user: 'nobody' })).rejects.toMatchObject({
+      code: 'INVALID_SPEC',
+      field: 'user',
+      envId: env.id,
+      driver: 'test',
+      op: 'exec',
+    });
+    await env.close();
+  });
+
+  it('lets the driver refuse ids it cannot map', async () => {
+    const session = new FakeAgentSession({ files: { '/etc/passwd': passwd, '/etc/group': group } });
+    const { env } = open(session, {
+      checkUser: (u, name) => {
+        if (u.uid > 65535) throw new Error(`${name} is not mapped`);
+      },
+    });
+    await expect(env.exec(['true'], { user: '70000' })).rejects.toThrow('70000 is not mapped');
+    expect(session.execs).toHaveLength(0);
+    await env.close();
+  });
+
+  it('rejects a missing cwd with NotFoundError naming it', async () => {
+    const { env } = open(new FakeAgentSession());
+    await expect(env.exec(['true'], { cwd: '/nowhere' })).rejects.toMatchObject({
+      name: 'NotFoundError',
+      code: 'NOT_FOUND',
+      path: '/nowhere',
+      envId: env.id,
+      driver: 'test',
+      op: 'exec',
+    });
+    const p = env.spawn(['true'], { cwd: '/nowhere' });
+    await expect(p.result).rejects.toMatchObject({ code: 'NOT_FOUND', path: '/nowhere' });
+    await env.close();
+  });
+
+  it('reports a lost agent as TransportError', async () => {
+    const session = new FakeAgentSession();
+    const { env } = open(session);
+    session.close();
+    await expect(env.exec(['true'])).rejects.toMatchObject({ code: 'TRANSPORT', envId: env.id, driver: 'test' });
+    await env.close();
+  });
+
+  it('close kills running commands, closes the session, then destroys', async () => {
+    const session = new FakeAgentSession();
+    const { env, destroyed, events } = open(session);
+    const running = env.exec(['sleep']);
+    await new Promise((r) => setTimeout(r, 10));
+    await env.close();
+    await expect(running).rejects.toMatchObject({ code: 'CLOSED' });
+    expect(session.closed).toBe(true);
+    expect(destroyed()).toBe(1);
+    expect(events).toContainEqual({ type: 'destroy', envId: env.id, driver: 'test' });
+  });
+});
+
+describe('AgentEnvironment errors', () => {
+  const cases = [
+    ['NOT_FOUND', 'NOT_FOUND', 'readDir', undefined],
+    ['UNSAFE_PATH', 'UNSAFE_PATH', 'pushArchive', undefined],
+    ['CONFLICT', 'INVALID_SPEC', 'pushArchive', 'archive'],
+    ['CONFLICT', 'INVALID_SPEC', 'push', 'dest'],
+    ['INVALID', 'INVALID_SPEC', 'readDir', 'path'],
+    ['IO', 'EXEC_FAILED', 'stat', undefined],
+    ['TRANSPORT', 'TRANSPORT', 'stat', undefined],
+    ['IO', 'EXEC_FAILED', 'pull', undefined],
+    ['NOT_FOUND', 'NOT_FOUND', 'pullArchive', undefined],
+  ] as const;
+  for (const [agentCode, code, op, field] of cases) {
+    it(`maps ${agentCode} from ${op} to ${code}`, async () => {
+      const failure = agentCode === 'TRANSPORT' ? fakeAgentTransportError() : fakeAgentError(agentCode, 'refused');
+      const session = new FakeAgentSession({ files: { '/f': 'x' }, fail: () => failure });
+      session.files.mkdir('/d');
+      const { env } = open(session);
+      const run = async () => {
+        switch (op) {
+          case 'readDir':
+            return env.readDir('/d');
+          case 'pushArchive':
+            return env.pushArchive(Readable.from([]), '/d');
+          case 'push':
+            return env.push(new Uint8Array([1]), '/d/f');
+          case 'stat':
+            return env.stat('/f');
+          case 'pull':
+            return env.pull('/f', join(tmp, 'f'));
+          case 'pullArchive':
+            for await (const _ of env.pullArchive('/d'));
+        }
+      };
+      const err = await run().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({ code, envId: env.id, driver: 'test', op, cause: failure });
+      if (field) expect(err).toMatchObject({ field });
+      await env.close();
+    });
+  }
+});
+
+describe('AgentEnvironment files', () => {
+  async function hostTree(): Promise<string> {
+    const src = join(tmp, 'src');
+    await mkdir(join(src, 'sub'), { recursive: true });
+    await writeFile(join(src, 'readme'), 'hello\n');
+    await writeFile(join(src, 'sub', 'script'), '#!/bin/sh\n');
+    await chmod(join(src, 'sub', 'script'), 0o750);
+    await chmod(join(src, 'sub'), 0o711);
+    await symlink('../readme', join(src, 'sub', 'link'));
+    return src;
+  }
+
+  for (const withTar of [false, true]) {
+    it(`pushes and pulls a host directory with modes and symlinks${withTar ? ' (GNU tar)' : ''}`, async () => {
+      const session = new FakeAgentSession();
+      const { env, events } = open(session, withTar ? { hostRunner: createRunner() } : {});
+      await env.push(await hostTree(), '/dst');
+      expect(await env.readDir('/dst')).toEqual(['readme', 'sub']);
+      expect(await env.stat('/dst/sub/script')).toMatchObject({ type: 'file', mode: 0o750 });
+      expect(await env.stat('/dst/sub')).toMatchObject({ type: 'directory', mode: 0o711 });
+      expect(await env.stat('/dst/sub/link')).toMatchObject({ type: 'symlink', linkTarget: '../readme' });
+      const back = join(tmp, 'back');
+      await env.pull('/dst', back);
+      expect(await readFile(join(back, 'readme'), 'utf8')).toBe('hello\n');
+      expect((await lstat(join(back, 'sub', 'script'))).mode & 0o7777).toBe(0o750);
+      expect((await lstat(join(back, 'sub'))).mode & 0o7777).toBe(0o711);
+      expect(await readlink(join(back, 'sub', 'link'))).toBe('../readme');
+      expect(events.filter((e) => e.type === 'copy').map((e) => e.type === 'copy' && e.direction)).toEqual([
+        'push',
+        'pull',
+      ]);
+      await env.close();
+    });
+  }
+
+  it('pushes files with their mode and owner, and pulls them back atomically', async () => {
+    const session = new FakeAgentSession();
+    const { env, events } = open(session);
+    const host = join(tmp, 'tool');
+    await writeFile(host, 'run');
+    await chmod(host, 0o700);
+    await env.push(host, '/usr/bin/tool');
+    await env.push(new TextEncoder().encode('text'), '/etc/motd', { uid: 5, gid: 6 });
+    expect(await env.stat('/etc/motd')).toMatchObject({ mode: 0o644, uid: 5, gid: 6 });
+    await env.push(Readable.from([Buffer.from('stream')]), '/s', { mode: 0o600 });
+    expect(await env.stat('/usr/bin/tool')).toMatchObject({ mode: 0o700, size: 3 });
+    expect(await env.stat('/s')).toMatchObject({ mode: 0o600, size: 6 });
+    expect(events).toContainEqual({ type: 'copy', envId: env.id, direction: 'push', path: '/s', bytes: 6 });
+    const out = join(tmp, 'out');
+    await env.pull('/usr/bin/tool', out);
+    expect(await readFile(out, 'utf8')).toBe('run');
+    expect((await lstat(out)).mode & 0o7777).toBe(0o700);
+    await expect(env.pull('/missing', join(tmp, 'm'))).rejects.toMatchObject({ code: 'NOT_FOUND', op: 'pull' });
+    expect(await readdir(tmp)).toEqual(['out', 'tool']);
+    await env.close();
+  });
+
+  it('leaves no partial file when a pull fails half-way', async () => {
+    const session = new FakeAgentSession({ files: { '/big': 'content' } });
+    session.readFile = () => {
+      const content = new Readable({ read() {} });
+      content.push('cont');
+      const done = Promise.reject(fakeAgentError('IO', 'read error'));
+      done.catch(() => {});
+      queueMicrotask(() => content.destroy(fakeAgentError('IO', 'read error')));
+      return { content, done };
+    };
+    const { env } = open(session);
+    await expect(env.pull('/big', join(tmp, 'big'))).rejects.toMatchObject({ code: 'EXEC_FAILED', op: 'pull' });
+    expect(await readdir(tmp)).toEqual([]);
+    await env.close();
+  });
+
+  it('refuses a hostile archive from the agent and writes nothing outside dest', async () => {
+    const session = new FakeAgentSession();
+    session.files.mkdir('/d');
+    session.tarOut = () => {
+      const pack = tarPack();
+      pack.entry({ name: '.', type: 'directory', mode: 0o755 });
+      pack.entry({ name: 'ok', type: 'file', mode: 0o644 }, 'fine');
+      pack.entry({ name: '../x', type: 'file', mode: 0o644 }, 'escaped');
+      pack.finalize();
+      return Readable.from(pack);
+    };
+    const { env } = open(session);
+    const dest = join(tmp, 'dest');
+    await expect(env.pull('/d', dest)).rejects.toMatchObject({
+      name: 'UnsafePathError',
+      code: 'UNSAFE_PATH',
+      envId: env.id,
+      driver: 'test',
+      op: 'pull',
+    });
+    expect(await readdir(tmp)).toEqual([]);
+    await env.close();
+  });
+
+  it('streams archives both ways and maps stat', async () => {
+    const session = new FakeAgentSession({ files: { '/etc/hostname': 'box\n' } });
+    session.files.symlink('/etc/hostname', '/h');
+    const { env } = open(session);
+    const chunks: Buffer[] = [];
+    for await (const c of env.pullArchive('/etc')) chunks.push(c as Buffer);
+    await env.pushArchive(Readable.from([Buffer.concat(chunks)]), '/copy');
+    expect(await env.readDir('/copy')).toEqual(['hostname']);
+    expect(await env.stat('/h')).toMatchObject({ type: 'symlink', linkTarget: '/etc/hostname' });
+    expect(await env.stat('/none')).toBeNull();
+    await env.close();
+  });
+});
