@@ -1,12 +1,18 @@
 import { ChrootDriver } from '@execenv/chroot';
 import { describeConformance } from '@execenv/core/conformance';
-import { busyboxTarball, minbaseTarball } from './fixtures.js';
+import { afterAll } from 'vitest';
+import { busyboxTarball, busyboxTarballWithSymlinks, minbaseTarball, removeBusyboxVariants } from './fixtures.js';
+
+afterAll(removeBusyboxVariants);
+
+const imageWithSymlinks = async (links: Record<string, string>) => ({ image: await busyboxTarballWithSymlinks(links) });
 
 // The same suite every driver runs, against real chroots on this host.
 describeConformance({
   name: 'chroot, root mode, busybox rootfs',
   driver: new ChrootDriver({ mode: 'root' }),
   spec: { image: busyboxTarball() },
+  imageWithSymlinks,
 });
 
 describeConformance({
@@ -19,12 +25,14 @@ describeConformance({
   name: 'chroot, rootless mode with subordinate ids, busybox rootfs',
   driver: new ChrootDriver({ mode: 'rootless' }),
   spec: { image: busyboxTarball('.xz') },
+  imageWithSymlinks,
 });
 
 describeConformance({
   name: 'chroot, rootless mode mapping only root, busybox rootfs',
   driver: new ChrootDriver({ mode: 'rootless', subordinateIds: false }),
   spec: { image: busyboxTarball('.zst') },
+  imageWithSymlinks,
   skip: {
     user: 'only root is mapped (unshare --map-root-user): other uids do not exist in its user namespace',
     'file-modes': 'only root is mapped: uid 1234 does not exist in its user namespace',

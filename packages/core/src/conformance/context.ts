@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Driver, Environment, OpenOptions } from '../contract.js';
+import { mountsUnder } from '../lifecycle/mounts.js';
 import type { EnvSpec } from '../spec.js';
 
 /** Options of runConformance and describeConformance. */
@@ -21,6 +22,18 @@ export interface ConformanceOptions {
   largeFileBytes?: number;
   /** Bytes streamed through stdout. @default 50 MiB */
   streamBytes?: number;
+  /**
+   * Milliseconds the file-race check races host-side file operations against
+   * a symlink swapped inside the environment, for each of its three link targets.
+   * @default 4000
+   */
+  raceMs?: number;
+  /**
+   * Returns a spec of the driver's image with these top-level entries (keys
+   * such as `/tmp`) replaced by symlinks to the given absolute host paths.
+   * Without it the hostile-image-symlinks check is skipped with a reason.
+   */
+  imageWithSymlinks?: (links: Record<string, string>) => Promise<EnvSpec>;
 }
 
 /** Names of the conformance checks. */
@@ -47,8 +60,11 @@ export type CheckName =
   | 'push-through-symlink'
   | 'unsafe-archive'
   | 'pull-symlink'
+  | 'file-race'
   | 'concurrency'
   | 'leaks'
+  | 'hostile-image-symlinks'
+  | 'deep-tree-close'
   | 'capabilities';
 
 /**
@@ -104,11 +120,19 @@ export class CheckContext {
     return dir;
   }
 
-  /** Closes what the check opened and removes its host directories. */
+  /**
+   * Closes what the check opened and removes its host directories. A host
+   * directory with something still mounted at or below it is left in place
+   * and reported: removing it would delete through the mount.
+   */
   async cleanup(): Promise<void> {
     for (const env of this.#opened.splice(0))
       await env.close().catch((e: Error) => this.problems.push(`${env.id}: close: ${e.message}`));
-    for (const dir of this.#hostDirs.splice(0)) await rm(dir, { recursive: true, force: true });
+    for (const dir of this.#hostDirs.splice(0)) {
+      const mounted = await mountsUnder(dir).catch(() => []);
+      if (mounted.length > 0) this.problem(dir, 'host directory left in place', `mounts ${show(mounted)}`, 'no mounts');
+      else await rm(dir, { recursive: true, force: true });
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 import type { Environment } from '../contract.js';
 import { execChecks } from './checks/exec.js';
+import { fileRaceCheck } from './checks/file-race.js';
 import { fileChecks } from './checks/files.js';
 import { lifecycleChecks } from './checks/lifecycle.js';
 import { type Check, CheckContext, type CheckName, type ConformanceOptions, SkipCheck, show } from './context.js';
@@ -9,6 +10,7 @@ export const CHECKS: readonly Check[] = [
   ...lifecycleChecks.slice(0, 2),
   ...execChecks,
   ...fileChecks,
+  fileRaceCheck,
   ...lifecycleChecks.slice(2),
 ];
 

@@ -36,6 +36,8 @@ export interface FakeCommandContext {
   stdin(): Promise<Uint8Array>;
   /** The environment's files; commands may read and change them. */
   files: FakeFileSystem;
+  /** Aborted when the command is killed or its environment closes; a command that loops should stop then. */
+  signal: AbortSignal;
 }
 
 /** What a fake command leaves; missing fields mean exit 0 and no output. */
@@ -103,6 +105,7 @@ export class FakeEnvironment extends BaseEnvironment {
   readonly #commands: Record<string, FakeCommand>;
   readonly #env: Record<string, string>;
   readonly #onClose: () => void;
+  readonly #running = new Set<AbortController>();
 
   /** @internal created by FakeDriver.open */
   constructor(
@@ -119,8 +122,14 @@ export class FakeEnvironment extends BaseEnvironment {
     this.#onClose = onClose;
   }
 
-  protected override async doExec(argv: string[], opts: ExecOptions): Promise<ExecResult> {
+  protected override doExec(argv: string[], opts: ExecOptions): Promise<ExecResult> {
+    return this.#run(argv, opts, new AbortController());
+  }
+
+  /** Runs a command; aborting `stop` kills it, as the result then says (SIGKILL). */
+  async #run(argv: string[], opts: ExecOptions, stop: AbortController): Promise<ExecResult> {
     this.calls.push({ argv, opts });
+    this.#running.add(stop);
     const started = performance.now();
     const command = this.#commands[argv[0]!];
     const ctx: FakeCommandContext = {
@@ -130,10 +139,15 @@ export class FakeEnvironment extends BaseEnvironment {
       user: opts.user ?? 'root',
       stdin: () => collect(opts.stdin),
       files: this.files,
+      signal: stop.signal,
     };
-    const r: FakeCommandResult = command
-      ? await command(ctx)
-      : { exitCode: 127, stderr: `fake: ${argv[0]}: command not found\n` };
+    let r: FakeCommandResult;
+    try {
+      r = command ? await command(ctx) : { exitCode: 127, stderr: `fake: ${argv[0]}: command not found\n` };
+    } finally {
+      this.#running.delete(stop);
+    }
+    if (stop.signal.aborted) r = { ...r, signal: 'SIGKILL' };
     const stdout = bytes(r.stdout);
     const stderr = bytes(r.stderr);
     if (stdout.length) opts.onStdout?.(stdout);
@@ -154,13 +168,18 @@ export class FakeEnvironment extends BaseEnvironment {
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     const stdin = opts.stdin === undefined ? new PassThrough() : null;
-    const result = this.doExec(argv, {
-      ...opts,
-      stdin: stdin ?? opts.stdin,
-      buffer: false,
-      onStdout: (c) => stdout.write(c),
-      onStderr: (c) => stderr.write(c),
-    }).finally(() => {
+    const stop = new AbortController();
+    const result = this.#run(
+      argv,
+      {
+        ...opts,
+        stdin: stdin ?? opts.stdin,
+        buffer: false,
+        onStdout: (c) => stdout.write(c),
+        onStderr: (c) => stderr.write(c),
+      },
+      stop,
+    ).finally(() => {
       stdout.end();
       stderr.end();
     });
@@ -170,7 +189,7 @@ export class FakeEnvironment extends BaseEnvironment {
       stdout,
       stderr,
       result,
-      kill: () => {},
+      kill: () => stop.abort(),
       async [Symbol.asyncDispose]() {
         await result.catch(() => {});
       },
@@ -206,6 +225,7 @@ export class FakeEnvironment extends BaseEnvironment {
   }
 
   protected override async destroy(): Promise<void> {
+    for (const stop of this.#running) stop.abort();
     this.#onClose();
   }
 }

@@ -1,6 +1,91 @@
-import { describe, expect, it } from 'vitest';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, posix } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ConformanceOptions } from '../../src/conformance/context.js';
 import { CHECKS, runCheck, runConformance } from '../../src/conformance/run.js';
-import { FakeDriver } from '../../src/testing/index.js';
+import type { EnvSpec, OpenOptions } from '../../src/index.js';
+import {
+  type FakeCommand,
+  FakeDriver,
+  type FakeDriverOptions,
+  type FakeEnvironment,
+  type FakeFileSystem,
+} from '../../src/testing/index.js';
+
+const check = (name: string) => CHECKS.find((c) => c.name === name)!;
+const tick = () => new Promise((r) => setImmediate(r));
+
+/** Splits a line of sh words, honouring single quotes (the only quoting the checks use). */
+function words(line: string): string[] {
+  return [...line.matchAll(/'((?:[^']|'\\'')*)'|(\S+)/g)].map((m) => m[2] ?? m[1]!.replaceAll("'\\''", "'"));
+}
+
+/** Runs one simple command of the checks' loops against the fake's files. */
+function simple(files: FakeFileSystem, line: string): void {
+  const w = words(line.trim());
+  if (w[0] === 'rm') files.remove(w[2]!);
+  else if (w[0] === 'mkdir') files.mkdir(w[2]!);
+  else if (w[0] === 'ln') files.symlink(w[2]!, w[3]!);
+  else if (w[0] === 'echo' && w[2] === '>') files.writeFile(w[3]!, new TextEncoder().encode(`${w[1]}\n`));
+  else throw new Error(`scripted sh: cannot run ${line}`);
+}
+
+/**
+ * A scripted sh for the fake: the swapping loops of file-race (one yield
+ * after each command, until killed) and the deep tree of deep-tree-close.
+ */
+const sh: FakeCommand = async ({ argv, files, signal }) => {
+  const script = argv[2] ?? '';
+  const swap = /^(mkdir -p \S+); while :; do (.*); done$/.exec(script);
+  if (swap) {
+    simple(files, swap[1]!);
+    while (!signal.aborted)
+      for (const line of swap[2]!.split('; ')) {
+        simple(files, line);
+        // A random number of turns, so the host side does not fall into step with the loop.
+        for (let n = Math.floor(Math.random() * 3); n >= 0; n--) await tick();
+      }
+    return {};
+  }
+  const deep = /^cd \/tmp && mkdir (\S+) && cd \S+ && i=0; while \[ \$i -lt (\d+) \]/.exec(script);
+  if (deep) {
+    let dir = `/tmp/${deep[1]}`;
+    files.mkdir(dir);
+    for (let i = 0; i < Number(deep[2]); i++) files.mkdir((dir = `${dir}/d0`));
+    return { stdout: `${deep[2]}\n` };
+  }
+  return { exitCode: 2, stderr: `scripted sh: ${script}\n` };
+};
+
+/** The host path a fake path reaches when an absolute symlink on it is followed onto the host. */
+function throughHostLink(files: FakeFileSystem, path: string): string | undefined {
+  const parts = path.split('/').filter(Boolean);
+  for (let i = 1; i <= parts.length; i++) {
+    const st = files.stat(`/${parts.slice(0, i).join('/')}`);
+    if (st?.type === 'symlink' && st.linkTarget?.startsWith('/')) return posix.join(st.linkTarget, ...parts.slice(i));
+  }
+  return undefined;
+}
+
+/** A fake whose opened environments are changed by `mutate`, as a broken driver would be. */
+class MutantDriver extends FakeDriver {
+  readonly #mutate: (env: FakeEnvironment, spec: EnvSpec, opts: OpenOptions) => Promise<void> | void;
+
+  constructor(
+    mutate: (env: FakeEnvironment, spec: EnvSpec, opts: OpenOptions) => Promise<void> | void,
+    options: FakeDriverOptions = {},
+  ) {
+    super({ commands: { sh }, ...options });
+    this.#mutate = mutate;
+  }
+
+  override async open(spec: EnvSpec, opts: OpenOptions = {}): Promise<FakeEnvironment> {
+    const env = await super.open(spec, opts);
+    await this.#mutate(env, spec, opts);
+    return env;
+  }
+}
 
 // The in-memory fake has no shell: a suite that passed it would be checking nothing.
 describe('the conformance suite can fail', () => {
@@ -11,6 +96,7 @@ describe('the conformance suite can fail', () => {
       spec: {},
       largeFileBytes: 1024,
       streamBytes: 1024,
+      raceMs: 100,
     });
     expect(report.results.map((r) => r.name)).toEqual(CHECKS.map((c) => c.name));
     const exit = report.results.find((r) => r.name === 'exit-codes');
@@ -68,5 +154,144 @@ describe('the conformance suite can fail', () => {
       skip: { user: 'no users here' },
     });
     expect(r).toEqual({ name: 'user', problems: [], skipped: 'no users here' });
+  });
+});
+
+describe('the checks of hostile paths and images', () => {
+  let stateDir: string;
+  beforeEach(async () => {
+    stateDir = await mkdtemp(join(tmpdir(), 'execenv-conformance-state-'));
+  });
+  afterEach(async () => {
+    await rm(stateDir, { recursive: true, force: true });
+  });
+  const options = (driver: FakeDriver): ConformanceOptions => ({
+    name: driver.name,
+    driver,
+    spec: {},
+    openOptions: { stateDir },
+    raceMs: 300,
+    imageWithSymlinks: async (links) => ({ driverOptions: { symlinks: links } }),
+  });
+
+  it('pass a fake that keeps to the contract', async () => {
+    const fake = new FakeDriver({ commands: { sh } });
+    for (const name of ['file-race', 'hostile-image-symlinks', 'deep-tree-close'] as const)
+      expect(await runCheck(check(name), options(fake))).toEqual({ name, problems: [] });
+    expect(fake.openEnvironments.size).toBe(0);
+  }, 30_000);
+
+  it('skip hostile-image-symlinks, with the reason, when there is no imageWithSymlinks', async () => {
+    const r = await runCheck(check('hostile-image-symlinks'), {
+      ...options(new FakeDriver()),
+      imageWithSymlinks: undefined,
+    });
+    expect(r.problems).toEqual([]);
+    expect(r.skipped).toMatch(/give imageWithSymlinks in the conformance options$/);
+  });
+
+  it('find a push that follows a symlink swapped in onto the host', async () => {
+    const mutant = new MutantDriver((env) => {
+      const push = env.push.bind(env);
+      env.push = async (src, dest, opts) => {
+        const host = throughHostLink(env.files, dest);
+        if (host && src instanceof Uint8Array) await writeFile(host, src);
+        else await push(src, dest, opts);
+      };
+    });
+    const r = await runCheck(check('file-race'), options(mutant));
+    expect(r.problems.length).toBeGreaterThan(0);
+    expect(r.problems).toContainEqual(
+      expect.stringMatching(
+        /^execenv-[a-z0-9]+: host directory \S+ after racing \/tmp\/race-[0-9a-f]+\/d -> \S+: got \{"added":\[.*"x file/,
+      ),
+    );
+  }, 30_000);
+
+  it('find a pull that reads through a symlink swapped in onto the host', async () => {
+    const mutant = new MutantDriver((env) => {
+      const pull = env.pull.bind(env);
+      env.pull = async (src, dest) => {
+        const host = throughHostLink(env.files, src);
+        if (host) await copyFile(host, dest);
+        else await pull(src, dest);
+      };
+    });
+    const r = await runCheck(check('file-race'), options(mutant));
+    expect(r.problems).toContainEqual(
+      expect.stringMatching(
+        /^execenv-[a-z0-9]+: pull \/tmp\/race-[0-9a-f]+\/d\/secret \(\/tmp\/race-[0-9a-f]+\/d -> \S+\): got "the host file's content", want /,
+      ),
+    );
+    expect(r.problems).toContainEqual(
+      expect.stringMatching(/: pull \/tmp\/race-[0-9a-f]+\/f \(.*\): got "the host file's content"/),
+    );
+  }, 30_000);
+
+  it('find a race loop that never ran', async () => {
+    const r = await runCheck(check('file-race'), { ...options(new FakeDriver()), raceMs: 50 });
+    expect(r.problems).toContainEqual(
+      expect.stringMatching(
+        /^execenv-[a-z0-9]+: sh loop swapping \/tmp\/race-[0-9a-f]+\/d: got "exit 127: fake: sh: command not found", want "running until killed"$/,
+      ),
+    );
+    expect(r.problems).toContainEqual(
+      expect.stringMatching(
+        /: stat \/tmp\/race-[0-9a-f]+\/f while a sh loop swaps it: got \[.*\], want "a symlink at least once"$/,
+      ),
+    );
+  });
+
+  it('find an open that writes through a symlinked /tmp of the image', async () => {
+    const mutant = new MutantDriver(async (_env, spec) => {
+      const links = (spec.driverOptions as { symlinks?: Record<string, string> } | undefined)?.symlinks;
+      if (links?.['/tmp']) await writeFile(join(links['/tmp'], '.X11-unix'), '');
+    });
+    const r = await runCheck(check('hostile-image-symlinks'), options(mutant));
+    expect(r.problems).toEqual([
+      expect.stringMatching(/^fake: host directory \S+ \(the image's \/tmp\) while open: got \[.*\.X11-unix/),
+      expect.stringMatching(/: host directory \S+ \(the image's \/tmp\) after close: got /),
+    ]);
+  });
+
+  it('find an open that fails without an ExecenvError', async () => {
+    const mutant = new MutantDriver(() => {
+      throw new Error('mount: /proc is a symlink');
+    });
+    const r = await runCheck(check('hostile-image-symlinks'), options(mutant));
+    expect(r.problems).toEqual([
+      expect.stringMatching(
+        /^fake: open of an image with symlinked \/dev, \/proc, \/tmp: got Error\(: mount: \/proc is a symlink\), want "an environment, or an ExecenvError with a code"$/,
+      ),
+    ]);
+  });
+
+  it('find a close that leaves state named after the environment', async () => {
+    const mutant = new MutantDriver(async (env, _spec, opts) => {
+      await writeFile(join(opts.stateDir!, `${env.id}.lease`), '{}');
+    });
+    const r = await runCheck(check('deep-tree-close'), options(mutant));
+    expect(r.problems).toEqual([
+      expect.stringMatching(/^(execenv-[a-z0-9]+): names in \S+ after close: got \[".*\/\1\.lease"\], want /),
+    ]);
+  });
+
+  it('find a close that fails on a tree deeper than PATH_MAX', async () => {
+    const mutant = new MutantDriver((env) => {
+      const close = env.close.bind(env);
+      env.close = async () => {
+        if (env.files.entries('/tmp').some(([path]) => path.length > 4096)) {
+          env.close = close;
+          throw new Error('ENAMETOOLONG');
+        }
+        await close();
+      };
+    });
+    const r = await runCheck(check('deep-tree-close'), options(mutant));
+    expect(r.problems).toContainEqual(
+      expect.stringMatching(
+        /: close with a tree deeper than PATH_MAX inside: got Error\(: ENAMETOOLONG\), want "no error"$/,
+      ),
+    );
   });
 });

@@ -1,16 +1,9 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pack as tarPack } from 'tar-stream';
 import { type Check, type CheckContext, codeOf, rejection, unique } from '../context.js';
-
-async function sha256(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
+import { describeTree, sha256 } from './host.js';
 
 /** Writes `bytes` of a deterministic pattern without holding them in memory. */
 async function writePattern(path: string, bytes: number): Promise<void> {
@@ -24,25 +17,6 @@ async function writePattern(path: string, bytes: number): Promise<void> {
   } finally {
     await fh.close();
   }
-}
-
-/** Describes a host tree as sorted `path type mode [target|size]` lines, for comparisons. */
-async function describeTree(root: string): Promise<string[]> {
-  const lines: string[] = [];
-  const walk = async (dir: string, rel: string) => {
-    for (const name of (await readdir(dir)).sort()) {
-      const p = join(dir, name);
-      const st = await lstat(p);
-      const mode = (st.mode & 0o7777).toString(8);
-      if (st.isSymbolicLink()) lines.push(`${rel}${name} link -> ${await readlink(p)}`);
-      else if (st.isDirectory()) {
-        lines.push(`${rel}${name} dir ${mode}`);
-        await walk(p, `${rel}${name}/`);
-      } else lines.push(`${rel}${name} file ${mode} ${st.size} ${await sha256(p)}`);
-    }
-  };
-  await walk(root, '');
-  return lines;
 }
 
 async function makeTree(dir: string): Promise<void> {

@@ -1,3 +1,5 @@
+import { mkdir, readdir, realpath, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   isPublishable,
   isRebootable,
@@ -10,7 +12,9 @@ import {
   snapshot,
 } from '../../capabilities.js';
 import type { Environment } from '../../contract.js';
+import { ExecenvError } from '../../errors.js';
 import { type Check, type CheckContext, codeOf, rejection, unique } from '../context.js';
+import { hostState } from './host.js';
 
 const ISOLATION = ['isolation-chroot', 'isolation-container', 'isolation-machine'];
 
@@ -104,6 +108,113 @@ async function leaks(ctx: CheckContext): Promise<void> {
   if (after?.includes(env.id)) ctx.problem(env.id, 'list() after close', 'still listed', 'gone');
 }
 
+/**
+ * An image whose /dev, /proc and /tmp are symlinks to host directories opens
+ * (or is refused with an ExecenvError) and closes without anything written
+ * to or mounted on those directories, while open and after close.
+ */
+async function hostileImageSymlinks(ctx: CheckContext): Promise<void> {
+  const { imageWithSymlinks } = ctx.options;
+  if (!imageWithSymlinks)
+    ctx.skip(
+      'an image with /dev, /proc and /tmp as symlinks to host paths: give imageWithSymlinks in the conformance options',
+    );
+  const links: Record<string, string> = {};
+  for (const entry of ['/dev', '/proc', '/tmp']) {
+    const dir = await realpath(await ctx.hostDir());
+    await writeFile(join(dir, 'planted'), `${unique('planted')}\n`);
+    await mkdir(join(dir, 'planted-dir'));
+    links[entry] = dir;
+  }
+  const before = new Map<string, string[]>();
+  for (const dir of Object.values(links)) before.set(dir, await hostState(dir));
+  const unchanged = async (when: string) => {
+    for (const [entry, dir] of Object.entries(links))
+      ctx.expect(
+        ctx.options.driver.name,
+        `host directory ${dir} (the image's ${entry}) ${when}`,
+        await hostState(dir),
+        before.get(dir),
+      );
+  };
+  const spec = await imageWithSymlinks(links);
+  let env: Environment | undefined;
+  const refused = await rejection(
+    ctx.open(spec).then((e) => {
+      env = e;
+    }),
+  );
+  if (refused !== undefined && !(refused instanceof ExecenvError && refused.code))
+    ctx.problem(
+      ctx.options.driver.name,
+      'open of an image with symlinked /dev, /proc, /tmp',
+      refused,
+      'an environment, or an ExecenvError with a code',
+    );
+  if (env) {
+    const r = await env.exec(['echo', 'ok'], { timeout: 30_000 }).catch((err: unknown) => err);
+    ctx.expect(
+      env.id,
+      'echo ok in an image with symlinked /dev, /proc, /tmp',
+      (r as { stdout?: string }).stdout ?? r,
+      'ok\n',
+    );
+    await unchanged('while open');
+    const closed = await rejection(env.close());
+    if (closed !== undefined) ctx.problem(env.id, 'close', closed, 'no error');
+  }
+  await unchanged(env ? 'after close' : 'after a refused open');
+}
+
+/** Names at or below dir containing `id`, not descending into matches or past `depth` levels. */
+async function namesWith(dir: string, id: string, depth = 32): Promise<string[]> {
+  const found: string[] = [];
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.name.includes(id)) found.push(p);
+    else if (e.isDirectory() && depth > 0) found.push(...(await namesWith(p, id, depth - 1)));
+  }
+  return found;
+}
+
+/**
+ * Close removes an environment holding a tree deeper than PATH_MAX: it
+ * resolves, list() no longer shows it, and nothing named after it is left in
+ * the state directory.
+ */
+async function deepTreeClose(ctx: CheckContext): Promise<void> {
+  const env = await ctx.open();
+  const levels = 2100;
+  const top = unique('deep');
+  // cd -P: a shell's logical cd would chdir through the whole path, which stops at PATH_MAX.
+  const made = await env.exec(
+    [
+      'sh',
+      '-c',
+      `cd /tmp && mkdir ${top} && cd ${top} && i=0; ` +
+        `while [ $i -lt ${levels} ]; do mkdir d0 && cd -P d0 || exit 1; i=$((i+1)); done; echo $i`,
+    ],
+    { timeout: 120_000 },
+  );
+  if (made.exitCode !== 0 || made.stdout.trim() !== String(levels))
+    ctx.problem(
+      env.id,
+      `sh loop making a tree ${levels} levels deep (${levels * 3} bytes of path)`,
+      `exit ${made.exitCode ?? made.signal}: ${made.stdout.trim()} ${made.stderr.trim()}`.trim(),
+      `exit 0: ${levels}`,
+    );
+  const closed = await rejection(env.close());
+  if (closed !== undefined) ctx.problem(env.id, 'close with a tree deeper than PATH_MAX inside', closed, 'no error');
+  const listed = await listedIds(ctx);
+  if (listed?.includes(env.id)) ctx.problem(env.id, 'list() after close', 'still listed', 'gone');
+  const stateDir = ctx.options.openOptions?.stateDir;
+  if (stateDir) {
+    const left = await namesWith(stateDir, env.id);
+    if (left.length > 0) ctx.problem(env.id, `names in ${stateDir} after close`, left, 'none with the environment id');
+  }
+}
+
 async function capabilities(ctx: CheckContext): Promise<void> {
   const env = await ctx.open();
   const declared = (c: string) => env.capabilities.has(c as never);
@@ -165,5 +276,7 @@ export const lifecycleChecks: Check[] = [
   { name: 'invalid-spec', run: invalidSpec },
   { name: 'concurrency', run: concurrency, timeoutMs: 120_000 },
   { name: 'leaks', run: leaks },
+  { name: 'hostile-image-symlinks', run: hostileImageSymlinks, timeoutMs: 120_000 },
+  { name: 'deep-tree-close', run: deepTreeClose, timeoutMs: 240_000 },
   { name: 'capabilities', run: capabilities, timeoutMs: 300_000 },
 ];
