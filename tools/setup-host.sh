@@ -30,9 +30,21 @@ setup_common() {
   apt_install tar gzip xz-utils zstd bzip2 util-linux mount mmdebstrap busybox-static hyperfine ca-certificates curl openssl attr
 }
 
-# The chroot driver: namespaces and overlayfs from util-linux and the kernel, a C compiler for its exec server.
+# @execenv/agent's package build: static binaries of the agent for every Debian architecture a
+# cross compiler in the archive covers (consumers of the npm package need none of this).
+setup_agent() {
+  apt_install gcc libc6-dev \
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
+    gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
+    gcc-i686-linux-gnu libc6-dev-i386-cross \
+    gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross \
+    gcc-s390x-linux-gnu libc6-dev-s390x-cross \
+    gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
+}
+
+# The chroot driver: namespaces and overlayfs from util-linux and the kernel.
 setup_chroot() {
-  apt_install gcc libc6-dev uidmap iproute2
+  apt_install uidmap iproute2
   # Subordinate ids let rootless mode map users besides root (unshare --map-users through newuidmap).
   for f in /etc/subuid /etc/subgid; do
     grep -q '^root:' "$f" 2>/dev/null || { echo 'root:1000000:65536' >> "$f" && say "added subordinate ids for root to $f"; }
@@ -58,6 +70,7 @@ setup_images() {
 }
 
 setup_common
+setup_agent
 setup_chroot
 setup_images
 say "ok"

@@ -73,14 +73,16 @@ describe('chroot driver on this host', () => {
     expect(await lifecycle()).toEqual(['image-resolve', ...steps]);
   });
 
-  it('mounts /proc, /dev and /dev/pts and unmounts everything at close', async () => {
+  it('mounts /proc, /dev and /dev/pts inside its own namespace only, and unmounts everything at close', async () => {
     const env = await driver.open({ image: busyboxTarball() }, { stateDir });
     const r = await env.exec(['sh', '-c', 'ls /dev; test -c /dev/null && echo null-ok; ls /proc | grep -c "^[0-9]"']);
     expect(r.stdout).toContain('null-ok');
     expect(r.stdout).toContain('pts');
     // A fresh pid namespace per exec: the shell, its ls and grep are the only processes it can see, with the init.
     expect(Number(r.stdout.trim().split('\n').at(-1))).toBeLessThanOrEqual(5);
-    expect((await mountsUnderState()).length).toBeGreaterThan(3);
+    // The host sees the overlay and the network namespace; /proc, /sys and /dev exist only in the agent's namespace.
+    const root = (await mountsUnderState()).filter((m) => m.includes(`/${env.id}/`));
+    expect(root.map((m) => m.slice(m.lastIndexOf('/') + 1)).sort()).toEqual(['netns', 'root']);
     await env.close();
     expect(await mountsUnderState()).toEqual([]);
     expect(await readdir(join(stateDir, 'envs'))).toEqual([]);
@@ -294,14 +296,14 @@ describe('cleanup when the owner goes away', () => {
   it.each(['root', 'rootless'])('gc removes what a SIGKILLed owner left (%s mode)', async (mode) => {
     const { p, id } = await openInChild(mode);
     expect(await eventually(async () => (await processesWith('sleep', SLEEP_MARK)).length === 1)).toBe(true);
-    // The server, and for the running command its supervisor and the namespace's init: forks share the command line.
-    expect((await processesWith('execenv-exec-server', id)).length).toBeGreaterThan(0);
+    // The agent, and for the running command its supervisor and the namespace's init: forks share the command line.
+    expect((await processesWith('execenv-agent', id)).length).toBeGreaterThan(0);
     const exited = new Promise((r) => p.once('exit', r));
     p.kill('SIGKILL');
     await exited;
-    // The running command and the exec server die with their owner, before any gc.
+    // The running command and the agent die with their owner, before any gc.
     expect(await eventually(async () => (await processesWith('sleep', SLEEP_MARK)).length === 0)).toBe(true);
-    expect(await eventually(async () => (await processesWith('execenv-exec-server', id)).length === 0)).toBe(true);
+    expect(await eventually(async () => (await processesWith('execenv-agent', id)).length === 0)).toBe(true);
     const left = (await driver.list({ stateDir })).find((e) => e.id === id);
     expect(left).toMatchObject({ ownerAlive: false });
     expect(left?.resources.length).toBeGreaterThan(0);

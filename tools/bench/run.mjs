@@ -2,14 +2,18 @@
 // SDK overhead against the raw tools, measured side by side in one run and
 // reported as median ratios:
 //   exec:  env.exec(['/bin/true'])            vs  chroot ROOT /bin/true
+//          and vs the floor: fork + chroot + exec + wait in a C loop (floor.c)
+//   100 concurrent execs on one agent connection vs 100 sequential ones
+//   a 1 GB stream through cat, with host memory sampled
 //   push:  env.push(hostTree, dir)            vs  tar -C tree -cf - . | tar -C ROOT/dir -xf -
 //   pull:  env.pull(dir, hostDest)            vs  tar -C ROOT/dir -cf - . | tar -C dest -xf -
 // Host memory (rss) is sampled during every transfer.
-// Usage: node tools/bench/run.mjs [--image PATH] [--runs N] [--tree-mb N]
+// Usage: node tools/bench/run.mjs [--image PATH] [--runs N] [--tree-mb N] [--stream-mb N]
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { parseArgs, promisify } from 'node:util';
 import { ChrootDriver } from '@execenv/chroot';
 
@@ -19,7 +23,8 @@ const { values } = parseArgs({
     image: { type: 'string' },
     runs: { type: 'string', default: '200' },
     'transfer-runs': { type: 'string', default: '5' },
-    'tree-mb': { type: 'string', default: '200' },
+    'tree-mb': { type: 'string', default: '100' },
+    'stream-mb': { type: 'string', default: '1024' },
   },
 });
 
@@ -117,7 +122,36 @@ try {
     sdk: median(sdk),
     raw: median(raw),
     ratio: median(sdk) / median(raw),
-    goal: '<= 1.5x time',
+    goal: '<= 0.6x time',
+  });
+  const floorBinary = join(work, 'floor');
+  await run('cc', ['-O2', '-o', floorBinary, new URL('./floor.c', import.meta.url).pathname]);
+  const floorUs = Number((await run(floorBinary, [root, '/bin/true', String(runs)])).stdout.trim());
+  rows.push({
+    what: 'exec vs C fork+exec',
+    sdk: median(sdk),
+    raw: floorUs / 1000,
+    ratio: median(sdk) / (floorUs / 1000),
+    goal: '<= 2x time',
+  });
+
+  // 100 commands at once on one connection, against the same 100 one after the other
+  const concurrent = [];
+  const sequential = [];
+  for (let i = 0; i < 5; i++) {
+    concurrent.push(await time(() => Promise.all(Array.from({ length: 100 }, () => env.exec(['/bin/true'])))));
+    sequential.push(
+      await time(async () => {
+        for (let j = 0; j < 100; j++) await env.exec(['/bin/true']);
+      }),
+    );
+  }
+  rows.push({
+    what: '100 execs at once',
+    sdk: median(concurrent),
+    raw: median(sequential),
+    ratio: median(concurrent) / median(sequential),
+    goal: '< 1x sequential',
   });
 
   // transfers
@@ -149,16 +183,33 @@ try {
     sdk: median(sdk),
     raw: median(raw),
     ratio: median(raw) / median(sdk),
-    goal: '>= 0.8x throughput',
+    goal: '>= 1.0x throughput',
   });
   rows.push(transfer(`push ${values['tree-mb']} MB tree`, pushSdk, pushRaw));
   rows.push(transfer(`pull ${values['tree-mb']} MB tree`, pullSdk, pullRaw));
+  // A 1 GB stream through cat: memory must stay flat, whatever the size.
+  const streamBytes = Number(values['stream-mb']) * 2 ** 20;
+  const block = Buffer.alloc(1 << 20, 0x61);
+  let seen = 0;
+  const [streamMs, streamMem] = await timeWithMemory(async () => {
+    const input = Readable.from(
+      (function* () {
+        for (let left = streamBytes; left > 0; left -= block.length)
+          yield block.subarray(0, Math.min(left, block.length));
+      })(),
+    );
+    const r = await env.exec(['cat'], { stdin: input, buffer: false, onStdout: (c) => (seen += c.length) });
+    if (r.exitCode !== 0 || seen !== streamBytes) throw new Error(`cat stream: exit ${r.exitCode}, ${seen} bytes`);
+  });
   console.log(`execenv benchmark (${runs} exec runs, ${values['transfer-runs']} transfer runs, medians)`);
   console.log('what                     sdk ms     raw ms   ratio  goal');
   for (const r of rows)
     console.log(
       `${r.what.padEnd(22)} ${r.sdk.toFixed(2).padStart(8)} ${r.raw.toFixed(2).padStart(10)} ${r.ratio.toFixed(2).padStart(7)}  ${r.goal}`,
     );
+  console.log(
+    `${values['stream-mb']} MB through cat: ${((streamBytes / 2 ** 20 / streamMs) * 1000).toFixed(0)} MiB/s, peak host rss growth ${streamMem.toFixed(1)} MiB`,
+  );
   console.log(`peak host rss growth during transfers: ${memPeak.toFixed(1)} MiB (tree: ${values['tree-mb']} MB)`);
 } finally {
   await env.close();

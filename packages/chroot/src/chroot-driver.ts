@@ -1,10 +1,11 @@
-import { copyFile, mkdir, mkdtemp, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { AgentSession, agentBinaryPath } from '@execenv/agent';
 import {
   type Availability,
   type Capability,
-  collectDeadLeases,
   type Driver,
   DriverUnavailableError,
   defaultCacheDir,
@@ -16,40 +17,27 @@ import {
   hostRunner,
   type IdMap,
   InvalidSpecError,
-  isAlive,
-  Lease,
-  type LeaseResource,
-  newEnvironmentId,
+  type Lease,
   type OpenOptions,
   type ProcessRunner,
   processStartTime,
-  readLeases,
-  resolveInRoot,
   throwIfAborted,
+  toHostId,
   UnsupportedError,
   validateSpec,
 } from '@execenv/core';
+import { findBinary, HOST_PATH, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
 import { ImageCache, imageRootDirectory, resolveImage } from '@execenv/images';
+import { MAX_SOCKET_PATH, startAgentServer } from './agent-server.js';
 import { ChrootEnvironment } from './chroot-environment.js';
-import { createNetworkNamespace, type MountContext, mountBinds, mountRoot, type RootLayout } from './chroot-mounts.js';
+import { createNetworkNamespace, type MountContext, mountOverlay, type RootLayout } from './chroot-mounts.js';
 import { CHROOT_NETWORKS, type ChrootDriverOptions, type ChrootEnvOptions, type ChrootMode } from './chroot-options.js';
 import { ensureDefaultImage } from './default-image.js';
-import { ensureExecServer, MAX_SOCKET_PATH, startExecServer } from './exec-server.js';
-import { findBinary, HOST_PATH } from './host-binaries.js';
 import { chrootUndo, mappedTree } from './mapped-tree.js';
-
 import { currentSubordinateIds, rootlessIdMap, rootlessMapArgs } from './subordinate-ids.js';
 
 /** The registry name of this driver. */
 export const DRIVER_NAME = 'chroot';
-
-const HOST_ARCH: Record<string, string> = {
-  x64: 'amd64',
-  arm64: 'arm64',
-  ia32: 'i386',
-  ppc64: 'ppc64el',
-  s390x: 's390x',
-};
 
 /**
  * ChrootDriver opens chroot environments: an overlay over a cached root
@@ -107,12 +95,8 @@ export class ChrootDriver implements Driver {
     if (!/\toverlay$/m.test(filesystems))
       return { available: false, reason: 'the kernel has no overlayfs (modprobe overlay)', capabilities };
     const { mode, reason } = await this.mode();
-    if (!(await findBinary(this.#options.cc ?? 'cc')))
-      return {
-        available: false,
-        reason: 'needs a C compiler once to build its exec server: apt-get install gcc libc6-dev',
-        capabilities,
-      };
+    const agent = await this.#agentBinary().catch((err: Error) => err);
+    if (agent instanceof Error) return { available: false, reason: agent.message, capabilities };
     const version = (
       await this.#runner.run(['unshare', '--version'], { check: false, env: { PATH: HOST_PATH } })
     ).stdout.trim();
@@ -126,31 +110,27 @@ export class ChrootDriver implements Driver {
       throw new InvalidSpecError(
         'network',
         `the chroot driver supports ${CHROOT_NETWORKS.join(' and ')}, got "${network}"`,
-        {
-          driver: DRIVER_NAME,
-        },
+        { driver: DRIVER_NAME },
       );
     if (checked.resources) throw new UnsupportedError(DRIVER_NAME, 'resource-limits', { op: 'open' });
-    const hostArch = HOST_ARCH[process.arch];
-    const linux32 = checked.arch === 'i386' && hostArch === 'amd64';
-    if (checked.arch && checked.arch !== hostArch && !linux32)
+    const host = hostArch();
+    const linux32 = checked.arch === 'i386' && host === 'amd64';
+    if (checked.arch && checked.arch !== host && !linux32)
       throw new InvalidSpecError(
         'arch',
-        `a chroot runs the host's architecture (${hostArch}) or i386 on amd64, not ${checked.arch}`,
-        {
-          driver: DRIVER_NAME,
-        },
+        `a chroot runs the host's architecture (${host}) or i386 on amd64, not ${checked.arch}`,
+        { driver: DRIVER_NAME },
       );
     if (checked.ephemeral === false)
       throw new InvalidSpecError('ephemeral', 'chroot environments are always ephemeral; publish an image instead', {
         driver: DRIVER_NAME,
       });
-    throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
-
-    const started = performance.now();
     const runner = this.#runner;
+    const undo = chrootUndo(runner);
+    throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
     const { mode } = await this.mode();
-    const stateDir = opts.stateDir ?? defaultStateDir();
+    const agentBinary = await this.#agentBinary();
+    // The image is resolved before the environment exists: a download holds no lease.
     const image = checked.image ?? (await ensureDefaultImage(this.#cacheDir, runner, opts.onEvent));
     emit(opts.onEvent, { type: 'image-resolve', reference: image });
     const cache = new ImageCache({ dir: join(this.#cacheDir, 'images') });
@@ -162,103 +142,105 @@ export class ChrootDriver implements Driver {
       signal: opts.signal,
     });
     const base = await imageRootDirectory(resolved, { cache, runner, onEvent: opts.onEvent });
-    const execServerBinary = await ensureExecServer(this.#cacheDir, runner, this.#options.cc);
-    throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
-
-    const id = newEnvironmentId();
-    const lease = await Lease.create(stateDir, id, DRIVER_NAME, checked.labels);
-    const undo = chrootUndo(runner);
-    try {
-      emit(opts.onEvent, { type: 'create', envId: id, driver: DRIVER_NAME });
-      const envDir = join(stateDir, 'envs', id);
-      await lease.add({ kind: 'dir', path: envDir });
-      // The extracted image is the overlay's lower layer: pruning the cache must leave it while this runs.
-      const hold = await cache.holdTree(base, id);
-      if (hold) await lease.add({ kind: 'dir', path: hold });
-      const layout: RootLayout = {
-        base,
-        upper: join(envDir, 'upper'),
-        work: join(envDir, 'work'),
-        root: join(envDir, 'root'),
-      };
-      for (const dir of [layout.upper, layout.work, layout.root]) await mkdir(dir, { recursive: true, mode: 0o755 });
-      const ctx = await this.#mountContext(mode, lease, runner, [layout.upper, layout.work]);
-      // Recorded before mounting: a crash half-way leaves a lease gc() can finish.
-      if (mode === 'root') await lease.add({ kind: 'mount', path: layout.root, recursive: true });
-      const hostRoot = ctx.hostPath(layout.root);
-      const hostDns = (checked.driverOptions as ChrootEnvOptions | undefined)?.hostDns !== false;
-      const prepareRoot = async () => {
-        await mountRoot(layout, ctx);
-        if (checked.mounts) await mountBinds(layout, checked.mounts, ctx);
-        if (hostDns) await copyHostDns(hostRoot);
-      };
-      await prepareRoot();
-      const netns = network === 'none' ? join(envDir, 'netns') : undefined;
-      if (netns) {
-        if (mode === 'root') await lease.add({ kind: 'mount', path: netns });
-        await createNetworkNamespace(netns, ctx);
-      }
-      throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
-      const execServer = await startExecServer(runner, {
-        binary: execServerBinary,
-        enter: ctx.enter,
-        root: layout.root,
-        linux32,
-        netns,
-        socket: await socketPath(envDir, lease),
-        // Through a sudo runner the server is root while this process is not: give it the socket.
-        owner: mode === 'root' ? process.getuid?.() : undefined,
-      });
-      const env = new ChrootEnvironment({
-        id,
-        driver: DRIVER_NAME,
-        capabilities: ['isolation-chroot', 'root', 'revert', ...(network === 'host' ? (['network'] as const) : [])],
-        onEvent: opts.onEvent,
-        closeOnSignal: opts.closeOnSignal,
-        runner,
-        lease,
-        undo,
-        hostRoot,
-        ids: ctx.ids,
-        execServer,
-        // Revert: the root comes down, the overlay's upper layer is emptied, the root goes up again.
-        resetRoot: async () => {
-          // Lazily, as one tree: in a user namespace the rbind of /sys has locked submounts that cannot go one by one.
-          await ctx.run(['umount', '--lazy', layout.root]);
-          // Removed from inside the namespace that owns the files (subordinate ids in rootless mode).
-          await ctx.run(['rm', '-rf', '--one-file-system', '--', layout.upper, layout.work]);
-          await ctx.run(['mkdir', '-m', '0755', '--', layout.upper, layout.work]);
-          await prepareRoot();
-        },
-        env: checked.env ?? {},
-      });
-      emit(opts.onEvent, {
-        type: 'ready',
-        envId: id,
-        driver: DRIVER_NAME,
-        durationMs: Math.round(performance.now() - started),
-      });
-      return env;
-    } catch (err) {
-      await lease.release(undo).catch(() => {});
-      throw err;
-    }
+    return openWithLease({
+      driver: DRIVER_NAME,
+      spec: checked,
+      opts,
+      undo,
+      create: async ({ id, lease, stateDir, throwIfAborted }) => {
+        const envDir = join(stateDir, 'envs', id);
+        await lease.add({ kind: 'dir', path: envDir });
+        // The extracted image is the overlay's lower layer: pruning the cache must leave it while this runs.
+        const hold = await cache.holdTree(base, id);
+        if (hold) await lease.add({ kind: 'dir', path: hold });
+        const layout: RootLayout = {
+          base,
+          upper: join(envDir, 'upper'),
+          work: join(envDir, 'work'),
+          root: join(envDir, 'root'),
+        };
+        for (const dir of [layout.upper, layout.work, layout.root]) await mkdir(dir, { recursive: true, mode: 0o755 });
+        const ctx = await this.#mountContext(mode, lease, runner, [layout.upper, layout.work]);
+        // Recorded before mounting: a crash half-way leaves a lease gc() can finish.
+        if (mode === 'root') await lease.add({ kind: 'mount', path: layout.root, recursive: true });
+        await mountOverlay(layout, ctx);
+        const netns = network === 'none' ? join(envDir, 'netns') : undefined;
+        if (netns) {
+          if (mode === 'root') await lease.add({ kind: 'mount', path: netns });
+          await createNetworkNamespace(netns, ctx);
+        }
+        throwIfAborted();
+        const socket = await socketPath(envDir, lease);
+        const hostDns = (checked.driverOptions as ChrootEnvOptions | undefined)?.hostDns !== false;
+        const startAgent = async () => {
+          const server = await startAgentServer(runner, {
+            binary: agentBinary,
+            enter: ctx.enter,
+            root: layout.root,
+            linux32,
+            netns,
+            socket,
+            // Through a sudo runner the agent is root while this process is not: give it the socket.
+            owner: mode === 'root' ? process.getuid?.() : undefined,
+            binds: checked.mounts ?? [],
+          });
+          try {
+            if (server.process) await lease.add({ kind: 'process', ...server.process });
+            const session = await AgentSession.connect(socket);
+            if (hostDns) await copyHostDns(session);
+            return { server, session };
+          } catch (err) {
+            await server.stop();
+            throw err;
+          }
+        };
+        let agent = await startAgent();
+        return new ChrootEnvironment({
+          id,
+          driver: DRIVER_NAME,
+          capabilities: ['isolation-chroot', 'root', 'revert', ...(network === 'host' ? (['network'] as const) : [])],
+          onEvent: opts.onEvent,
+          closeOnSignal: opts.closeOnSignal,
+          session: agent.session,
+          hostRunner: runner,
+          env: checked.env ?? {},
+          checkUser: ctx.ids ? (resolved, user) => checkMapped(ctx.ids!, resolved, user) : undefined,
+          // Revert: the agent and its namespaces go, the overlay's upper layer is emptied, both come back.
+          restart: async () => {
+            agent.session.close();
+            await agent.server.stop();
+            await ctx.run(['umount', layout.root]);
+            // Removed from inside the namespace that owns the files (subordinate ids in rootless mode).
+            await ctx.run(['rm', '-rf', '--one-file-system', '--', layout.upper, layout.work]);
+            await ctx.run(['mkdir', '-m', '0755', '--', layout.upper, layout.work]);
+            await mountOverlay(layout, ctx);
+            agent = await startAgent();
+            return agent.session;
+          },
+          destroy: async () => {
+            await agent.server.stop();
+            await lease.release(undo);
+          },
+        });
+      },
+    });
   }
 
   async list(opts: { stateDir?: string } = {}): Promise<EnvironmentInfo[]> {
-    const records = await readLeases(opts.stateDir ?? defaultStateDir(), DRIVER_NAME);
-    return Promise.all(
-      records.map(async (r) => ({
-        id: r.id,
-        driver: r.driver,
-        ownerAlive: await isAlive(r.owner),
-        resources: r.resources.map(describeResource),
-      })),
-    );
+    return leaseList(opts.stateDir ?? defaultStateDir(), DRIVER_NAME);
   }
 
   async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
-    return collectDeadLeases(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, chrootUndo(this.#runner));
+    return leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, chrootUndo(this.#runner));
+  }
+
+  /** The agent binary for this host, shipped in @execenv/agent. */
+  async #agentBinary(): Promise<string> {
+    try {
+      return await agentBinaryPath(hostArch());
+    } catch (err) {
+      throw new DriverUnavailableError(DRIVER_NAME, (err as Error).message, { cause: err });
+    }
   }
 
   /** In rootless mode, starts the process whose user and mount namespace hold the mounts. */
@@ -316,18 +298,22 @@ async function waitForNamespace(pid: number): Promise<string | undefined> {
   return undefined;
 }
 
-async function copyHostDns(hostRoot: string): Promise<void> {
+/** Writes the host's resolv.conf and hosts into the environment through its agent. */
+async function copyHostDns(session: AgentSession): Promise<void> {
   for (const file of ['/etc/resolv.conf', '/etc/hosts']) {
-    const target = await resolveInRoot(hostRoot, file, { followFinal: true });
-    await copyFile(file, target).catch(() => {
-      // a host without the file, or an image without /etc: nothing to copy
-    });
+    const content = await readFile(file).catch(() => undefined);
+    // A host without the file has nothing to copy.
+    if (content) await session.writeFile(file, Readable.from([content]), { mode: 0o644, uid: 0, gid: 0 });
   }
 }
 
-function describeResource(r: LeaseResource): string {
-  if (r.kind === 'process') return `process ${r.pid}`;
-  return `${r.kind} ${String(r.path)}`;
+/** Refuses a user whose ids the rootless environment's user namespace does not map. */
+function checkMapped(ids: IdMap, user: { uid: number; gid: number }, name: string): void {
+  if (toHostId(ids.uids, user.uid) === undefined || toHostId(ids.gids, user.gid) === undefined)
+    throw new InvalidSpecError(
+      'user',
+      `${name} (${user.uid}:${user.gid}) is not mapped in this rootless environment; give the user subordinate ids in /etc/subuid and /etc/subgid`,
+    );
 }
 
 /** The exec server's socket: in the environment's directory, or a private temporary one when that path is too long. */

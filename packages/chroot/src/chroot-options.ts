@@ -23,10 +23,8 @@ export interface ChrootDriverOptions {
   subordinateIds?: boolean;
   /** Runs every host command. @default core's execa runner */
   runner?: ProcessRunner;
-  /** Where extracted root filesystems, the default image and the exec server are cached. @default core's defaultCacheDir() */
+  /** Where extracted root filesystems and the default image are cached. @default core's defaultCacheDir() */
   cacheDir?: string;
-  /** C compiler used once to build the small exec server. @default 'cc' */
-  cc?: string;
   /** Image servers and trusted keys for `index:` references; local paths and URLs need none. */
   images?: ChrootImageSources;
 }

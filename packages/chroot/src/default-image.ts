@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DriverUnavailableError, type ExecenvEvent, emit, type ProcessRunner, withLock } from '@execenv/core';
-import { findBinary, HOST_PATH, pathExists } from './host-binaries.js';
+import { findBinary, HOST_PATH, pathExists } from '@execenv/core/driver';
 
 /** The suite of the default image. */
 export const DEFAULT_SUITE = 'bookworm';

@@ -7,7 +7,7 @@ import { register } from '@execenv/core';
 import { ChrootDriver } from './chroot-driver.js';
 
 export { ChrootDriver, DRIVER_NAME } from './chroot-driver.js';
-export { ChrootEnvironment, type ChrootEnvironmentInit, DEFAULT_PATH } from './chroot-environment.js';
+export { ChrootEnvironment, type ChrootEnvironmentInit } from './chroot-environment.js';
 export type { ChrootDriverOptions, ChrootEnvOptions, ChrootImageSources, ChrootMode } from './chroot-options.js';
 export { defaultImagePath, ensureDefaultImage } from './default-image.js';
 

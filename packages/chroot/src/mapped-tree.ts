@@ -1,5 +1,5 @@
 import { hostUndo, type LeaseResource, type ProcessRunner, type Undo } from '@execenv/core';
-import { HOST_PATH } from './host-binaries.js';
+import { HOST_PATH } from '@execenv/core/driver';
 
 /** Lease kind of a tree whose files subordinate ids may own (rootless mode's overlay upper and work). */
 export const MAPPED_TREE = 'mapped-tree';

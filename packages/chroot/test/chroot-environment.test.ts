@@ -1,106 +1,69 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Lease } from '@execenv/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ChrootEnvironment, DEFAULT_PATH } from '../src/chroot-environment.js';
-import { FakeExecServer } from './fake-exec-server.js';
-import { FakeRunner } from './fake-runner.js';
+import { DEFAULT_PATH } from '@execenv/core/driver';
+import { FakeAgentSession } from '@execenv/core/testing';
+import { describe, expect, it } from 'vitest';
+import { ChrootEnvironment } from '../src/chroot-environment.js';
 
-let dir: string;
-let runner: FakeRunner;
-let server: FakeExecServer;
+const PASSWD = 'root:x:0:0::/root:/bin/sh\nbuilder:x:1000:1001::/b:/bin/sh\n';
+const GROUP = 'root:x:0:\nbuilder:x:1001:\nsbuild:x:120:builder\n';
 
-async function environment(overrides: Partial<ConstructorParameters<typeof ChrootEnvironment>[0]> = {}) {
-  const lease = await Lease.create(join(dir, 'state'), 'execenv-unit', 'chroot');
+function environment(sessions: FakeAgentSession[], destroyed: string[] = []) {
+  const first = new FakeAgentSession({ files: { '/etc/passwd': PASSWD, '/etc/group': GROUP, '/tmp/.keep': '' } });
+  sessions.push(first);
   return new ChrootEnvironment({
     id: 'execenv-unit',
     driver: 'chroot',
-    capabilities: ['isolation-chroot', 'root'],
+    capabilities: ['isolation-chroot', 'root', 'revert'],
     closeOnSignal: false,
-    runner,
-    lease,
-    undo: async () => {},
-    hostRoot: join(dir, 'root'),
-    execServer: server,
+    session: first,
     env: { LANG: 'C.UTF-8' },
-    resetRoot: async () => {},
-    ...overrides,
+    restart: async () => {
+      const next = new FakeAgentSession({ files: { '/etc/passwd': PASSWD } });
+      sessions.push(next);
+      return next;
+    },
+    destroy: async () => void destroyed.push('destroyed'),
   });
 }
 
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'execenv-env-'));
-  runner = new FakeRunner();
-  server = new FakeExecServer();
-  await mkdir(join(dir, 'root/etc'), { recursive: true });
-  await mkdir(join(dir, 'root/tmp'));
-  await writeFile(join(dir, 'root/etc/passwd'), 'root:x:0:0::/root:/bin/sh\nbuilder:x:1000:1001::/b:/bin/sh\n');
-  await writeFile(join(dir, 'root/etc/group'), 'root:x:0:\nbuilder:x:1001:\nsbuild:x:120:builder\n');
-});
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-describe('ChrootEnvironment.exec', () => {
-  it('asks the exec server for argv with the exact environment, user, groups and cwd', async () => {
-    const env = await environment();
-    const result = env.exec(['make', '-j2'], { cwd: '/tmp', user: 'builder', env: { CC: 'gcc' } });
-    const c = await server.next();
-    c.finish({ exitCode: 0, signal: null }, 'built');
-    expect((await result).stdout).toBe('built');
-    expect(c.request).toEqual({
-      cwd: '/tmp',
-      uid: 1000,
-      gid: 1001,
-      groups: [1001, 120],
-      env: { PATH: DEFAULT_PATH, LANG: 'C.UTF-8', CC: 'gcc' },
-      argv: ['make', '-j2'],
-    });
-  });
-
-  it("reports the command's exit or signal as the server gives it", async () => {
-    const env = await environment();
-    const a = env.exec(['x']);
-    (await server.next()).finish({ exitCode: 255, signal: null });
-    expect(await a).toMatchObject({ exitCode: 255, signal: null });
-    const b = env.exec(['x']);
-    (await server.next()).finish({ exitCode: null, signal: 'SIGKILL' });
-    expect(await b).toMatchObject({ exitCode: null, signal: 'SIGKILL' });
-  });
-
-  it('treats a command the server could not start as a transport failure, not an exit code', async () => {
-    const env = await environment();
-    const r = env.exec(['x']);
-    (await server.next()).fail(new Error('unshare: Operation not permitted'));
-    await expect(r).rejects.toMatchObject({ code: 'TRANSPORT', message: expect.stringContaining('unshare') });
-  });
-
-  it('kills the command on timeout, which takes the whole pid namespace down', async () => {
-    const env = await environment();
-    const r = await env.exec(['sleep', '100'], { timeout: 20 }).then(
-      (v) => v,
-      (e) => e,
-    );
-    expect(server.started[0]?.killed).toBe(true);
-    expect(r).toMatchObject({ timedOut: true, signal: 'SIGKILL' });
-  });
-
-  it('refuses a missing cwd and an unknown user before spawning anything', async () => {
-    const env = await environment();
-    await expect(env.exec(['true'], { cwd: '/nope' })).rejects.toMatchObject({ code: 'NOT_FOUND', path: '/nope' });
-    await expect(env.exec(['true'], { user: 'ghost' })).rejects.toMatchObject({ code: 'INVALID_SPEC', field: 'user' });
-    expect(server.started).toEqual([]);
-  });
-
-  it('kills running commands and stops the server at close, then rejects with CLOSED', async () => {
-    const env = await environment();
-    const running = env.exec(['sleep', '100']).catch((e) => e);
-    await server.next();
+describe('ChrootEnvironment', () => {
+  it('asks its agent for argv with the exact environment, user, groups and cwd', async () => {
+    const sessions: FakeAgentSession[] = [];
+    const env = environment(sessions);
+    await env.exec(['true'], { cwd: '/tmp', user: 'builder', env: { CC: 'gcc' } });
+    expect(sessions[0]?.execs).toEqual([
+      {
+        cwd: '/tmp',
+        uid: 1000,
+        gid: 1001,
+        groups: [1001, 120],
+        env: { PATH: DEFAULT_PATH, LANG: 'C.UTF-8', CC: 'gcc' },
+        argv: ['true'],
+      },
+    ]);
     await env.close();
-    expect(server.started[0]?.killed).toBe(true);
-    expect(server.stopped).toBe(true);
-    await running;
-    await expect(env.exec(['true'])).rejects.toMatchObject({ code: 'CLOSED' });
+  });
+
+  it('reverts by killing running commands and moving to the restarted agent', async () => {
+    const sessions: FakeAgentSession[] = [];
+    const env = environment(sessions);
+    const running = env.exec(['sleep', '100']);
+    await new Promise((r) => setTimeout(r, 10));
+    await env.revert();
+    expect(await running).toMatchObject({ signal: 'SIGKILL' });
+    await env.exec(['echo', 'after']);
+    expect(sessions).toHaveLength(2);
+    expect(sessions[1]?.execs.map((e) => e.argv)).toEqual([['echo', 'after']]);
+    await env.close();
+  });
+
+  it('refuses revert after close, and closes its agent session and lifecycle once', async () => {
+    const sessions: FakeAgentSession[] = [];
+    const destroyed: string[] = [];
+    const env = environment(sessions, destroyed);
+    await env.close();
+    await env.close();
+    await expect(env.revert()).rejects.toMatchObject({ code: 'CLOSED' });
+    expect(destroyed).toEqual(['destroyed']);
+    expect(sessions[0]?.closed).toBe(true);
   });
 });

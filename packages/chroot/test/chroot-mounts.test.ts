@@ -1,8 +1,9 @@
-import { mkdir, mkdtemp, readlink, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mountBinds, mountRoot, type RootLayout } from '../src/chroot-mounts.js';
+import { agentArgv } from '../src/agent-server.js';
+import { createNetworkNamespace, mountOverlay, type RootLayout } from '../src/chroot-mounts.js';
 
 let dir: string;
 let layout: RootLayout;
@@ -16,44 +17,35 @@ const ctx = (mode: 'root' | 'rootless') => ({
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'execenv-mounts-'));
   layout = { base: '/cache/base', upper: `${dir}/upper`, work: `${dir}/work`, root: `${dir}/root` };
-  await mkdir(layout.root);
   ran.length = 0;
 });
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('mountRoot', () => {
-  it('mounts the overlay, proc, sys, a minimal dev, devpts and shm, in that order (root mode)', async () => {
-    await mountRoot(layout, ctx('root'));
-    const r = layout.root;
+describe('mountOverlay', () => {
+  it('mounts only the overlay on the host: everything inside is mounted by the agent', async () => {
+    await mountOverlay(layout, ctx('root'));
     expect(ran).toEqual([
-      ['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=/cache/base,upperdir=${dir}/upper,workdir=${dir}/work`, r],
-      ['mount', '-t', 'proc', '-o', 'nosuid,nodev,noexec', 'proc', `${r}/proc`],
-      ['mount', '--rbind', '/sys', `${r}/sys`],
-      ['mount', '--make-rslave', `${r}/sys`],
-      ['mount', '-t', 'tmpfs', '-o', 'mode=755,nosuid,size=65536k', 'tmpfs', `${r}/dev`],
-      ...['null', 'zero', 'full', 'random', 'urandom', 'tty'].map((d) => [
+      [
         'mount',
-        '--bind',
-        `/dev/${d}`,
-        `${r}/dev/${d}`,
-      ]),
-      ['mount', '-t', 'devpts', '-o', 'newinstance,ptmxmode=0666,mode=620', 'devpts', `${r}/dev/pts`],
-      ['mount', '-t', 'tmpfs', '-o', 'mode=1777,nosuid,nodev', 'tmpfs', `${r}/dev/shm`],
+        '-t',
+        'overlay',
+        'overlay',
+        '-o',
+        `lowerdir=/cache/base,upperdir=${dir}/upper,workdir=${dir}/work`,
+        layout.root,
+      ],
     ]);
-    expect(await readlink(`${r}/dev/ptmx`)).toBe('pts/ptmx');
-    expect(await readlink(`${r}/dev/fd`)).toBe('/proc/self/fd');
   });
 
-  it('uses userxattr and an rbind of /proc in rootless mode', async () => {
-    await mountRoot(layout, ctx('rootless'));
+  it('keeps overlay metadata in user xattrs in rootless mode', async () => {
+    await mountOverlay(layout, ctx('rootless'));
     expect(ran[0]?.[5]).toMatch(/,userxattr$/);
-    expect(ran[1]).toEqual(['mount', '--rbind', '/proc', `${layout.root}/proc`]);
   });
 
   it('refuses layer paths overlayfs cannot parse, before mounting anything', async () => {
-    await expect(mountRoot({ ...layout, base: '/images/a,b' }, ctx('root'))).rejects.toMatchObject({
+    await expect(mountOverlay({ ...layout, base: '/images/a,b' }, ctx('root'))).rejects.toMatchObject({
       code: 'INVALID_SPEC',
       field: 'image',
     });
@@ -61,22 +53,50 @@ describe('mountRoot', () => {
   });
 });
 
-describe('mountBinds', () => {
-  it('resolves targets inside the root, so an image symlink cannot point a mount at the host', async () => {
-    const { symlink } = await import('node:fs/promises');
-    await symlink('/', `${layout.root}/escape`);
-    await mountBinds(layout, [{ source: '/srv/data', target: '/escape/etc', readOnly: true }], ctx('root'));
-    expect(ran).toEqual([
-      ['mount', '--rbind', '/srv/data', `${layout.root}/etc`],
-      ['mount', '-o', 'remount,bind,ro', `${layout.root}/etc`],
+describe('agentArgv', () => {
+  it('starts the agent as the init of the root, with binds, network, personality and socket', () => {
+    expect(
+      agentArgv({
+        binary: '/pkg/bin/amd64/execenv-agent',
+        enter: ['nsenter', '--target=42', '--user', '--mount'],
+        root: '/state/root',
+        linux32: true,
+        netns: '/state/netns',
+        socket: '/state/agent.sock',
+        owner: 1000,
+        binds: [
+          { source: '/srv/data', target: '/data', readOnly: true },
+          { source: '/srv/out', target: '/out' },
+        ],
+      }),
+    ).toEqual([
+      'nsenter',
+      '--target=42',
+      '--user',
+      '--mount',
+      '/pkg/bin/amd64/execenv-agent',
+      '--root',
+      '/state/root',
+      '--netns',
+      '/state/netns',
+      '--personality',
+      'linux32',
+      '--bind-ro',
+      '/srv/data',
+      '/data',
+      '--bind',
+      '/srv/out',
+      '/out',
+      '--listen',
+      '/state/agent.sock',
+      '--socket-owner',
+      '1000',
     ]);
-    expect((await stat(`${layout.root}/etc`)).isDirectory()).toBe(true);
   });
 });
 
 describe('createNetworkNamespace', () => {
   it('binds a new network namespace to a file and brings its loopback up', async () => {
-    const { createNetworkNamespace } = await import('../src/chroot-mounts.js');
     await createNetworkNamespace(`${dir}/netns`, ctx('root'));
     expect(ran).toEqual([
       ['unshare', '--net', '--', 'mount', '--bind', '/proc/self/ns/net', `${dir}/netns`],

@@ -1,0 +1,103 @@
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { busyboxTarball } from './fixtures.js';
+
+const run = promisify(execFile);
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const PACKAGES = ['@execenv/core', '@execenv/images', '@execenv/agent', '@execenv/chroot'];
+/** Every name a C compiler answers to on Debian; each is hidden from the consumer. */
+const COMPILERS = [
+  'cc',
+  'gcc',
+  'c89',
+  'c99',
+  'gcc-12',
+  'x86_64-linux-gnu-gcc',
+  'x86_64-linux-gnu-gcc-12',
+  'tcc',
+  'clang',
+];
+
+const CONSUMER = `
+import { open } from '@execenv/core';
+import '@execenv/chroot';
+const [image, stateDir, cacheDir] = process.argv.slice(2);
+const { ChrootDriver } = await import('@execenv/chroot');
+const driver = new ChrootDriver({ mode: 'root', cacheDir });
+// The registry's instance opens below; this one only proves probe() needs no compiler either.
+const probe = await driver.probe();
+if (!probe.available) throw new Error('chroot unavailable: ' + probe.reason);
+const env = await open('chroot', { image }, { stateDir });
+try {
+  const r = await env.exec(['sh', '-c', 'echo consumer ran; cat /proc/1/comm']);
+  process.stdout.write(r.stdout);
+  process.exitCode = r.exitCode;
+} finally {
+  await env.close();
+}
+void driver;
+`;
+
+let work: string;
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'execenv-e2e-consumer-'));
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('a consumer installed from packed tarballs', () => {
+  it('opens a chroot and runs a command on a host where no C compiler can run', async () => {
+    const packs = join(work, 'packs');
+    await mkdir(packs);
+    const args = ['pack', '--silent', '--pack-destination', packs, ...PACKAGES.flatMap((p) => ['-w', p])];
+    await run('npm', args, { cwd: REPO });
+    const tarballs = (await readdir(packs)).filter((f) => f.endsWith('.tgz'));
+    expect(tarballs).toHaveLength(PACKAGES.length);
+    const app = join(work, 'app');
+    await mkdir(app);
+    const dependencies = Object.fromEntries(
+      tarballs.map((t) => [
+        `@execenv/${t.replace(/^execenv-/, '').replace(/-\d+\.\d+\.\d+\.tgz$/, '')}`,
+        `file:${join(packs, t)}`,
+      ]),
+    );
+    await writeFile(join(app, 'package.json'), JSON.stringify({ type: 'module', private: true, dependencies }));
+    await writeFile(join(app, 'consumer.mjs'), CONSUMER);
+    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--silent'], { cwd: app });
+
+    // In a mount namespace of its own, every compiler on the host is /bin/false: nothing can be built.
+    const hide = COMPILERS.map(
+      (c) => `for p in /usr/bin/${c}; do [ -e "$p" ] && mount --bind /bin/false "$(readlink -f "$p")"; done`,
+    );
+    const script = [...hide, 'exec "$@"'].join('\n');
+    const stateDir = join(work, 'state');
+    const cacheDir = join(work, 'cache');
+    const { stdout } = await run(
+      'unshare',
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        '--',
+        'bash',
+        '-c',
+        script,
+        'consumer',
+        process.execPath,
+        'consumer.mjs',
+        busyboxTarball(),
+        stateDir,
+        cacheDir,
+      ],
+      { cwd: app },
+    );
+    expect(stdout).toBe('consumer ran\nexecenv-agent\n');
+    expect(await readdir(join(stateDir, 'envs')).catch(() => [])).toEqual([]);
+  }, 300_000);
+});
