@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { hostArch } from '@execenv/core/driver';
 
 /** Debian architectures the agent is built for, with the compiler the build uses for each. */
 export const AGENT_COMPILERS: Readonly<Record<string, string>> = {
@@ -13,16 +14,6 @@ export const AGENT_COMPILERS: Readonly<Record<string, string>> = {
   ppc64el: 'powerpc64le-linux-gnu-gcc',
   s390x: 's390x-linux-gnu-gcc',
   riscv64: 'riscv64-linux-gnu-gcc',
-};
-
-const DEBIAN_ARCH_OF_NODE: Readonly<Record<string, string>> = {
-  x64: 'amd64',
-  arm64: 'arm64',
-  arm: 'armhf',
-  ia32: 'i386',
-  ppc64: 'ppc64el',
-  s390x: 's390x',
-  riscv64: 'riscv64',
 };
 
 /** AgentBinaryError says the agent binary for an architecture is missing or corrupt, and how to get it. */
@@ -44,9 +35,11 @@ export class AgentBinaryError extends Error {
  * @throws AgentBinaryError for an architecture the agent is not built for.
  */
 export function agentArchOf(nodeArch: string = process.arch): string {
-  const arch = DEBIAN_ARCH_OF_NODE[nodeArch];
-  if (!arch) throw new AgentBinaryError(nodeArch, `execenv: no agent binary is built for the ${nodeArch} architecture`);
-  return arch;
+  try {
+    return hostArch(nodeArch);
+  } catch {
+    throw new AgentBinaryError(nodeArch, `execenv: no agent binary is built for the ${nodeArch} architecture`);
+  }
 }
 
 const verified = new Map<string, string>();

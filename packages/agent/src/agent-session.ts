@@ -1,10 +1,11 @@
 import { createConnection } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
+import type { AgentExecRequest, AgentFileStat, AgentSessionLike, AgentWriteOptions } from '@execenv/core/driver';
 import { AgentChannel, type ChannelLink, type ChannelSpec } from './agent-channel.js';
 import { AgentCommand } from './agent-command.js';
 import { AgentError, AgentTransportError } from './agent-errors.js';
 import { type AgentOutcome, keyValues, outcomeError, parseOutcome } from './agent-outcome.js';
-import type { AgentExecRequest, AgentFileStat, AgentInfo, AgentProcess, AgentWriteOptions } from './agent-types.js';
+import type { AgentInfo, AgentProcess } from './agent-types.js';
 import {
   decodeFields,
   encodeFields,
@@ -36,7 +37,7 @@ const SHUTDOWN_GRACE_MS = 5000;
  * pending operation and running command fails promptly with
  * AgentTransportError; the agent kills what the session still ran.
  */
-export class AgentSession implements AsyncDisposable {
+export class AgentSession implements AgentSessionLike, AsyncDisposable {
   readonly #readable: Readable;
   readonly #writable: Writable;
   readonly #decoder = new FrameDecoder();

@@ -1,48 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 
-/** What the agent needs to start one command (PROTOCOL.md, exec). */
-export interface AgentExecRequest {
-  /** Working directory inside the environment. */
-  cwd: string;
-  /** User id the command runs as. */
-  uid: number;
-  /** Group id the command runs as. */
-  gid: number;
-  /** Supplementary group ids. */
-  groups: readonly number[];
-  /** The command's whole environment. */
-  env: Readonly<Record<string, string>>;
-  /** The command and its arguments; at least one field. */
-  argv: readonly string[];
-}
-
-/** A path inside the environment as the agent describes it. */
-export interface AgentFileStat {
-  /** The kind of entry. */
-  type: 'file' | 'directory' | 'symlink' | 'other';
-  /** Permission bits, including setuid/setgid/sticky. */
-  mode: number;
-  /** Owner uid inside the environment. */
-  uid: number;
-  /** Owner gid inside the environment. */
-  gid: number;
-  /** Size in bytes (file) or link length (symlink). */
-  size: number;
-  /** Modification time. */
-  mtime: Date;
-  /** Link target of a symlink. */
-  target?: string;
-}
-
-/** Owner and mode of a file the agent writes. */
-export interface AgentWriteOptions {
-  /** Permission bits. */
-  mode: number;
-  /** Owner uid inside the environment. */
-  uid: number;
-  /** Owner gid inside the environment. */
-  gid: number;
-}
+export type { AgentExecRequest, AgentFileStat, AgentWriteOptions } from '@execenv/core/driver';
 
 /** How a command ended: an exit status, or the name of the signal that killed it. */
 export interface AgentExit {

@@ -207,15 +207,16 @@ export function superviseSpawn(
   const result = supervise(proc, argv, opts, control, undefined, kill);
   // Callers that only read streams may never await the result; keep its rejection from going unhandled.
   result.catch(() => {});
+  return execProcess({ stdin: opts.stdin === undefined ? proc.stdin : null, stdout, stderr, result, kill });
+}
+
+/** An ExecProcess of its parts; disposing it kills the command and waits for its end. */
+export function execProcess(parts: Omit<ExecProcess, typeof Symbol.asyncDispose>): ExecProcess {
   return {
-    stdin: opts.stdin === undefined ? proc.stdin : null,
-    stdout,
-    stderr,
-    result,
-    kill,
+    ...parts,
     async [Symbol.asyncDispose]() {
-      kill();
-      await result.catch(() => {});
+      parts.kill();
+      await parts.result.catch(() => {});
     },
   };
 }

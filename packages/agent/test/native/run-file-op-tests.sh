@@ -264,7 +264,8 @@ rm -rf "$t/perf" && mkdir -p "$t/perf/src"
 head -c $((mb * 1024 * 1024)) /dev/urandom >"$t/perf/src/big"
 sum=$(sha256sum <"$t/perf/src/big")
 sync
-seconds() { local s=$EPOCHREALTIME; "$@"; awk "BEGIN{printf \"%.3f\", $EPOCHREALTIME - $s}"; }
+# Each timing starts with no dirty pages, so writeback of the previous run does not count.
+seconds() { sync; local s=$EPOCHREALTIME; "$@"; awk "BEGIN{printf \"%.3f\", $EPOCHREALTIME - $s}"; }
 gnu=$(seconds bash -c "tar -C '$t/perf/src' -cf - . | (mkdir -p '$t/perf/gnu' && tar -C '$t/perf/gnu' -xf -)")
 out=$(seconds bash -c "'$bin' tar-out '$t/perf/src' 3>/dev/null >/dev/null")
 outp=$(seconds bash -c "'$bin' tar-out '$t/perf/src' 3>/dev/null | cat >/dev/null")

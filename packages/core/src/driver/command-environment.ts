@@ -2,7 +2,7 @@ import { PassThrough, Readable } from 'node:stream';
 import type { ExecOptions, ExecProcess, ExecResult } from '../contract.js';
 import { BaseEnvironment } from '../environment-base.js';
 import { ClosedError, ExecenvError, TransportError } from '../errors.js';
-import { type ProcessControl, superviseExec, superviseSpawn } from '../process-exec.js';
+import { execProcess, type ProcessControl, superviseExec, superviseSpawn } from '../process-exec.js';
 import type { RunningProcess } from '../runner.js';
 
 /**
@@ -138,17 +138,7 @@ export abstract class CommandEnvironment extends BaseEnvironment {
       killed = true;
       if (proc) this.#kill(proc);
     };
-    return {
-      stdin,
-      stdout,
-      stderr,
-      result,
-      kill,
-      async [Symbol.asyncDispose]() {
-        kill();
-        await result.catch(() => {});
-      },
-    };
+    return execProcess({ stdin, stdout, stderr, result, kill });
   }
 
   async #start(argv: string[], opts: ExecOptions): Promise<RunningProcess> {

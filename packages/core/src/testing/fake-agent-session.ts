@@ -4,6 +4,7 @@ import type { AgentExecRequest, AgentFileStat, AgentSessionLike, AgentWriteOptio
 import { ExecenvError } from '../errors.js';
 import type { RunningProcess } from '../runner.js';
 import { extractToFake, packFake } from './fake-archive.js';
+import { FAKE_BUILTINS } from './fake-commands.js';
 import { FakeFileSystem } from './fake-filesystem.js';
 
 /** Codes an agent operation fails with (see AgentSessionLike). */
@@ -72,19 +73,7 @@ async function readAll(stream: AsyncIterable<unknown>): Promise<Uint8Array> {
 }
 
 const BUILTINS: Record<string, FakeAgentCommand> = {
-  true: () => ({}),
-  false: () => ({ exitCode: 1 }),
-  echo: ({ argv }) => ({ stdout: `${argv.slice(1).join(' ')}\n` }),
-  cat: async ({ argv, stdin, files }) => {
-    if (argv.length === 1) return { stdout: await stdin() };
-    const out: Uint8Array[] = [];
-    for (const path of argv.slice(1)) {
-      const data = files.readFile(path);
-      if (!data) return { exitCode: 1, stderr: `cat: ${path}: No such file or directory\n` };
-      out.push(data);
-    }
-    return { stdout: Buffer.concat(out) };
-  },
+  ...FAKE_BUILTINS,
   sleep: ({ signal }) => new Promise((resolve) => signal.addEventListener('abort', () => resolve({}), { once: true })),
 };
 

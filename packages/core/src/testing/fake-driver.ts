@@ -20,6 +20,7 @@ import { extractArchive } from '../files/extract.js';
 import { newEnvironmentId } from '../lifecycle/lease.js';
 import { type EnvSpec, validateSpec } from '../spec.js';
 import { extractToFake, packFake } from './fake-archive.js';
+import { FAKE_BUILTINS } from './fake-commands.js';
 import { FakeFileSystem } from './fake-filesystem.js';
 
 /** What a fake command sees. */
@@ -70,19 +71,7 @@ const bytes = (v: string | Uint8Array | undefined) =>
   typeof v === 'string' ? encoder.encode(v) : (v ?? new Uint8Array());
 
 const BUILTINS: Record<string, FakeCommand> = {
-  true: () => ({}),
-  false: () => ({ exitCode: 1 }),
-  echo: ({ argv }) => ({ stdout: `${argv.slice(1).join(' ')}\n` }),
-  cat: async ({ argv, stdin, files }) => {
-    if (argv.length === 1) return { stdout: await stdin() };
-    const out: Uint8Array[] = [];
-    for (const path of argv.slice(1)) {
-      const data = files.readFile(path);
-      if (!data) return { exitCode: 1, stderr: `cat: ${path}: No such file or directory\n` };
-      out.push(data);
-    }
-    return { stdout: Buffer.concat(out) };
-  },
+  ...FAKE_BUILTINS,
 };
 
 async function collect(stdin: ExecOptions['stdin']): Promise<Uint8Array> {
