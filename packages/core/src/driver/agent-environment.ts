@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, mkdir, rename, rm, stat as statHost } from 'node:fs/promises';
+import { chmod, mkdir, opendir, readdir, rename, rm, stat as statHost } from 'node:fs/promises';
+import { join } from 'node:path';
 import { PassThrough, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ExecOptions, FileOptions, FileStat } from '../contract.js';
@@ -14,6 +15,7 @@ import {
   UnsafePathError,
 } from '../errors.js';
 import { extractArchive } from '../files/extract.js';
+import { extractWithGnuTar } from '../files/gnu-tar-extract.js';
 import { assertEnvPath } from '../files/in-root.js';
 import { packTree } from '../files/pack.js';
 import { HostCommandError, type ProcessRunner, type RunningProcess } from '../runner.js';
@@ -43,8 +45,10 @@ export interface AgentEnvironmentInit extends EnvironmentInit {
    */
   checkUser?: (resolved: ResolvedUser, user: string) => void;
   /**
-   * Runs GNU tar on the host to pack a directory push, which is faster than
-   * packing in this process. Without it directories are packed by packTree.
+   * Runs GNU tar on the host to pack a directory push and to extract a
+   * directory pull into a new or empty directory (behind a TarGate), which is
+   * faster than doing either in this process. Without it directories are
+   * packed by packTree and extracted by extractArchive.
    */
   hostRunner?: ProcessRunner;
 }
@@ -58,8 +62,8 @@ const ROOT: ResolvedUser = { uid: 0, gid: 0, groups: [] };
  * start the agent, connect, hand the session here with a `destroy`.
  *
  * The agent is inside the environment and not trusted: archives it sends
- * are extracted on the host by extractArchive, which refuses entries that
- * would leave the destination.
+ * are extracted on the host by extractArchive, or by GNU tar behind a
+ * TarGate, and both refuse entries that would leave the destination.
  */
 export class AgentEnvironment extends CommandEnvironment {
   /** The agent connection; a driver that restarts its agent (revert) assigns the new session. */
@@ -187,12 +191,20 @@ export class AgentEnvironment extends CommandEnvironment {
     if (!st) throw new NotFoundError(src, ctx);
     if (st.type === 'directory') {
       const created = await mkdir(dest, { recursive: true });
+      // GNU tar follows symlinks already in dest, so it extracts only into a directory that held nothing.
+      const runner = this.#init.hostRunner;
+      const empty = runner !== undefined && (created !== undefined || (await isEmptyDir(dest)));
       try {
-        // The agent is not trusted: its archive goes through the guarded extractor, without a runner for device nodes.
-        const result = await extractArchive(this.session.tarOut(src), { root: dest, destDir: '/', context: ctx });
+        // The agent is not trusted: its archive goes through ArchiveGuard either way, and device nodes are not made.
+        const tar = this.session.tarOut(src);
+        const result =
+          runner && empty
+            ? await extractWithGnuTar(tar, dest, runner, { context: ctx })
+            : await extractArchive(tar, { root: dest, destDir: '/', context: ctx });
         this.emit({ type: 'copy', envId: this.id, direction: 'pull', path: src, bytes: result.bytes });
       } catch (err) {
         if (created) await rm(created, { recursive: true, force: true });
+        else if (runner && empty) await emptyDir(dest);
         throw agentError(err, ctx, src, 'src');
       }
       return;
@@ -320,6 +332,21 @@ function withContext(err: unknown, context: ErrorContext): unknown {
     op: err.op ?? context.op,
   });
   return err;
+}
+
+async function isEmptyDir(path: string): Promise<boolean> {
+  const dir = await opendir(path);
+  try {
+    return (await dir.read()) === null;
+  } finally {
+    await dir.close();
+  }
+}
+
+/** Removes what a directory holds, never following a symlink. */
+async function emptyDir(path: string): Promise<void> {
+  const names = await readdir(path).catch(() => []);
+  for (const name of names) await rm(join(path, name), { recursive: true, force: true }).catch(() => {});
 }
 
 /**

@@ -235,27 +235,76 @@ describe('AgentEnvironment files', () => {
     await env.close();
   });
 
-  it('refuses a hostile archive from the agent and writes nothing outside dest', async () => {
-    const session = new FakeAgentSession();
+  function hostileTarOut(session: FakeAgentSession): void {
     session.files.mkdir('/d');
     session.tarOut = () => {
       const pack = tarPack();
       pack.entry({ name: '.', type: 'directory', mode: 0o755 });
       pack.entry({ name: 'ok', type: 'file', mode: 0o644 }, 'fine');
       pack.entry({ name: '../x', type: 'file', mode: 0o644 }, 'escaped');
+      pack.entry({ name: 'after', type: 'file', mode: 0o644 }, 'late');
       pack.finalize();
       return Readable.from(pack);
     };
-    const { env } = open(session);
-    const dest = join(tmp, 'dest');
-    await expect(env.pull('/d', dest)).rejects.toMatchObject({
-      name: 'UnsafePathError',
-      code: 'UNSAFE_PATH',
-      envId: env.id,
-      driver: 'test',
-      op: 'pull',
+  }
+
+  for (const withTar of [false, true]) {
+    it(`refuses a hostile archive from the agent and writes nothing outside dest${withTar ? ' (GNU tar)' : ''}`, async () => {
+      const session = new FakeAgentSession();
+      hostileTarOut(session);
+      const { env, events } = open(session, withTar ? { hostRunner: createRunner() } : {});
+      const dest = join(tmp, 'dest');
+      await expect(env.pull('/d', dest)).rejects.toMatchObject({
+        name: 'UnsafePathError',
+        code: 'UNSAFE_PATH',
+        envId: env.id,
+        driver: 'test',
+        op: 'pull',
+      });
+      expect(await readdir(tmp)).toEqual([]);
+      expect(events.filter((e) => e.type === 'copy')).toEqual([]);
+      await env.close();
     });
-    expect(await readdir(tmp)).toEqual([]);
+  }
+
+  it('empties a destination that was empty when a GNU tar pull fails', async () => {
+    const session = new FakeAgentSession();
+    hostileTarOut(session);
+    const { env } = open(session, { hostRunner: createRunner() });
+    const dest = join(tmp, 'dest');
+    await mkdir(dest);
+    await expect(env.pull('/d', dest)).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
+    expect(await readdir(tmp)).toEqual(['dest']);
+    expect(await readdir(dest)).toEqual([]);
+    await env.close();
+  });
+
+  it('pulls into a directory that holds something without GNU tar, never through a symlink there', async () => {
+    const session = new FakeAgentSession({ files: { '/d/a/passwd': 'pulled\n' } });
+    const spawned: string[][] = [];
+    const real = createRunner();
+    const runner = {
+      run: real.run,
+      spawn: (argv: readonly string[], o?: object) => {
+        spawned.push([...argv]);
+        return real.spawn(argv, o);
+      },
+    };
+    const { env, events } = open(session, { hostRunner: runner });
+    const outside = join(tmp, 'outside');
+    await mkdir(outside);
+    const dest = join(tmp, 'dest');
+    await mkdir(dest);
+    await symlink(outside, join(dest, 'a'));
+    await env.pull('/d', dest);
+    expect(spawned).toEqual([]);
+    expect(await readdir(outside)).toEqual([]);
+    expect(await readFile(join(dest, 'a', 'passwd'), 'utf8')).toBe('pulled\n');
+    await rm(join(dest, 'a'), { recursive: true });
+    await env.pull('/d', dest);
+    expect(spawned.map((a) => a[0])).toEqual(['tar']);
+    expect(await readFile(join(dest, 'a', 'passwd'), 'utf8')).toBe('pulled\n');
+    expect(events.filter((e) => e.type === 'copy').map((e) => e.type === 'copy' && e.bytes)).toEqual([7, 7]);
     await env.close();
   });
 
