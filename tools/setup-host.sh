@@ -31,8 +31,10 @@ setup_common() {
 }
 
 # @execenv/agent's package build: static binaries of the agent for every Debian architecture a
-# cross compiler in the archive covers (consumers of the npm package need none of this).
+# cross compiler in the archive covers (consumers of the npm package need none of this); its
+# native tests build hostile archives with python3.
 setup_agent() {
+  command -v python3 >/dev/null || apt_install python3
   apt_install gcc libc6-dev \
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
     gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
