@@ -33,6 +33,8 @@ enum {
 #define MAX_PAYLOAD (1u << 20)
 #define INITIAL_WINDOW 262144u
 #define CHUNK 65536
+#define BULK_CHUNK 262144
+#define BULK_PIPE (1 << 20)
 #define OUT_HIGH (1u << 20)       /* stop reading child pipes above this much unsent output */
 #define READ_HIGH (4u << 20)      /* stop reading a session above this much unsent output */
 #define STATUS_MAX 65536
@@ -236,6 +238,11 @@ static int make_pipe(int p[2]) {
   return pipe2(p, O_CLOEXEC);
 }
 
+/* Bulk transfers (files, archives) move in fewer, larger steps through a 1 MiB pipe; best effort. */
+static void widen_pipe(int fd) {
+  if (fd >= 0) fcntl(fd, F_SETPIPE_SZ, BULK_PIPE);
+}
+
 /* Forks the child of a channel; the loop keeps the ends it relays, non-blocking. */
 static int start_child(struct channel *c, const char *op, char *const *args, int nargs, int streams) {
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, st[2] = {-1, -1};
@@ -243,6 +250,10 @@ static int start_child(struct channel *c, const char *op, char *const *args, int
   if (ok && (streams & OP_INPUT)) ok = make_pipe(in) == 0;
   if (ok && (streams & OP_OUTPUT)) ok = make_pipe(out) == 0;
   if (ok && c->is_exec) ok = make_pipe(err) == 0;
+  if (ok && !c->is_exec) {
+    widen_pipe(in[1]);
+    widen_pipe(out[0]);
+  }
   if (ok) {
     if (c->is_exec) {
       c->pid = exec_start(args, nargs, in[0], out[1], err[1], st[1]);
@@ -455,7 +466,8 @@ static void read_session(struct session *s) {
 
 /* Relays one read of a child's output pipe as DATA within the stream's window. */
 static void read_output(struct session *s, struct channel *c, int stream) {
-  size_t room = c->out_window[stream] < CHUNK ? (size_t)c->out_window[stream] : CHUNK;
+  size_t chunk = c->is_exec ? CHUNK : BULK_CHUNK;
+  size_t room = c->out_window[stream] < chunk ? (size_t)c->out_window[stream] : chunk;
   if (room == 0 && !c->killed) return;
   char discard[4096];
   if (room == 0) { /* a killed channel drains what the client no longer wants */
