@@ -15,7 +15,8 @@ export type ErrorCode =
   | 'UNSUPPORTED'
   | 'UNSAFE_PATH'
   | 'NOT_FOUND'
-  | 'CLOSED';
+  | 'CLOSED'
+  | 'CLEANUP_FAILED';
 
 /** Context every error may carry: which environment and which operation. */
 export interface ErrorContext {
@@ -161,6 +162,28 @@ export class NotFoundError extends ExecenvError {
 export class ClosedError extends ExecenvError {
   constructor(envId: string, op: string) {
     super('CLOSED', `execenv: ${op}: environment ${envId} is closed`, { envId, op });
+  }
+}
+
+/**
+ * CleanupError says closing an environment (or collecting a dead one) left
+ * resources behind; they stay recorded in the environment's lease, so gc()
+ * removes them once this process has exited.
+ */
+export class CleanupError extends ExecenvError {
+  /** What is left, one line per resource (`mount /path`, `dir /path`, `process 42`). */
+  readonly left: readonly string[];
+  /** Why each could not be removed, in the order tried. */
+  readonly errors: readonly unknown[];
+  constructor(envId: string, left: readonly string[], errors: readonly unknown[], context: ErrorContext = {}) {
+    const reasons = errors.map((e) => (e as Error)?.message ?? String(e));
+    super(
+      'CLEANUP_FAILED',
+      `execenv: could not remove everything ${envId} created; left: ${left.join(', ')} (${reasons.join('; ')}); gc() removes it once this process has exited`,
+      { op: 'close', ...context, envId, cause: errors[0] },
+    );
+    this.left = left;
+    this.errors = errors;
   }
 }
 

@@ -2,7 +2,7 @@ import type { Environment, EnvironmentInfo, GcReport, OpenOptions } from '../con
 import { AbortedError } from '../errors.js';
 import { emit } from '../events.js';
 import { collectDeadLeases } from '../lifecycle/gc.js';
-import { Lease, type LeaseResource, newEnvironmentId, readLeases, type Undo } from '../lifecycle/lease.js';
+import { describeResource, Lease, newEnvironmentId, readLeases, type Undo } from '../lifecycle/lease.js';
 import { isAlive } from '../lifecycle/owner.js';
 import { defaultStateDir } from '../lifecycle/state-dir.js';
 import { type EnvSpec, validateSpec } from '../spec.js';
@@ -105,12 +105,6 @@ function withSuppressed(err: unknown, problems: unknown[]): unknown {
   const previous = (error as { suppressed?: unknown[] }).suppressed ?? [];
   Object.assign(error, { suppressed: [...previous, ...problems] });
   return error;
-}
-
-/** describeResource says in a few words what one lease resource holds on the host: `dir /path`, `process 42`. */
-export function describeResource(r: LeaseResource): string {
-  if (r.kind === 'process') return `process ${r.pid}`;
-  return r.path === undefined ? r.kind : `${r.kind} ${String(r.path)}`;
 }
 
 /** leaseList lists the environments of `driver` whose leases are under `stateDir`, live owners or dead. */

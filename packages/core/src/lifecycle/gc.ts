@@ -1,4 +1,5 @@
 import type { GcReport } from '../contract.js';
+import { CleanupError } from '../errors.js';
 import { drivers, getDriver } from '../registry.js';
 import { Lease, readLeases, type Undo } from './lease.js';
 import { isAlive } from './owner.js';
@@ -15,7 +16,7 @@ export async function collectDeadLeases(stateDir: string, driver: string, undo: 
       await Lease.from(stateDir, record).release(undo);
       report.removed.push(record.id);
     } catch (err) {
-      const causes = err instanceof AggregateError ? err.errors : [err];
+      const causes = err instanceof CleanupError ? err.errors : [err];
       for (const c of causes) report.errors.push(`${record.id}: ${(c as Error).message}`);
     }
   }

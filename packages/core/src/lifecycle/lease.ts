@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CleanupError } from '../errors.js';
 import { type Owner, ownerOf } from './owner.js';
 
 /**
@@ -35,6 +36,12 @@ export interface LeaseRecord {
   labels?: Record<string, string>;
   /** What was created, in creation order. */
   resources: LeaseResource[];
+}
+
+/** describeResource says in a few words what one lease resource holds on the host: `dir /path`, `process 42`. */
+export function describeResource(r: LeaseResource): string {
+  if (r.kind === 'process') return `process ${r.pid}`;
+  return r.path === undefined ? r.kind : `${r.kind} ${String(r.path)}`;
 }
 
 /** Undoes one resource; must succeed when the resource is already gone. */
@@ -115,22 +122,24 @@ export class Lease {
 
   /**
    * Undoes every resource in reverse order with `undo` and deletes the lease
-   * file. It goes on after a failure and throws an AggregateError of all
+   * file. It goes on after a failure and throws a CleanupError of all
    * failures at the end; failed resources stay in the lease for gc().
    */
   async release(undo: Undo): Promise<void> {
     const failures: unknown[] = [];
+    const left: string[] = [];
     for (const resource of [...this.#record.resources].reverse()) {
       try {
         await undo(resource);
         this.#record.resources.splice(this.#record.resources.lastIndexOf(resource), 1);
       } catch (err) {
         failures.push(err);
+        left.push(describeResource(resource));
       }
     }
     if (failures.length > 0) {
       await this.#persist();
-      throw new AggregateError(failures, `execenv: could not remove everything ${this.id} created`);
+      throw new CleanupError(this.id, left, failures, { driver: this.#record.driver });
     }
     await this.#writing;
     await rm(this.#path, { force: true });

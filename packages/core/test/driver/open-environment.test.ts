@@ -2,10 +2,11 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { describeResource, leaseGc, leaseList, openWithLease } from '../../src/driver/index.js';
+import { leaseGc, leaseList, openWithLease } from '../../src/driver/index.js';
+import type { CleanupError } from '../../src/errors.js';
 import type { ExecenvEvent } from '../../src/events.js';
 import type { LeaseResource } from '../../src/lifecycle/lease.js';
-import { readLeases } from '../../src/lifecycle/lease.js';
+import { describeResource, readLeases } from '../../src/lifecycle/lease.js';
 import { FakeDriver } from '../../src/testing/index.js';
 
 let stateDir: string;
@@ -113,7 +114,8 @@ describe('openWithLease', () => {
     }).catch((e: unknown) => e)) as Error & { suppressed?: unknown[] };
     expect(err.message).toBe('boot failed');
     expect(err.suppressed).toHaveLength(1);
-    expect(String((err.suppressed as AggregateError[])[0]?.errors[0])).toContain('cannot undo broken');
+    expect(err.suppressed?.[0]).toMatchObject({ code: 'CLEANUP_FAILED', left: ['broken'] });
+    expect(String((err.suppressed as CleanupError[])[0]?.errors[0])).toContain('cannot undo broken');
     expect(events.some((e) => e.type === 'warning')).toBe(true);
     // What could not be undone stays for gc.
     expect((await readLeases(stateDir))[0]?.resources).toEqual([{ kind: 'broken' }]);
