@@ -20,9 +20,13 @@ const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const children: ChildProcess[] = [];
 const sessions: AgentSession[] = [];
 
-/** Starts `execenv-agent --stdio` and opens a session over its stdout and stdin. */
-async function stdioAgent(): Promise<{ session: AgentSession; child: ChildProcess }> {
-  const child = spawn(binary!, ['--stdio'], { stdio: ['pipe', 'pipe', 'inherit'] });
+/**
+ * Starts `execenv-agent --stdio` and opens a session over its stdout and stdin.
+ * `tree` forces how command trees are contained (EXECENV_AGENT_TREE), as where namespaces are not permitted.
+ */
+async function stdioAgent(tree?: 'pidns' | 'subreaper'): Promise<{ session: AgentSession; child: ChildProcess }> {
+  const env = tree ? { ...process.env, EXECENV_AGENT_TREE: tree } : process.env;
+  const child = spawn(binary!, ['--stdio'], { stdio: ['pipe', 'pipe', 'inherit'], env });
   children.push(child);
   const session = await AgentSession.over(child.stdout!, child.stdin!);
   sessions.push(session);
@@ -204,6 +208,23 @@ describe.skipIf(!binary)('the real agent', () => {
     proc.stdin.end();
     await new Promise<void>((resolve) => proc.stdout.once('data', () => resolve()));
     expect(await processesWith(`sleep\0${marker}`)).toBe(1);
+    proc.kill();
+    expect(await proc.exited).toEqual({ exitCode: null, signal: 'SIGKILL' });
+    for (let i = 0; i < 40 && (await processesWith(`sleep\0${marker}`)) > 0; i++) await sleep(50);
+    expect(await processesWith(`sleep\0${marker}`)).toBe(0);
+  });
+
+  it('kills the whole tree without namespaces, a setsid daemon included (subreaper)', { timeout: 15_000 }, async () => {
+    const { session } = await stdioAgent('subreaper');
+    expect(session.info.tree).toBe('subreaper');
+    const marker = `${5000 + Math.floor(Math.random() * 1000)}.${Date.now() % 1_000_000}`;
+    // A daemon that leaves the command's process group and is orphaned at once.
+    const script = `setsid sh -c 'sleep ${marker}' & sleep ${marker} & echo started; wait`;
+    const proc = session.exec(request(['sh', '-c', script]));
+    proc.stdin.end();
+    await new Promise<void>((resolve) => proc.stdout.once('data', () => resolve()));
+    for (let i = 0; i < 40 && (await processesWith(`sleep\0${marker}`)) < 2; i++) await sleep(25);
+    expect(await processesWith(`sleep\0${marker}`)).toBe(2);
     proc.kill();
     expect(await proc.exited).toEqual({ exitCode: null, signal: 'SIGKILL' });
     for (let i = 0; i < 40 && (await processesWith(`sleep\0${marker}`)) > 0; i++) await sleep(50);
