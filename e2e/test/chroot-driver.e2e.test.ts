@@ -239,8 +239,19 @@ async function processesWith(...words: string[]): Promise<number[]> {
   return pids;
 }
 
+/** Host pids running exactly `argv` (the owner's own command line, which names it too, does not count). */
+async function processesRunning(...argv: string[]): Promise<number[]> {
+  const want = `${argv.join('\0')}\0`;
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    if ((await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')) === want) pids.push(Number(entry));
+  }
+  return pids;
+}
+
 /** Polls until `check` holds, for up to `ms`. */
-async function eventually(check: () => Promise<boolean>, ms = 3000): Promise<boolean> {
+async function eventually(check: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
   for (const deadline = Date.now() + ms; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50)))
     if (await check()) return true;
   return check();
@@ -295,14 +306,14 @@ describe('cleanup when the owner goes away', () => {
 
   it.each(['root', 'rootless'])('gc removes what a SIGKILLed owner left (%s mode)', async (mode) => {
     const { p, id } = await openInChild(mode);
-    expect(await eventually(async () => (await processesWith('sleep', SLEEP_MARK)).length === 1)).toBe(true);
+    expect(await eventually(async () => (await processesRunning('sleep', SLEEP_MARK)).length === 1)).toBe(true);
     // The agent, and for the running command its supervisor and the namespace's init: forks share the command line.
     expect((await processesWith('execenv-agent', id)).length).toBeGreaterThan(0);
     const exited = new Promise((r) => p.once('exit', r));
     p.kill('SIGKILL');
     await exited;
     // The running command and the agent die with their owner, before any gc.
-    expect(await eventually(async () => (await processesWith('sleep', SLEEP_MARK)).length === 0)).toBe(true);
+    expect(await eventually(async () => (await processesRunning('sleep', SLEEP_MARK)).length === 0)).toBe(true);
     expect(await eventually(async () => (await processesWith('execenv-agent', id)).length === 0)).toBe(true);
     const left = (await driver.list({ stateDir })).find((e) => e.id === id);
     expect(left).toMatchObject({ ownerAlive: false });
