@@ -1,24 +1,37 @@
 import { PassThrough } from 'node:stream';
-import type { ProcessRunner, RunningProcess, RunOptions, SpawnOptions } from '@execenv/core';
+import type { ProcessRunner, RunningProcess, RunOptions, SpawnOptions } from '../runner.js';
 
-type Exit = { exitCode: number | null; signal: string | null };
+/** How a fake process ended. */
+export type FakeExit = { exitCode: number | null; signal: string | null };
 
 /** A spawned command as the fake runner saw it, with its streams for the test to play the process. */
-export interface Spawned {
+export interface FakeSpawned {
+  /** The argv the driver spawned. */
   argv: readonly string[];
+  /** Its spawn options. */
   opts: SpawnOptions | undefined;
+  /** What the driver writes to the process. */
   stdin: PassThrough;
+  /** What the process prints, written by the test. */
   stdout: PassThrough;
+  /** What the process prints on stderr, written by the test. */
   stderr: PassThrough;
   /** Ends the process. */
-  exit(exit: Exit): void;
+  exit(exit: FakeExit): void;
+  /** Signals the driver sent. */
   killed: string[];
 }
 
-/** A ProcessRunner that runs nothing and records the exact argv of every command. */
+/**
+ * FakeRunner is a ProcessRunner that runs nothing and records the exact argv
+ * of every command, so a driver's unit tests assert the host commands it makes;
+ * a spawned command's streams and exit are played by the test.
+ */
 export class FakeRunner implements ProcessRunner {
+  /** Every command run to completion, in order. */
   readonly ran: { argv: readonly string[]; opts: RunOptions | undefined }[] = [];
-  readonly spawned: Spawned[] = [];
+  /** Every command spawned, in order. */
+  readonly spawned: FakeSpawned[] = [];
 
   async run(argv: readonly string[], opts?: RunOptions) {
     this.ran.push({ argv, opts });
@@ -26,9 +39,9 @@ export class FakeRunner implements ProcessRunner {
   }
 
   spawn(argv: readonly string[], opts?: SpawnOptions): RunningProcess {
-    let settle!: (v: Exit) => void;
-    const exited = new Promise<Exit>((r) => (settle = r));
-    const record: Spawned = {
+    let settle!: (v: FakeExit) => void;
+    const exited = new Promise<FakeExit>((r) => (settle = r));
+    const record: FakeSpawned = {
       argv,
       opts,
       stdin: new PassThrough(),
