@@ -29,10 +29,15 @@ export interface ChannelSpec {
    * END (file content, whose truncation must surface as an error).
    */
   outputsEndAtEof: boolean;
+  /**
+   * Bytes each output may hold for a slow reader. Above the protocol's
+   * initial window the rest is granted as the channel opens: bulk transfers
+   * keep more in flight, so the agent rarely waits for a grant.
+   * @default INITIAL_WINDOW
+   */
+  outputWindow?: number;
 }
 
-// Grant back in steps of a quarter window: few WINDOW frames, and the agent never idles while data is consumed.
-const GRANT_STEP = INITIAL_WINDOW / 4;
 // Largest DATA payload sent: the frame limit less the stream byte.
 const MAX_DATA = MAX_PAYLOAD - 1;
 
@@ -44,15 +49,26 @@ const MAX_DATA = MAX_PAYLOAD - 1;
  */
 export class WindowedOutput extends Readable {
   readonly #grant: (increment: number) => void;
+  readonly #step: number;
   /** Bytes the agent may still send. */
   #window = INITIAL_WINDOW;
   #pushed = 0;
   #granted = 0;
   #eof = false;
 
-  constructor(grant: (increment: number) => void) {
-    super({ highWaterMark: INITIAL_WINDOW });
+  /** @param capacity what the reader may leave unread; at least INITIAL_WINDOW. */
+  constructor(grant: (increment: number) => void, capacity = INITIAL_WINDOW) {
+    super({ highWaterMark: Math.max(capacity, INITIAL_WINDOW) });
     this.#grant = grant;
+    this.#step = Math.max(capacity, INITIAL_WINDOW) / 4;
+  }
+
+  /** Grants the agent the part of the capacity above the initial window; called once the channel is open. */
+  widen(): void {
+    const extra = this.readableHighWaterMark - INITIAL_WINDOW;
+    if (extra <= 0) return;
+    this.#window += extra;
+    this.#grant(extra);
   }
 
   /** Whether the agent has sent EOF on this stream. */
@@ -105,7 +121,7 @@ export class WindowedOutput extends Readable {
     if (this.#eof) return;
     const consumed = all ? this.#pushed : this.#pushed - this.readableLength;
     const owed = consumed - this.#granted;
-    if (owed <= 0 || (!all && owed < GRANT_STEP)) return;
+    if (owed <= 0 || (!all && owed < this.#step)) return;
     this.#granted += owed;
     this.#window += owed;
     this.#grant(owed);
@@ -218,7 +234,10 @@ export class AgentChannel {
     // Callers attach their own handlers; this one only keeps an unobserved failure from crashing the process.
     this.outcome.catch(() => {});
     for (const stream of spec.outputs)
-      this.outputs.set(stream, new WindowedOutput((increment) => link.sendWindow(id, stream, increment)));
+      this.outputs.set(
+        stream,
+        new WindowedOutput((increment) => link.sendWindow(id, stream, increment), spec.outputWindow),
+      );
     this.input = spec.input ? new WindowedInput(id, link) : undefined;
   }
 

@@ -16,6 +16,7 @@ import {
   FrameType,
   type FrameTypeCode,
   HELLO_GREETING,
+  INITIAL_WINDOW,
   MAX_PAYLOAD,
   PROTOCOL_VERSION,
   StreamId,
@@ -298,6 +299,7 @@ export class AgentSession implements AgentSessionLike, AsyncDisposable {
     const channel = new AgentChannel(this.#allocateChannel(), spec, this.#link);
     this.#channels.set(channel.id, channel);
     this.#send(FrameType.OPEN, channel.id, payload);
+    for (const output of channel.outputs.values()) output.widen();
     return channel;
   }
 
@@ -442,8 +444,18 @@ export class AgentSession implements AgentSessionLike, AsyncDisposable {
   }
 }
 
+/** What a file or archive stream may hold for a slow reader: bulk data keeps more in flight than a command's pipe. */
+const BULK_WINDOW = 4 * INITIAL_WINDOW;
+
 function fileSpec(op: string, path: string, streams: { input?: boolean; output?: boolean }): ChannelSpec {
-  return { op, path, outputs: streams.output ? [StreamId.OUTPUT] : [], input: !!streams.input, outputsEndAtEof: false };
+  return {
+    op,
+    path,
+    outputs: streams.output ? [StreamId.OUTPUT] : [],
+    input: !!streams.input,
+    outputsEndAtEof: false,
+    outputWindow: BULK_WINDOW,
+  };
 }
 
 /** The `ok` fields of an outcome, or the AgentError it stands for. */
