@@ -44,6 +44,16 @@ struct sbuf {
   size_t len, cap;
 };
 
+/* Ends a tar operation with its counts: `ok entries=N bytes=N`. */
+static void end_counts(int status_fd, long long entries, long long bytes) __attribute__((noreturn));
+static void end_counts(int status_fd, long long entries, long long bytes) {
+  char e[48], b[48];
+  snprintf(e, sizeof e, "entries=%lld", entries);
+  snprintf(b, sizeof b, "bytes=%lld", bytes);
+  const char *fields[] = {e, b, NULL};
+  end_ok(status_fd, fields);
+}
+
 static int sb_add(struct sbuf *b, const void *data, size_t n) {
   if (b->len + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
@@ -448,11 +458,7 @@ void tar_out(const char *path, int out_fd, int status_fd) {
   }
   out_zeros(w, 2 * BLOCK);
   out_flush(w);
-  char entries[48], bytes[48];
-  snprintf(entries, sizeof entries, "entries=%lld", w->entries);
-  snprintf(bytes, sizeof bytes, "bytes=%lld", w->bytes);
-  const char *fields[] = {entries, bytes, NULL};
-  end_ok(status_fd, fields);
+  end_counts(status_fd, w->entries, w->bytes);
 }
 
 /* =========================== tar-in ====================================== */
@@ -1239,9 +1245,5 @@ void tar_in(const char *dest, int in_fd, int status_fd) {
   make_dest(r);
   read_archive(r);
   finish_dirs(r);
-  char entries[48], bytes[48];
-  snprintf(entries, sizeof entries, "entries=%lld", r->entries);
-  snprintf(bytes, sizeof bytes, "bytes=%lld", r->bytes);
-  const char *fields[] = {entries, bytes, NULL};
-  end_ok(status_fd, fields);
+  end_counts(status_fd, r->entries, r->bytes);
 }
