@@ -232,6 +232,13 @@ static void empty_tree(pid_t group) {
   }
 }
 
+/* As PID 1 of the command's namespace: kills everything else in it and reaps it. */
+static void kill_namespace(void) {
+  kill(-1, SIGKILL);
+  while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) {
+  }
+}
+
 static void write_outcome(int status) {
   char line[32];
   int len = WIFSIGNALED(status) ? snprintf(line, sizeof line, "signal%c%d", 0, WTERMSIG(status))
@@ -282,7 +289,9 @@ static void supervise(char *const *args, int nargs) {
     if (done == pid) break;
     if (done < 0 && errno != EINTR) _exit(125);
   }
+  /* The tree is empty before the outcome is written: the loop may end the channel on it without waiting for the reap. */
   if (tree == TREE_SUBREAPER) empty_tree(pid);
+  else kill_namespace();
   command = 0;
   if (!failed) write_outcome(status);
   _exit(0);

@@ -221,9 +221,15 @@ static void protocol_error(struct session *s, const char *msg) {
   abort_session(s);
 }
 
-/* Sends END when every output pipe and the status pipe have ended and the child is reaped. */
+/*
+ * Sends END when every output pipe and the status pipe have ended, and the
+ * child is reaped unless it reported an outcome: a child closes its status
+ * pipe only when exiting, after emptying its tree, and the kernel's teardown
+ * of its namespaces need not delay the answer.
+ */
 static int channel_finished(struct session *s, struct channel *c) {
-  if (c->out_fd[1] >= 0 || c->out_fd[2] >= 0 || c->status_fd >= 0 || !c->reaped) return 0;
+  if (c->out_fd[1] >= 0 || c->out_fd[2] >= 0 || c->status_fd >= 0) return 0;
+  if (!c->reaped && (c->status.len == 0 || c->killed)) return 0;
   if (c->status.len > 0) {
     send_frame(s, c->id, F_END, c->status.data, c->status.len);
   } else if (c->killed && c->is_exec) {

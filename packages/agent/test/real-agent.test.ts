@@ -214,6 +214,23 @@ describe.skipIf(!binary)('the real agent', () => {
     expect(await processesWith(`sleep\0${marker}`)).toBe(0);
   });
 
+  it.each(['pidns', 'subreaper'] as const)(
+    'ends a command only once what it left in the background is gone (%s)',
+    { timeout: 15_000 },
+    async (tree) => {
+      const { session } = await stdioAgent(tree);
+      const marker = `${6000 + Math.floor(Math.random() * 1000)}.${Date.now() % 1_000_000}`;
+      // Detached from every pipe: nothing but the agent's tree cleanup can end it.
+      const proc = session.exec(request(['sh', '-c', `sleep ${marker} </dev/null >/dev/null 2>&1 &`]));
+      proc.stdin.end();
+      proc.stdout.resume();
+      proc.stderr.resume();
+      expect(await proc.exited).toEqual({ exitCode: 0, signal: null });
+      // Checked at once, not polled: the outcome comes only after the tree is empty.
+      expect(await processesWith(`sleep\0${marker}`)).toBe(0);
+    },
+  );
+
   it('kills the whole tree without namespaces, a setsid daemon included (subreaper)', { timeout: 15_000 }, async () => {
     const { session } = await stdioAgent('subreaper');
     expect(session.info.tree).toBe('subreaper');
