@@ -154,6 +154,7 @@ export abstract class BaseEnvironment implements Environment {
     this.#closing ??= (async () => {
       forgetOnSignal(this);
       try {
+        await this.beforeDestroy();
         await this.destroy();
       } finally {
         this.emit({ type: 'destroy', envId: this.id, driver: this.driver });
@@ -182,6 +183,12 @@ export abstract class BaseEnvironment implements Environment {
   protected abstract doStat(path: string): Promise<FileStat | null>;
   /** Lists a directory. */
   protected abstract doReadDir(path: string): Promise<string[]>;
+  /**
+   * Runs once when close() begins, after new work is refused and before
+   * destroy: where a base class stops what is still running. Does nothing
+   * unless overridden.
+   */
+  protected async beforeDestroy(): Promise<void> {}
   /** Removes everything the environment created; called once. */
   protected abstract destroy(): Promise<void>;
 }

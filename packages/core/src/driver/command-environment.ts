@@ -20,7 +20,6 @@ import type { RunningProcess } from '../runner.js';
 export abstract class CommandEnvironment extends BaseEnvironment {
   readonly #running = new Set<RunningProcess>();
   readonly #cutByClose = new WeakSet<RunningProcess>();
-  #closing: Promise<void> | undefined;
 
   /**
    * Starts argv inside the environment and returns its host-side handle;
@@ -55,32 +54,10 @@ export abstract class CommandEnvironment extends BaseEnvironment {
     );
   }
 
-  override get closed(): boolean {
-    return this.#closing !== undefined || super.closed;
-  }
-
-  protected override ensureOpen(op: string): void {
-    if (this.#closing) throw new ClosedError(this.id, op);
-    super.ensureOpen(op);
-  }
-
-  override pullArchive(srcPath: string): Readable {
-    if (this.#closing) {
-      const s = new Readable({ read() {} });
-      queueMicrotask(() => s.destroy(new ClosedError(this.id, 'pullArchive')));
-      return s;
-    }
-    return super.pullArchive(srcPath);
-  }
-
-  /** Refuses new work, kills running commands, then destroys; later calls share the outcome. */
-  override close(): Promise<void> {
-    this.#closing ??= (async () => {
-      for (const proc of this.#running) this.#cutByClose.add(proc);
-      await this.killRunning();
-      await super.close();
-    })();
-    return this.#closing;
+  /** close() has refused new work: the commands still running are cut short and killed before destroy. */
+  protected override async beforeDestroy(): Promise<void> {
+    for (const proc of this.#running) this.#cutByClose.add(proc);
+    await this.killRunning();
   }
 
   protected override async doExec(argv: string[], opts: ExecOptions): Promise<ExecResult> {
@@ -143,7 +120,7 @@ export abstract class CommandEnvironment extends BaseEnvironment {
 
   async #start(argv: string[], opts: ExecOptions): Promise<RunningProcess> {
     const proc = await this.startCommand(argv, opts);
-    if (this.#closing) {
+    if (this.closed) {
       this.#kill(proc);
       await proc.exited.catch(() => {});
       throw new ClosedError(this.id, 'exec');
