@@ -187,6 +187,17 @@ export class CleanupError extends ExecenvError {
   }
 }
 
+/** Fills the envId, driver and op an ExecenvError lacks from `context`; any other value is returned as it is. */
+export function withContext(err: unknown, context: ErrorContext | undefined): unknown {
+  if (!(err instanceof ExecenvError) || !context) return err;
+  Object.assign(err, {
+    envId: err.envId ?? context.envId,
+    driver: err.driver ?? context.driver,
+    op: err.op ?? context.op,
+  });
+  return err;
+}
+
 /** Returns true when `err` is an ExecenvError with the given code. */
 export function hasCode(err: unknown, code: ErrorCode): err is ExecenvError {
   return err instanceof ExecenvError && err.code === code;

@@ -13,6 +13,7 @@ import {
   NotFoundError,
   TransportError,
   UnsafePathError,
+  withContext,
 } from '../errors.js';
 import { extractArchive } from '../files/extract.js';
 import { extractWithGnuTar } from '../files/gnu-tar-extract.js';
@@ -209,8 +210,7 @@ export class AgentEnvironment extends CommandEnvironment {
       }
       return;
     }
-    if (st.type !== 'file')
-      throw new InvalidSpecError('src', `${src} is neither a file nor a directory`, this.#ctx('pull'));
+    if (st.type !== 'file') throw new InvalidSpecError('src', `${src} is neither a file nor a directory`, ctx);
     // Beside dest and renamed at the end: a failed pull leaves no partial file.
     const tmp = `${dest}.execenv-${randomBytes(6).toString('hex')}`;
     try {
@@ -311,7 +311,6 @@ export function agentError(
     case 'UNSAFE_PATH':
       return new UnsafePathError(path, err.message, ctx);
     case 'CONFLICT':
-      return new InvalidSpecError(field, `${path}: ${err.message}`, ctx);
     case 'INVALID':
       return new InvalidSpecError(field, `${path}: ${err.message}`, ctx);
     default:
@@ -321,17 +320,6 @@ export function agentError(
         ctx,
       );
   }
-}
-
-/** Fills the envId, driver and op an ExecenvError lacks. */
-function withContext(err: unknown, context: ErrorContext): unknown {
-  if (!(err instanceof ExecenvError)) return err;
-  Object.assign(err, {
-    envId: err.envId ?? context.envId,
-    driver: err.driver ?? context.driver,
-    op: err.op ?? context.op,
-  });
-  return err;
 }
 
 async function isEmptyDir(path: string): Promise<boolean> {

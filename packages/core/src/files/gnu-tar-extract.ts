@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { hostEnv } from '../driver/host.js';
-import { type ErrorContext, ExecenvError } from '../errors.js';
+import { type ErrorContext, ExecenvError, withContext } from '../errors.js';
 import type { ProcessRunner } from '../runner.js';
 import { TarGate, type TarGateStats } from './tar-gate.js';
 
@@ -94,14 +94,4 @@ export async function extractWithGnuTar(
   }
   if (status === undefined) throw withContext(failure, opts.context);
   return gate.stats;
-}
-
-function withContext(err: unknown, context: ErrorContext | undefined): unknown {
-  if (!(err instanceof ExecenvError) || !context) return err;
-  Object.assign(err, {
-    envId: err.envId ?? context.envId,
-    driver: err.driver ?? context.driver,
-    op: err.op ?? context.op,
-  });
-  return err;
 }
