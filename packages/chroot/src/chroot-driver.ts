@@ -26,7 +26,7 @@ import {
   UnsupportedError,
   validateSpec,
 } from '@execenv/core';
-import { findBinary, HOST_PATH, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
+import { agentError, findBinary, HOST_PATH, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
 import { ImageCache, imageRootDirectory, resolveImage } from '@execenv/images';
 import { MAX_SOCKET_PATH, startAgentServer } from './agent-server.js';
 import { ChrootEnvironment } from './chroot-environment.js';
@@ -191,7 +191,8 @@ export class ChrootDriver implements Driver {
             return { server, session };
           } catch (err) {
             await server.stop();
-            throw err;
+            // The agent's own errors (a lost connection, a failed write) leave as the SDK's typed ones.
+            throw agentError(err, { envId: id, driver: DRIVER_NAME, op: 'open' }, socket);
           }
         };
         let agent = await startAgent();
@@ -316,11 +317,11 @@ function checkMapped(ids: IdMap, user: { uid: number; gid: number }, name: strin
     );
 }
 
-/** The exec server's socket: in the environment's directory, or a private temporary one when that path is too long. */
+/** The agent's socket: in the environment's directory, or a private temporary one when that path is too long. */
 async function socketPath(envDir: string, lease: Lease): Promise<string> {
-  const inEnvDir = join(envDir, 'exec.sock');
+  const inEnvDir = join(envDir, 'agent.sock');
   if (Buffer.byteLength(inEnvDir) <= MAX_SOCKET_PATH) return inEnvDir;
   const dir = await mkdtemp(join(tmpdir(), 'execenv-'));
   await lease.add({ kind: 'dir', path: dir });
-  return join(dir, 'exec.sock');
+  return join(dir, 'agent.sock');
 }
