@@ -1,4 +1,4 @@
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import type { ExecOptions, ExecProcess, ExecResult } from '../contract.js';
 import { BaseEnvironment } from '../environment-base.js';
 import { ClosedError, ExecenvError, TransportError } from '../errors.js';
