@@ -146,6 +146,9 @@ static void run_command(const struct request *req, int report_fd) {
   if (chdir(req->cwd) != 0)
     report_error(report_fd, errno == ENOENT ? "NOT_FOUND" : "IO", "cannot change directory to ", req->cwd);
   /* In a user namespace with setgroups denied, having no groups is the state we already have. */
+  /* The stdio pipes are the agent's (root, 0600): hand them over so the command can reopen /dev/stdout. */
+  if (req->uid != 0 || req->gid != 0)
+    for (int fd = 0; fd <= 2; fd++) (void)fchown(fd, req->uid, req->gid);
   if (setgroups((size_t)req->ngroups, req->groups) != 0 && !(errno == EPERM && req->ngroups == 0))
     report_error(report_fd, "IO", "setgroups", "");
   if (setgid(req->gid) != 0) report_error(report_fd, "IO", "setgid", "");

@@ -147,6 +147,17 @@ describe.skipIf(!binary)('the real agent', () => {
     expect(sleeper.kill()).toBe(false);
   });
 
+  it.skipIf(process.getuid?.() !== 0)('lets a command of another user reopen its stdio through /dev/std*', async () => {
+    const { session } = await stdioAgent();
+    const reopen = ['sh', '-c', 'cat /dev/stdin; echo out > /dev/stdout; echo err > /dev/stderr'];
+    expect(await run(session.exec(request(reopen, { uid: 65534, gid: 65534 })), Buffer.from('in\n'))).toEqual({
+      stdout: 'in\nout\n',
+      stderr: 'err\n',
+      exitCode: 0,
+      signal: null,
+    });
+  });
+
   it('keeps stdout and stderr apart, with the exact environment and cwd', async () => {
     const { session } = await stdioAgent();
     expect(await run(session.exec(request(['sh', '-c', 'echo out; echo err >&2; exit 1'])))).toEqual({
