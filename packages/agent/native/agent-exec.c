@@ -226,6 +226,8 @@ static int kill_descendants(pid_t pid, int depth) {
 static void empty_tree(pid_t group) {
   kill(-group, SIGKILL);
   for (;;) {
+    /* As subreaper every live descendant is below a child: none left means the tree is empty. */
+    if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD) return;
     kill_descendants(getpid(), 0);
     int reaped = 0;
     pid_t pid;
@@ -285,6 +287,8 @@ static void supervise(char *const *args, int nargs) {
   }
   command = pid;
   close(report[1]);
+  /* Only the command's tree holds the stdio pipes from here: their ends reach the agent with it, not with us. */
+  for (int fd = 0; fd <= 2; fd++) close(fd);
   int failed = relay_report(report[0]);
   int status = 0;
   for (;;) {
@@ -297,6 +301,7 @@ static void supervise(char *const *args, int nargs) {
   else kill_namespace();
   command = 0;
   if (!failed) write_outcome(status);
+  close(STATUS_FD);
   _exit(0);
 }
 

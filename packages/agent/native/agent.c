@@ -33,15 +33,17 @@ enum {
 #define MAX_PAYLOAD (1u << 20)
 #define INITIAL_WINDOW 262144u
 #define CHUNK 65536
-#define BULK_CHUNK 262144
+#define BULK_CHUNK (MAX_PAYLOAD - 1)
 #define BULK_PIPE (1 << 20)
 #define OUT_HIGH (1u << 20)       /* stop reading child pipes above this much unsent output */
 #define READ_HIGH (4u << 20)      /* stop reading a session above this much unsent output */
 #define STATUS_MAX 65536
 
+/* Bytes at data..data+len; cap counts from data. Consumed bytes are skipped, not moved: the rest moves down only when room is needed. */
 struct buf {
   char *data;
   size_t len, cap;
+  char *base;
 };
 
 struct channel {
@@ -80,14 +82,20 @@ static int root_mode;
 
 static void buf_reserve(struct buf *b, size_t more) {
   if (b->cap - b->len >= more) return;
+  if (b->data != b->base) {
+    memmove(b->base, b->data, b->len);
+    b->cap += (size_t)(b->data - b->base);
+    b->data = b->base;
+    if (b->cap - b->len >= more) return;
+  }
   size_t cap = b->cap ? b->cap : 4096;
   while (cap - b->len < more) cap *= 2;
-  char *data = realloc(b->data, cap);
+  char *data = realloc(b->base, cap);
   if (!data) {
     fprintf(stderr, "execenv-agent: out of memory\n");
     exit(1);
   }
-  b->data = data;
+  b->base = b->data = data;
   b->cap = cap;
 }
 
@@ -98,12 +106,18 @@ static void buf_append(struct buf *b, const void *p, size_t n) {
 }
 
 static void buf_consume(struct buf *b, size_t n) {
-  memmove(b->data, b->data + n, b->len - n);
   b->len -= n;
+  if (b->len == 0) {
+    b->cap += (size_t)(b->data - b->base);
+    b->data = b->base;
+  } else {
+    b->data += n;
+    b->cap -= n;
+  }
 }
 
 static void buf_free(struct buf *b) {
-  free(b->data);
+  free(b->base);
   *b = (struct buf){0};
 }
 
@@ -499,15 +513,18 @@ static void read_output(struct session *s, struct channel *c, int stream) {
   c->out_window[stream] -= (size_t)n;
 }
 
+/* Reads until the pipe is empty: an outcome and the end of the pipe usually arrive together, and are answered in one turn. */
 static void read_status(struct channel *c) {
-  buf_reserve(&c->status, 4096);
-  ssize_t n = read(c->status_fd, c->status.data + c->status.len, c->status.cap - c->status.len);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  if (n <= 0 || c->status.len + (size_t)n > STATUS_MAX) {
-    close_fd(&c->status_fd);
-    return;
+  for (;;) {
+    buf_reserve(&c->status, 4096);
+    ssize_t n = read(c->status_fd, c->status.data + c->status.len, c->status.cap - c->status.len);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0 || c->status.len + (size_t)n > STATUS_MAX) {
+      close_fd(&c->status_fd);
+      return;
+    }
+    c->status.len += (size_t)n;
   }
-  c->status.len += (size_t)n;
 }
 
 /* ---- sessions and processes ------------------------------------------ */

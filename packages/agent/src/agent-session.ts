@@ -52,6 +52,7 @@ export class AgentSession implements AgentSessionLike, AsyncDisposable {
   #nextPing = 0;
   #failure: AgentTransportError | undefined;
   #shuttingDown = false;
+  #corked = false;
   #resolveClosed!: () => void;
 
   /** Resolves once the session has ended, for whatever reason. */
@@ -343,6 +344,15 @@ export class AgentSession implements AgentSessionLike, AsyncDisposable {
 
   #send(type: FrameTypeCode, channel: number, ...payload: Uint8Array[]): boolean {
     if (this.#failure) return true;
+    if (!this.#corked) {
+      // Frames sent in one turn of the event loop (an OPEN and its stdin's EOF, many OPENs at once) leave in one write.
+      this.#corked = true;
+      this.#writable.cork();
+      setImmediate(() => {
+        this.#corked = false;
+        this.#writable.uncork();
+      });
+    }
     return this.#writable.write(encodeFrame(type, channel, ...payload));
   }
 
@@ -445,7 +455,7 @@ export class AgentSession implements AgentSessionLike, AsyncDisposable {
 }
 
 /** What a file or archive stream may hold for a slow reader: bulk data keeps more in flight than a command's pipe. */
-const BULK_WINDOW = 4 * INITIAL_WINDOW;
+const BULK_WINDOW = 16 * INITIAL_WINDOW;
 
 function fileSpec(op: string, path: string, streams: { input?: boolean; output?: boolean }): ChannelSpec {
   return {
