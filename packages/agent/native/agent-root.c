@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -301,14 +303,27 @@ static void make_link(const char *target, const char *path) {
   if (symlink(target, path) != 0 && errno != EEXIST) warn("cannot create", path);
 }
 
+/* Whether / is the initramfs, which pivot_root cannot move (a VM's agent started from its initramfs). */
+static int root_is_initramfs(void) {
+  struct statfs fs;
+  return statfs("/", &fs) == 0 && (fs.f_type == RAMFS_MAGIC || fs.f_type == TMPFS_MAGIC);
+}
+
 static int pivot(const char *dir) {
   /* pivot_root needs the new root to be a mount point. */
-  if (mount(dir, dir, NULL, MS_BIND | MS_REC, NULL) != 0 || chdir(dir) != 0 ||
-      syscall(SYS_pivot_root, ".", ".") != 0 || umount2(".", MNT_DETACH) != 0 || chdir("/") != 0) {
-    fprintf(stderr, "execenv-agent: cannot pivot into %s: %s\n", dir, strerror(errno));
-    return -1;
+  if (mount(dir, dir, NULL, MS_BIND | MS_REC, NULL) != 0 || chdir(dir) != 0) goto fail;
+  if (syscall(SYS_pivot_root, ".", ".") == 0) {
+    if (umount2(".", MNT_DETACH) != 0 || chdir("/") != 0) goto fail;
+    return 0;
   }
+  /* The initramfs stays underneath, as switch_root leaves it: move the new root over it. */
+  if (errno != EINVAL || !root_is_initramfs() || mount(".", "/", NULL, MS_MOVE, NULL) != 0 || chroot(".") != 0 ||
+      chdir("/") != 0)
+    goto fail;
   return 0;
+fail:
+  fprintf(stderr, "execenv-agent: cannot pivot into %s: %s\n", dir, strerror(errno));
+  return -1;
 }
 
 int root_pivot(const char *dir, const struct root_bind *binds, size_t nbinds) {
