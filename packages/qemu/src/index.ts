@@ -1,0 +1,18 @@
+/**
+ * @execenv/qemu: the QEMU driver of execenv. Importing it registers the
+ * driver as `qemu`.
+ * @packageDocumentation
+ */
+import { register } from '@execenv/core';
+import { QemuDriver } from './qemu-driver.js';
+
+export { type AccelChoice, chooseAccel, type KvmFacts } from './accel.js';
+export { type CpioEntry, packCpio } from './cpio.js';
+export { AGENT_PORT_NAME, buildInitramfs, type InitramfsInputs, initScript } from './initramfs.js';
+export { BOOT_MODULES, loadKernel, moduleLoadOrder, type QemuKernel } from './kernel.js';
+export { type QemuMachine, type QemuMachineType, qemuArgv } from './qemu-command.js';
+export { DRIVER_NAME, QemuDriver } from './qemu-driver.js';
+export type { QemuDriverOptions } from './qemu-options.js';
+export { QmpClient, type QmpEvent } from './qmp.js';
+
+register('qemu', new QemuDriver());

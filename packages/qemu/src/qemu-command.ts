@@ -1,0 +1,83 @@
+import { AGENT_PORT_NAME } from './initramfs.js';
+import type { QemuKernel } from './kernel.js';
+
+/** Machine types the driver boots. */
+export type QemuMachineType = 'microvm' | 'q35' | 'pc';
+
+/** Everything one guest's QEMU command line is made of. */
+export interface QemuMachine {
+  /** qemu-system-<arch> binary. */
+  binary: string;
+  machine: QemuMachineType;
+  accel: 'kvm' | 'tcg';
+  cpus: number;
+  memoryMiB: number;
+  kernel: QemuKernel;
+  initramfs: string;
+  /** The environment's qcow2 overlay. */
+  disk: string;
+  /** Unix socket QEMU listens on for the agent's serial port. */
+  agentSocket: string;
+  /** Unix socket QEMU listens on for QMP. */
+  qmpSocket: string;
+  /** File the guest's console (ttyS0) is written to. */
+  consoleLog: string;
+  /** Under TCG: the host's TSC rate, so the guest need not calibrate it against an emulated timer. */
+  tscKhz?: number;
+}
+
+/**
+ * The QEMU argv of a guest: direct kernel boot, no default devices, the root
+ * disk and the agent's serial port on virtio (MMIO on microvm, PCI
+ * otherwise), the console to a file, QMP on a socket, no network, and exit
+ * instead of a reboot.
+ */
+export function qemuArgv(m: QemuMachine): string[] {
+  const mmio = m.machine === 'microvm';
+  const virtio = (device: string) => `virtio-${device}-${mmio ? 'device' : 'pci'}`;
+  const machine = mmio ? 'microvm,x-option-roms=off,rtc=on' : m.machine;
+  const append = ['console=ttyS0', 'panic=-1', 'quiet'];
+  if (m.accel === 'tcg' && m.tscKhz) append.push(`tsc_early_khz=${m.tscKhz}`, 'tsc=reliable');
+  return [
+    m.binary,
+    '-machine',
+    machine,
+    '-accel',
+    m.accel,
+    ...(m.accel === 'kvm' ? ['-cpu', 'host'] : []),
+    '-smp',
+    String(m.cpus),
+    '-m',
+    `${m.memoryMiB}M`,
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-kernel',
+    m.kernel.image,
+    '-initrd',
+    m.initramfs,
+    '-append',
+    append.join(' '),
+    '-serial',
+    `file:${option(m.consoleLog)}`,
+    '-drive',
+    `id=root,file=${option(m.disk)},format=qcow2,if=none,cache=unsafe`,
+    '-device',
+    `${virtio('blk')},drive=root`,
+    '-device',
+    virtio('serial'),
+    '-chardev',
+    `socket,id=agent,path=${option(m.agentSocket)},server=on,wait=off`,
+    '-device',
+    `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
+    '-qmp',
+    `unix:${option(m.qmpSocket)},server=on,wait=off`,
+  ];
+}
+
+/** A value inside a QEMU option list, where a comma is written twice. */
+function option(value: string): string {
+  return value.replaceAll(',', ',,');
+}

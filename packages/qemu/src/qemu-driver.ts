@@ -1,0 +1,275 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { agentBinaryPath } from '@execenv/agent';
+import {
+  type Availability,
+  type Capability,
+  type Driver,
+  DriverUnavailableError,
+  defaultCacheDir,
+  defaultStateDir,
+  type EnvironmentInfo,
+  type EnvSpec,
+  emit,
+  type GcReport,
+  hostRunner,
+  hostUndo,
+  InvalidSpecError,
+  type OpenOptions,
+  type ProcessRunner,
+  parseSize,
+  processStartTime,
+  throwIfAborted,
+  UnsupportedError,
+  validateSpec,
+} from '@execenv/core';
+import {
+  AgentEnvironment,
+  findBinary,
+  HOST_PATH,
+  hostArch,
+  leaseGc,
+  leaseList,
+  openWithLease,
+} from '@execenv/core/driver';
+import { convertToQcow2, ImageCache, imageRootDirectory, QemuImg, resolveImage } from '@execenv/images';
+import { type AccelChoice, chooseAccel, hostTscKhz, kvmFacts } from './accel.js';
+import { startGuest } from './guest.js';
+import { buildInitramfs, isStaticElf } from './initramfs.js';
+import { loadKernel, type QemuKernel } from './kernel.js';
+import type { QemuDriverOptions } from './qemu-options.js';
+
+/** The registry name of this driver. */
+export const DRIVER_NAME = 'qemu';
+
+const DEFAULT_MEMORY_MIB = 512;
+const DEFAULT_BOOT_TIMEOUT_MS = 120_000;
+/** Longest path a unix socket address holds. */
+const MAX_SOCKET_PATH = 107;
+
+/** QEMU binaries by Debian architecture of the guest. */
+const SYSTEM_BINARY: Readonly<Record<string, string>> = {
+  amd64: 'qemu-system-x86_64',
+  i386: 'qemu-system-x86_64',
+  arm64: 'qemu-system-aarch64',
+};
+
+/**
+ * QemuDriver opens virtual machines: a fresh qcow2 overlay on a cached base
+ * disk made from the image, a kernel booted directly with a small initramfs
+ * whose init runs the execenv agent on a virtio serial port, and QMP for
+ * control. Exec and files go through the agent, whose root is the guest's
+ * disk. Where KVM does not work the guest runs under TCG, and says so.
+ */
+export class QemuDriver implements Driver {
+  readonly name = DRIVER_NAME;
+  readonly #options: Readonly<QemuDriverOptions>;
+  #initramfs: Map<string, Promise<string>> = new Map();
+
+  constructor(options: QemuDriverOptions = {}) {
+    this.#options = Object.freeze({ ...options });
+  }
+
+  get #runner(): ProcessRunner {
+    return this.#options.runner ?? hostRunner();
+  }
+
+  get #cacheDir(): string {
+    return this.#options.cacheDir ?? defaultCacheDir();
+  }
+
+  get #binary(): string {
+    return this.#options.binary ?? SYSTEM_BINARY[hostArch()] ?? 'qemu-system-x86_64';
+  }
+
+  /** The accelerator guests will use, and why. */
+  async accel(): Promise<AccelChoice> {
+    return chooseAccel(this.#options.accel ?? 'auto', await kvmFacts());
+  }
+
+  async probe(): Promise<Availability> {
+    const capabilities: Capability[] = ['isolation-machine', 'root', 'resource-limits'];
+    const unavailable = (reason: string): Availability => ({ available: false, reason, capabilities });
+    const binary = this.#binary;
+    if (!binary.includes('/') && !(await findBinary(binary)))
+      return unavailable(`${binary} not found: apt-get install --no-install-recommends qemu-system-x86 qemu-utils`);
+    if (!(await findBinary('qemu-img'))) return unavailable('qemu-img not found: apt-get install qemu-utils');
+    try {
+      await this.#kernel();
+    } catch (err) {
+      return unavailable((err as Error).message);
+    }
+    const busybox = this.#options.busybox ?? '/bin/busybox';
+    if (!(await isStaticElf(busybox)))
+      return unavailable(`${busybox} is missing or not static: apt-get install busybox-static`);
+    const agent = await this.#agentBinary().catch((err: Error) => err);
+    if (agent instanceof Error) return unavailable(agent.message);
+    const version = (await this.#runner.run([binary, '--version'], { check: false, env: { PATH: HOST_PATH } })).stdout
+      .split('\n')[0]
+      ?.trim();
+    const accel = await this.accel();
+    return { available: true, reason: accel.reason, version, capabilities, details: { accel: accel.accel } };
+  }
+
+  async open(spec: EnvSpec, opts: OpenOptions = {}): Promise<AgentEnvironment> {
+    const checked = validateSpec(spec, DRIVER_NAME);
+    const context = { driver: DRIVER_NAME, op: 'open' };
+    if ((checked.network ?? 'none') !== 'none')
+      throw new InvalidSpecError(
+        'network',
+        `the qemu driver supports only "none" so far, got "${checked.network}"`,
+        context,
+      );
+    if (checked.mounts?.length) throw new UnsupportedError(DRIVER_NAME, 'mounts', { op: 'open' });
+    if (checked.arch && checked.arch !== hostArch())
+      throw new InvalidSpecError(
+        'arch',
+        `guests run the host's architecture (${hostArch()}), not ${checked.arch}`,
+        context,
+      );
+    if (checked.ephemeral === false)
+      throw new InvalidSpecError(
+        'ephemeral',
+        'qemu environments are always ephemeral; publish an image instead',
+        context,
+      );
+    if (!checked.image)
+      throw new InvalidSpecError(
+        'image',
+        'the qemu driver needs an image: a root filesystem tarball or a qcow2/raw disk',
+        context,
+      );
+    const memoryMiB = checked.resources?.memory
+      ? Math.ceil(parseSize(checked.resources.memory)! / 2 ** 20)
+      : (this.#options.memoryMiB ?? DEFAULT_MEMORY_MIB);
+    if (memoryMiB < 128)
+      throw new InvalidSpecError('resources.memory', `a guest needs at least 128 MiB, got ${memoryMiB} MiB`, context);
+    if (checked.resources?.disk) throw new UnsupportedError(DRIVER_NAME, 'resources.disk', { op: 'open' });
+    const runner = this.#runner;
+    const undo = hostUndo(runner);
+    throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
+    const kernel = await this.#kernel();
+    const initramfs = await this.#initramfsFor(kernel);
+    const accel = await this.accel();
+    if (accel.accel === 'tcg' && (this.#options.accel ?? 'auto') === 'auto')
+      emit(opts.onEvent, { type: 'warning', message: `qemu: ${accel.reason}` });
+    const base = await this.#baseDisk(checked.image, opts);
+    const tscKhz = accel.accel === 'tcg' ? await hostTscKhz() : undefined;
+    return openWithLease({
+      driver: DRIVER_NAME,
+      spec: checked,
+      opts,
+      undo,
+      create: async ({ id, lease, stateDir, throwIfAborted }) => {
+        const envDir = join(stateDir, 'envs', id);
+        await lease.add({ kind: 'dir', path: envDir });
+        await mkdir(envDir, { recursive: true, mode: 0o700 });
+        if (Buffer.byteLength(join(envDir, 'qmp.sock')) > MAX_SOCKET_PATH)
+          throw new InvalidSpecError('stateDir', `${envDir} is too long for a unix socket path`, context);
+        const disk = join(envDir, 'disk.qcow2');
+        await new QemuImg(runner).create(disk, { backingFile: base.path, backingFormat: base.format });
+        throwIfAborted();
+        emit(opts.onEvent, { type: 'boot', envId: id, driver: DRIVER_NAME });
+        const guest = await startGuest({
+          runner,
+          envId: id,
+          bootTimeoutMs: this.#options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS,
+          machine: {
+            binary: this.#binary,
+            machine: this.#options.machine ?? 'microvm',
+            accel: accel.accel,
+            cpus: checked.resources?.cpu ?? 1,
+            memoryMiB,
+            kernel,
+            initramfs,
+            disk,
+            agentSocket: join(envDir, 'agent.sock'),
+            qmpSocket: join(envDir, 'qmp.sock'),
+            consoleLog: join(envDir, 'console.log'),
+            tscKhz,
+          },
+          onStarted: async (pid) => {
+            const startTime = await processStartTime(pid);
+            if (startTime) await lease.add({ kind: 'process', pid, startTime });
+          },
+        });
+        return new AgentEnvironment({
+          id,
+          driver: DRIVER_NAME,
+          capabilities: ['isolation-machine', 'root', 'resource-limits'],
+          onEvent: opts.onEvent,
+          closeOnSignal: opts.closeOnSignal,
+          session: guest.session,
+          hostRunner: runner,
+          env: checked.env ?? {},
+          destroy: async () => {
+            await guest.stop();
+            await lease.release(undo);
+          },
+        });
+      },
+    });
+  }
+
+  async list(opts: { stateDir?: string } = {}): Promise<EnvironmentInfo[]> {
+    return leaseList(opts.stateDir ?? defaultStateDir(), DRIVER_NAME);
+  }
+
+  async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
+    return leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, hostUndo(this.#runner));
+  }
+
+  async #kernel(): Promise<QemuKernel> {
+    const dir = this.#options.kernel ?? process.env.EXECENV_QEMU_KERNEL;
+    if (!dir)
+      throw new DriverUnavailableError(
+        DRIVER_NAME,
+        'no guest kernel: pass the kernel option or set EXECENV_QEMU_KERNEL to a directory built by tools/fixtures/qemu-kernel.sh',
+      );
+    return loadKernel(dir);
+  }
+
+  /** The initramfs for a kernel, built once per driver and kernel. */
+  #initramfsFor(kernel: QemuKernel): Promise<string> {
+    let built = this.#initramfs.get(kernel.modulesDir);
+    if (!built) {
+      built = this.#agentBinary().then((agent) =>
+        buildInitramfs(
+          { kernel, agent, busybox: this.#options.busybox ?? '/bin/busybox' },
+          join(this.#cacheDir, 'qemu'),
+        ),
+      );
+      built.catch(() => this.#initramfs.delete(kernel.modulesDir));
+      this.#initramfs.set(kernel.modulesDir, built);
+    }
+    return built;
+  }
+
+  /** The cached, never written, base disk of an image: a disk as given, or a root filesystem made into one. */
+  async #baseDisk(image: string, opts: OpenOptions): Promise<{ path: string; format: string }> {
+    const runner = this.#runner;
+    emit(opts.onEvent, { type: 'image-resolve', reference: image });
+    const cache = new ImageCache({ dir: join(this.#cacheDir, 'images') });
+    const resolved = await resolveImage(image, {
+      ...this.#options.images,
+      cache,
+      runner,
+      onEvent: opts.onEvent,
+      signal: opts.signal,
+    });
+    if (resolved.kind === 'disk') return { path: resolved.path, format: resolved.format };
+    const ctx = { cache, runner, onEvent: opts.onEvent };
+    const tree = await imageRootDirectory(resolved, ctx);
+    const disk = await convertToQcow2(tree, { size: this.#options.diskSize ?? '2G' }, ctx);
+    return { path: disk.path, format: 'qcow2' };
+  }
+
+  /** The agent binary for this host, shipped in @execenv/agent. */
+  async #agentBinary(): Promise<string> {
+    try {
+      return await agentBinaryPath(hostArch());
+    } catch (err) {
+      throw new DriverUnavailableError(DRIVER_NAME, (err as Error).message, { cause: err });
+    }
+  }
+}
