@@ -68,6 +68,25 @@ describe('qemu driver on this host', () => {
     if ((await driver.probe()).details?.accel === 'tcg') expect(warnings.join('\n')).toMatch(/TCG/);
   });
 
+  it('reboots keeping the disk, and reverts to the image', async () => {
+    const env = await driver.open({ image: busyboxTarball() }, { stateDir });
+    try {
+      await env.exec(['sh', '-c', 'echo kept > /root/mark; sleep 600 &']);
+      const bootId = async () => (await env.exec(['cat', '/proc/sys/kernel/random/boot_id'])).stdout.trim();
+      const first = await bootId();
+      await env.reboot();
+      expect(await bootId()).not.toBe(first);
+      expect((await env.exec(['cat', '/root/mark'])).stdout).toBe('kept\n');
+      expect((await env.exec(['sh', '-c', 'pgrep -f "sleep 600" || true'])).stdout).toBe('');
+      await env.revert();
+      expect((await env.exec(['sh', '-c', 'cat /root/mark 2>&1 || true'])).stdout).toMatch(/No such file/);
+      expect(await qemuProcessesWith(env.id)).toHaveLength(1);
+    } finally {
+      await env.close();
+    }
+    expect(await qemuProcessesWith(env.id)).toEqual([]);
+  });
+
   it('quotes the guest console when a guest cannot boot, and leaves nothing behind', async () => {
     // A disk with no filesystem: the guest's init cannot mount it and says so on the console.
     const blank = join(scratch, 'blank.raw');

@@ -11,8 +11,12 @@ export interface Guest {
   readonly process: RunningProcess;
   readonly session: AgentSession;
   readonly qmp: QmpClient;
-  /** Quits QEMU (QMP `quit`, SIGKILL if it lingers) and waits until it is gone. */
-  stop(): Promise<void>;
+  /**
+   * Ends the guest and waits until QEMU is gone. `graceful` asks the agent to
+   * shut down first, so the guest syncs its disk and powers off; otherwise,
+   * or when that takes too long, QMP `quit`, and SIGKILL if QEMU lingers.
+   */
+  stop(opts?: { graceful?: boolean }): Promise<void>;
 }
 
 /** How a guest is started. */
@@ -28,6 +32,7 @@ export interface GuestOptions {
 }
 
 const QUIT_GRACE_MS = 5000;
+const POWEROFF_GRACE_MS = 20_000;
 const CONSOLE_TAIL = 3000;
 
 /**
@@ -110,7 +115,11 @@ export async function startGuest(o: GuestOptions): Promise<Guest> {
     process: proc,
     session,
     qmp,
-    async stop() {
+    async stop({ graceful = false } = {}) {
+      if (graceful && !gone) {
+        await session.shutdown().catch(() => {});
+        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, POWEROFF_GRACE_MS))]);
+      }
       session.close();
       if (!gone) {
         await qmp.execute('quit').catch(() => {});

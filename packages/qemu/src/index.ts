@@ -12,6 +12,7 @@ export { AGENT_PORT_NAME, buildInitramfs, type InitramfsInputs, initScript } fro
 export { BOOT_MODULES, loadKernel, moduleLoadOrder, type QemuKernel } from './kernel.js';
 export { type QemuMachine, type QemuMachineType, qemuArgv } from './qemu-command.js';
 export { DRIVER_NAME, QemuDriver } from './qemu-driver.js';
+export { QemuEnvironment, type QemuEnvironmentInit } from './qemu-environment.js';
 export type { QemuDriverOptions } from './qemu-options.js';
 export { QmpClient, type QmpEvent } from './qmp.js';
 

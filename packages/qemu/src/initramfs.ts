@@ -21,7 +21,8 @@ export interface InitramfsInputs {
 /**
  * The init script: mounts the kernel filesystems, loads the boot modules,
  * mounts the root disk and runs the agent as init of the root's namespaces,
- * speaking on the agent port; powers the guest off when the agent ends.
+ * speaking on the agent port; syncs the disk and powers the guest off when
+ * the agent ends.
  * Lines starting `execenv-init:` reach the console, which boot errors quote.
  */
 export function initScript(modules: readonly string[]): string {
@@ -40,7 +41,11 @@ done
 [ -n "$port" ] || fail "no virtio port named ${AGENT_PORT_NAME}"
 echo "execenv-init: agent on $port" >/dev/console
 /execenv-agent --root /newroot --stdio <>"$port" >&0
-fail "the agent exited with status $?"
+status=$?
+# What the guest wrote reaches the disk before it powers off (a reboot keeps it).
+/bin/busybox sync
+[ "$status" = 0 ] || fail "the agent exited with status $status"
+/bin/busybox poweroff -f
 `;
 }
 

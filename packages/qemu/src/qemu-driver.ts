@@ -23,20 +23,13 @@ import {
   UnsupportedError,
   validateSpec,
 } from '@execenv/core';
-import {
-  AgentEnvironment,
-  findBinary,
-  HOST_PATH,
-  hostArch,
-  leaseGc,
-  leaseList,
-  openWithLease,
-} from '@execenv/core/driver';
+import { findBinary, HOST_PATH, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
 import { convertToQcow2, ImageCache, imageRootDirectory, QemuImg, resolveImage } from '@execenv/images';
 import { type AccelChoice, chooseAccel, hostTscKhz, kvmFacts } from './accel.js';
 import { startGuest } from './guest.js';
 import { buildInitramfs, isStaticElf } from './initramfs.js';
 import { loadKernel, type QemuKernel } from './kernel.js';
+import { QemuEnvironment } from './qemu-environment.js';
 import type { QemuDriverOptions } from './qemu-options.js';
 
 /** The registry name of this driver. */
@@ -44,6 +37,8 @@ export const DRIVER_NAME = 'qemu';
 
 const DEFAULT_MEMORY_MIB = 512;
 const DEFAULT_BOOT_TIMEOUT_MS = 120_000;
+/** What every environment of this driver can do. */
+const CAPABILITIES: readonly Capability[] = ['isolation-machine', 'root', 'resource-limits', 'revert', 'reboot'];
 /** Longest path a unix socket address holds. */
 const MAX_SOCKET_PATH = 107;
 
@@ -88,7 +83,7 @@ export class QemuDriver implements Driver {
   }
 
   async probe(): Promise<Availability> {
-    const capabilities: Capability[] = ['isolation-machine', 'root', 'resource-limits'];
+    const capabilities = [...CAPABILITIES];
     const unavailable = (reason: string): Availability => ({ available: false, reason, capabilities });
     const binary = this.#binary;
     if (!binary.includes('/') && !(await findBinary(binary)))
@@ -111,7 +106,7 @@ export class QemuDriver implements Driver {
     return { available: true, reason: accel.reason, version, capabilities, details: { accel: accel.accel } };
   }
 
-  async open(spec: EnvSpec, opts: OpenOptions = {}): Promise<AgentEnvironment> {
+  async open(spec: EnvSpec, opts: OpenOptions = {}): Promise<QemuEnvironment> {
     const checked = validateSpec(spec, DRIVER_NAME);
     const context = { driver: DRIVER_NAME, op: 'open' };
     if ((checked.network ?? 'none') !== 'none')
@@ -167,41 +162,52 @@ export class QemuDriver implements Driver {
         if (Buffer.byteLength(join(envDir, 'qmp.sock')) > MAX_SOCKET_PATH)
           throw new InvalidSpecError('stateDir', `${envDir} is too long for a unix socket path`, context);
         const disk = join(envDir, 'disk.qcow2');
-        await new QemuImg(runner).create(disk, { backingFile: base.path, backingFormat: base.format });
+        const qemuImg = new QemuImg(runner);
+        const freshDisk = () => qemuImg.create(disk, { backingFile: base.path, backingFormat: base.format });
+        await freshDisk();
         throwIfAborted();
-        emit(opts.onEvent, { type: 'boot', envId: id, driver: DRIVER_NAME });
-        const guest = await startGuest({
-          runner,
-          envId: id,
-          bootTimeoutMs: this.#options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS,
-          machine: {
-            binary: this.#binary,
-            machine: this.#options.machine ?? 'microvm',
-            accel: accel.accel,
-            cpus: checked.resources?.cpu ?? 1,
-            memoryMiB,
-            kernel,
-            initramfs,
-            disk,
-            agentSocket: join(envDir, 'agent.sock'),
-            qmpSocket: join(envDir, 'qmp.sock'),
-            consoleLog: join(envDir, 'console.log'),
-            tscKhz,
-          },
-          onStarted: async (pid) => {
-            const startTime = await processStartTime(pid);
-            if (startTime) await lease.add({ kind: 'process', pid, startTime });
-          },
-        });
-        return new AgentEnvironment({
+        const boot = () => {
+          emit(opts.onEvent, { type: 'boot', envId: id, driver: DRIVER_NAME });
+          return startGuest({
+            runner,
+            envId: id,
+            bootTimeoutMs: this.#options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS,
+            machine: {
+              binary: this.#binary,
+              machine: this.#options.machine ?? 'microvm',
+              accel: accel.accel,
+              cpus: checked.resources?.cpu ?? 1,
+              memoryMiB,
+              kernel,
+              initramfs,
+              disk,
+              agentSocket: join(envDir, 'agent.sock'),
+              qmpSocket: join(envDir, 'qmp.sock'),
+              consoleLog: join(envDir, 'console.log'),
+              tscKhz,
+            },
+            onStarted: async (pid) => {
+              const startTime = await processStartTime(pid);
+              if (startTime) await lease.add({ kind: 'process', pid, startTime });
+            },
+          });
+        };
+        let guest = await boot();
+        return new QemuEnvironment({
           id,
           driver: DRIVER_NAME,
-          capabilities: ['isolation-machine', 'root', 'resource-limits'],
+          capabilities: CAPABILITIES,
           onEvent: opts.onEvent,
           closeOnSignal: opts.closeOnSignal,
           session: guest.session,
           hostRunner: runner,
           env: checked.env ?? {},
+          restart: async (discard) => {
+            await guest.stop({ graceful: !discard });
+            if (discard) await freshDisk();
+            guest = await boot();
+            return guest.session;
+          },
           destroy: async () => {
             await guest.stop();
             await lease.release(undo);
