@@ -1,8 +1,8 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChrootDriver, type ChrootImageSources } from '@execenv/chroot';
-import { hostRunner, mountPoints, readLeases } from '@execenv/core';
+import { type ExecenvEvent, hostRunner, mountPoints, open, readLeases } from '@execenv/core';
 import { convertToLxdUnified, convertToQcow2, ImageCache } from '@execenv/images';
 import {
   generateSigningKey,
@@ -97,5 +97,77 @@ describe('chroot images through @execenv/images', () => {
       message: expect.stringContaining('qemu'),
     });
     expect(await readLeases(stateDir)).toEqual(before);
+  });
+});
+
+describe('image settings reach the registry', () => {
+  /** Runs `fn` with `vars` in the environment, restoring it afterwards. */
+  async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+    const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, vars);
+    try {
+      return await fn();
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  }
+
+  async function registryOsRelease(image: string, driverOptions?: Record<string, unknown>): Promise<string> {
+    await using env = await open('chroot', { image, driverOptions }, { stateDir });
+    return (await env.exec(['cat', '/etc/os-release'], { check: true })).stdout;
+  }
+
+  it("open('chroot', { image: 'index:…' }) takes servers and keys from EXECENV_* variables", async () => {
+    const keyFile = join(work, 'signer.asc');
+    await writeFile(keyFile, key.publicKey);
+    const vars = {
+      XDG_CONFIG_HOME: join(work, 'no-config'),
+      EXECENV_IMAGE_SERVER: server.url,
+      EXECENV_IMAGE_KEYS: keyFile,
+      EXECENV_IMAGE_CACHE_DIR: join(work, 'cache-registry-env'),
+    };
+    expect(await withEnv(vars, () => registryOsRelease('index:busybox/1.36/amd64'))).toContain('busybox fixture');
+    expect(await new ImageCache({ dir: vars.EXECENV_IMAGE_CACHE_DIR }).list()).toHaveLength(2);
+  });
+
+  it('and from the XDG config file, with the spec overriding it per environment', async () => {
+    const config = join(work, 'xdg');
+    await mkdir(join(config, 'execenv', 'keys'), { recursive: true });
+    await writeFile(join(config, 'execenv', 'keys', 'signer.asc'), key.publicKey);
+    const cacheDir = join(work, 'cache-registry-file');
+    await writeFile(
+      join(config, 'execenv', 'config.json'),
+      JSON.stringify({ images: { servers: { simplestreams: server.url }, cacheDir } }),
+    );
+    const vars = { XDG_CONFIG_HOME: config };
+    expect(await withEnv(vars, () => registryOsRelease('index:busybox/1.36/amd64'))).toContain('busybox fixture');
+    // A stranger's key given in the spec replaces the configured ones: refused, nothing created.
+    const stranger = await generateSigningKey('stranger');
+    const before = await readLeases(stateDir);
+    await expect(
+      withEnv(vars, () =>
+        registryOsRelease('index:busybox/1.36/amd64', {
+          images: { servers: { lxc: server.url }, keys: [stranger.publicKey], cacheDir: join(work, 'cache-spec') },
+        }),
+      ),
+    ).rejects.toMatchObject({ code: 'IMAGE_VERIFY_FAILED' });
+    expect(await readLeases(stateDir)).toEqual(before);
+  });
+
+  it('a warm start runs with the image server stopped, saying it used the last verified index', async () => {
+    const own = await new ImageServer().start();
+    await own.publishLxcDownload(served, files, key.privateKey);
+    const d = driverFor('offline', { servers: { lxc: own.url }, keys: [key.publicKey], maxIndexAgeMs: 0 });
+    expect(await osRelease(d, 'index:busybox/1.36/amd64')).toContain('busybox fixture');
+    await own.stop();
+    const events: ExecenvEvent[] = [];
+    await using env = await d.open({ image: 'index:busybox/1.36/amd64' }, { stateDir, onEvent: (e) => events.push(e) });
+    expect((await env.exec(['cat', '/etc/os-release'], { check: true })).stdout).toContain('busybox fixture');
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: 'warning', message: expect.stringContaining('using the copy verified at') }),
+    );
   });
 });

@@ -27,11 +27,17 @@ import {
   validateSpec,
 } from '@execenv/core';
 import { agentError, findBinary, HOST_PATH, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
-import { ImageCache, imageRootDirectory, resolveImage } from '@execenv/images';
+import { ImageCache, imageRootDirectory, imageSettings, mergeImageSettings, resolveImage } from '@execenv/images';
 import { MAX_SOCKET_PATH, startAgentServer } from './agent-server.js';
 import { ChrootEnvironment } from './chroot-environment.js';
 import { createNetworkNamespace, type MountContext, mountOverlay, type RootLayout } from './chroot-mounts.js';
-import { CHROOT_NETWORKS, type ChrootDriverOptions, type ChrootEnvOptions, type ChrootMode } from './chroot-options.js';
+import {
+  CHROOT_NETWORKS,
+  type ChrootDriverOptions,
+  type ChrootEnvOptions,
+  type ChrootImageSources,
+  type ChrootMode,
+} from './chroot-options.js';
 import { ensureDefaultImage } from './default-image.js';
 import { chrootUndo, mappedTree } from './mapped-tree.js';
 import { currentSubordinateIds, rootlessIdMap, rootlessMapArgs } from './subordinate-ids.js';
@@ -133,9 +139,9 @@ export class ChrootDriver implements Driver {
     // The image is resolved before the environment exists: a download holds no lease.
     const image = checked.image ?? (await ensureDefaultImage(this.#cacheDir, runner, opts.onEvent));
     emit(opts.onEvent, { type: 'image-resolve', reference: image });
-    const cache = new ImageCache({ dir: join(this.#cacheDir, 'images') });
+    const { images, cache } = await this.#images((checked.driverOptions as ChrootEnvOptions | undefined)?.images);
     const resolved = await resolveImage(image, {
-      ...this.#options.images,
+      ...images,
       cache,
       runner,
       onEvent: opts.onEvent,
@@ -232,7 +238,24 @@ export class ChrootDriver implements Driver {
   }
 
   async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
-    return leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, chrootUndo(this.#runner));
+    const report = await leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, chrootUndo(this.#runner));
+    // A killed open may have left a partial download or a half-extracted tree in the image cache.
+    await this.#images()
+      .then(({ cache }) => cache.sweep())
+      .catch(() => {});
+    return report;
+  }
+
+  /** Image settings (the user's configuration and EXECENV_* variables, then the driver's, then the spec's) and their cache. */
+  async #images(forEnvironment?: ChrootImageSources) {
+    const images = mergeImageSettings(await imageSettings(), this.#options.images, forEnvironment);
+    const cache = new ImageCache({
+      dir: this.#options.cacheDir
+        ? join(this.#options.cacheDir, 'images')
+        : (images.cacheDir ?? join(this.#cacheDir, 'images')),
+      budgetBytes: images.budgetBytes,
+    });
+    return { images, cache };
   }
 
   /** The agent binary for this host, shipped in @execenv/agent. */

@@ -1,8 +1,13 @@
 import type { ProcessRunner } from '@execenv/core';
-import type { ResolveImageOptions } from '@execenv/images';
+import type { ImageSettings } from '@execenv/images';
 
-/** Where `index:` references are looked up and which keys sign them (see resolveImage of @execenv/images). */
-export type ChrootImageSources = Pick<ResolveImageOptions, 'servers' | 'keys' | 'verify'>;
+/**
+ * Where `index:` references are looked up, which keys sign them, and how
+ * images are cached (see ImageSettings of @execenv/images). Given to the
+ * driver or per environment, these override the user's configuration
+ * (`$XDG_CONFIG_HOME/execenv/config.json`, `EXECENV_*` variables).
+ */
+export type ChrootImageSources = ImageSettings;
 
 /** How the driver gets the privileges to mount: as root, or inside a user namespace. */
 export type ChrootMode = 'root' | 'rootless';
@@ -25,7 +30,7 @@ export interface ChrootDriverOptions {
   runner?: ProcessRunner;
   /** Where extracted root filesystems and the default image are cached. @default core's defaultCacheDir() */
   cacheDir?: string;
-  /** Image servers and trusted keys for `index:` references; local paths and URLs need none. */
+  /** Image servers and trusted keys for `index:` references; local paths and URLs need none. @default the user's configuration */
   images?: ChrootImageSources;
 }
 
@@ -37,6 +42,8 @@ export interface ChrootEnvOptions {
    * @default true
    */
   hostDns?: boolean;
+  /** Image settings for this environment, over the driver's and the user's configuration. */
+  images?: ChrootImageSources;
 }
 
 /** Networks the chroot driver supports: an empty network namespace per exec, or the host's. */

@@ -124,23 +124,28 @@ export async function listTrees(cacheDir: string): Promise<TreeEntry[]> {
   return trees.sort((a, b) => a.lastUsed - b.lastUsed);
 }
 
-/**
- * Removes a tree unless it is held; false when it is held or not there.
- * Directories the tarball made read-only are opened up first, so a tree
- * extracted without root can always be removed by the user who made it.
- */
+/** Removes a tree unless it is held; false when it is held or not there. */
 export async function removeTree(cacheDir: string, tree: TreeEntry): Promise<boolean> {
   if (await isHeld(cacheDir, tree.digest)) return false;
   if (!(await lstat(tree.path).catch(() => undefined))) return false;
   // The marker goes first: a half-removed tree is never taken for a complete one.
   await rm(join(tree.path, TREE_COMPLETE), { force: true });
-  try {
-    await rm(tree.path, { recursive: true, force: true });
-  } catch {
-    await makeWritable(tree.path);
-    await rm(tree.path, { recursive: true, force: true });
-  }
+  await removeDirectory(tree.path);
   return true;
+}
+
+/**
+ * Removes a directory extracted from an image. Directories the tarball made
+ * read-only are opened up first, so a tree extracted without root can always
+ * be removed by the user who made it.
+ */
+export async function removeDirectory(path: string): Promise<void> {
+  try {
+    await rm(path, { recursive: true, force: true });
+  } catch {
+    await makeWritable(path);
+    await rm(path, { recursive: true, force: true });
+  }
 }
 
 async function makeWritable(dir: string): Promise<void> {

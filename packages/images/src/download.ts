@@ -1,10 +1,10 @@
-import type { IncomingMessage } from 'node:http';
-import { type ExecenvEvent, emit, ImageNotFoundError, TransportError } from '@execenv/core';
+import { type ExecenvEvent, emit, ImageNotFoundError } from '@execenv/core';
 import { get } from './http-get.js';
 import type { CacheEntry, ImageCache } from './image-cache.js';
+import { PERMANENT_STATUSES, type RetryPolicy, TransientFetchError, withRetries } from './retry.js';
 
 /** Options of download. */
-export interface DownloadOptions {
+export interface DownloadOptions extends RetryPolicy {
   /** Where the file is stored. */
   cache: ImageCache;
   /** The sha256 the index gives; a mismatch deletes the download. */
@@ -13,30 +13,25 @@ export interface DownloadOptions {
   verify?: (path: string) => Promise<void>;
   /** Receives `image-download` progress events. */
   onEvent?: (e: ExecenvEvent) => void;
-  /** Attempts for transient failures (network errors, 5xx, 429, truncation). @default 4 */
-  attempts?: number;
-  /** First delay between attempts, doubled each time. @default 250 ms */
-  backoffMs?: number;
   /** Cancels the download. */
   signal?: AbortSignal;
   /** What makes two downloads the same one. @default the URL and expectedSha256 */
   cacheKey?: string;
 }
 
-class Transient extends Error {}
-
-const PERMANENT = new Set([400, 401, 403, 404, 410]);
+const isImageError = (err: unknown) =>
+  err instanceof Error && 'code' in err && typeof err.code === 'string' && err.code.startsWith('IMAGE');
 
 async function attempt(url: string, opts: DownloadOptions): Promise<CacheEntry> {
-  let res: IncomingMessage;
+  let res: Awaited<ReturnType<typeof get>>;
   try {
     res = await get(url, opts.signal);
   } catch (err) {
     if (opts.signal?.aborted) throw err;
-    throw new Transient(`${url}: ${(err as Error).message}`, { cause: err });
+    throw new TransientFetchError(`${url}: ${(err as Error).message}`, { cause: err });
   }
   const status = res.statusCode ?? 0;
-  if (PERMANENT.has(status)) {
+  if (PERMANENT_STATUSES.has(status)) {
     res.resume();
     throw new ImageNotFoundError(url, `the server answered ${status} ${res.statusMessage ?? ''}`.trim(), {
       op: 'download',
@@ -44,17 +39,17 @@ async function attempt(url: string, opts: DownloadOptions): Promise<CacheEntry> 
   }
   if (status < 200 || status >= 300) {
     res.resume();
-    throw new Transient(`${url}: the server answered ${status} ${res.statusMessage ?? ''}`.trim());
+    throw new TransientFetchError(`${url}: the server answered ${status} ${res.statusMessage ?? ''}`.trim());
   }
   const total = Number(res.headers['content-length']) || undefined;
   let last = 0;
-  const entry = await opts.cache
+  return opts.cache
     .put(res, {
       name: url,
       expectedSha256: opts.expectedSha256,
       verify: async (path) => {
         if (total !== undefined && last !== total)
-          throw new Transient(`${url}: truncated at ${last} of ${total} bytes`);
+          throw new TransientFetchError(`${url}: truncated at ${last} of ${total} bytes`);
         await opts.verify?.(path);
       },
       onProgress: (bytes) => {
@@ -64,11 +59,12 @@ async function attempt(url: string, opts: DownloadOptions): Promise<CacheEntry> 
     })
     .catch((err: unknown) => {
       // A connection cut mid-body surfaces as a stream error: worth another attempt.
-      if (err instanceof Error && !('code' in err && typeof err.code === 'string' && err.code.startsWith('IMAGE')))
-        throw err instanceof Transient ? err : new Transient(`${url}: ${err.message}`, { cause: err });
+      if (err instanceof Error && !isImageError(err) && !opts.signal?.aborted)
+        throw err instanceof TransientFetchError
+          ? err
+          : new TransientFetchError(`${url}: ${err.message}`, { cause: err });
       throw err;
     });
-  return entry;
 }
 
 /**
@@ -83,24 +79,8 @@ export async function download(url: string, opts: DownloadOptions): Promise<Cach
   return opts.cache.withKey(key, async () => {
     const cached = await opts.cache.lookup(key);
     if (cached) return cached;
-    const attempts = opts.attempts ?? 4;
-    let delay = opts.backoffMs ?? 250;
-    for (let i = 1; ; i++) {
-      try {
-        const entry = await attempt(url, opts);
-        await opts.cache.link(key, entry.digest);
-        return entry;
-      } catch (err) {
-        if (!(err instanceof Transient)) throw err;
-        if (i >= attempts)
-          throw new TransportError(`execenv: download of ${url} failed ${attempts} times: ${err.message}`, {
-            op: 'download',
-            cause: err,
-          });
-        emit(opts.onEvent, { type: 'warning', message: `${err.message}; retrying in ${delay} ms` });
-        await new Promise((r) => setTimeout(r, delay));
-        delay *= 2;
-      }
-    }
+    const entry = await withRetries(`download of ${url}`, 'download', () => attempt(url, opts), opts);
+    await opts.cache.link(key, entry.digest);
+    return entry;
   });
 }

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -6,6 +6,8 @@ import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { defaultCacheDir, ImageVerifyFailedError, withLock } from '@execenv/core';
 import { holdTree, listTrees, RECENT_USE_MS, removeTree, type TreeEntry } from './cached-trees.js';
+import { sweepStaleTemporaries } from './stale-temporaries.js';
+import { ownedTempName } from './temp-names.js';
 
 /** One blob in the cache. */
 export interface CacheEntry {
@@ -52,10 +54,45 @@ export class ImageCache {
   /** The cache directory. */
   readonly dir: string;
   readonly #budget: number | undefined;
+  #swept: Promise<void> | undefined;
 
   constructor(opts: ImageCacheOptions = {}) {
     this.dir = opts.dir ?? join(defaultCacheDir(), 'images');
     this.#budget = opts.budgetBytes;
+  }
+
+  /** Bytes the cache may hold, when a budget was given. */
+  get budgetBytes(): number | undefined {
+    return this.#budget;
+  }
+
+  /** The first operation of each ImageCache sweeps what killed processes left behind. */
+  #ready(): Promise<void> {
+    this.#swept ??= this.sweep().then(
+      () => {},
+      () => {},
+    );
+    return this.#swept;
+  }
+
+  /**
+   * Removes the temporaries killed processes left: partial downloads under
+   * `tmp/` and half-extracted trees under `converted/` whose owner is gone.
+   * Runs under the cache's sweep lock; what a live process is writing stays.
+   * Returns the paths removed. The first operation of every ImageCache, and
+   * every prune, sweeps.
+   */
+  sweep(): Promise<string[]> {
+    return withLock(join(this.dir, 'locks', 'sweep.lock'), () => sweepStaleTemporaries(this.dir));
+  }
+
+  /**
+   * A fresh path under the cache's `tmp/` named for this process, so that
+   * sweep() removes it should the process die before renaming it into place.
+   */
+  async tempPath(label?: string): Promise<string> {
+    await mkdir(join(this.dir, 'tmp'), { recursive: true });
+    return join(this.dir, 'tmp', `${label ? `${label}.` : ''}${await ownedTempName()}`);
   }
 
   #blob(digest: string): string {
@@ -68,9 +105,9 @@ export class ImageCache {
 
   /** Streams `source` into the cache, verifying it on the way; returns the stored entry. */
   async put(source: Readable, opts: PutOptions): Promise<CacheEntry> {
-    await mkdir(join(this.dir, 'tmp'), { recursive: true });
+    await this.#ready();
     await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
-    const tmp = join(this.dir, 'tmp', `${process.pid}-${randomBytes(6).toString('hex')}`);
+    const tmp = await this.tempPath();
     const hash = createHash('sha256');
     let size = 0;
     // 1 MiB buffers: with node's 16 KiB default, a download spends more time in small writes than in hashing.
@@ -125,7 +162,7 @@ export class ImageCache {
   /** Records that `key` (a URL plus what must match, a file identity) resolved to `digest`. */
   async link(key: string, digest: string): Promise<void> {
     await mkdir(join(this.dir, 'refs'), { recursive: true });
-    const tmp = `${this.#ref(key)}.${process.pid}.tmp`;
+    const tmp = await this.tempPath('ref');
     await writeFile(tmp, digest);
     await rename(tmp, this.#ref(key));
   }
@@ -138,18 +175,21 @@ export class ImageCache {
 
   /** The digest linked to `key`, whether or not its blob is cached (links may name digests of files kept elsewhere). */
   async lookupDigest(key: string): Promise<string | undefined> {
+    await this.#ready();
     const digest = await readFile(this.#ref(key), 'utf8').catch(() => undefined);
     return digest && HEX64.test(digest.trim()) ? digest.trim() : undefined;
   }
 
   /** Runs `fn` holding the inter-process lock of `key`: two processes fetching one image download it once. */
   async withKey<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    await this.#ready();
     const name = createHash('sha256').update(key).digest('hex');
     return withLock(join(this.dir, 'locks', `${name}.lock`), fn);
   }
 
   /** Every cached blob, least recently used first. */
   async list(): Promise<CacheEntry[]> {
+    await this.#ready();
     const names = await readdir(join(this.dir, 'blobs', 'sha256')).catch(() => [] as string[]);
     const entries: CacheEntry[] = [];
     for (const n of names.filter((x) => HEX64.test(x))) {
@@ -168,7 +208,8 @@ export class ImageCache {
   }
 
   /** Every extracted root filesystem tree (rootfsDirectory's), least recently used first. */
-  listTrees(): Promise<TreeEntry[]> {
+  async listTrees(): Promise<TreeEntry[]> {
+    await this.#ready();
     return listTrees(this.dir);
   }
 
@@ -192,9 +233,10 @@ export class ImageCache {
   /**
    * Evicts least recently used blobs and extracted trees until the cache
    * holds at most `budgetBytes`; returns what it removed. Trees a running
-   * environment holds, or used in the last minute, stay.
+   * environment holds, or used in the last minute, stay. Sweeps first.
    */
   async prune(budgetBytes: number, keep?: string): Promise<(CacheEntry | TreeEntry)[]> {
+    await this.sweep();
     const recent = Date.now() - RECENT_USE_MS;
     const entries = [...(await this.list()), ...(await this.listTrees())].sort((a, b) => a.lastUsed - b.lastUsed);
     let total = entries.reduce((n, e) => n + e.size, 0);

@@ -1,20 +1,21 @@
-import { createHash } from 'node:crypto';
-import { type ExecenvEvent, emit, ImageVerifyFailedError } from '@execenv/core';
+import { type ExecenvEvent, emit, ImageNotFoundError, ImageVerifyFailedError } from '@execenv/core';
 import { download } from './download.js';
-import { getDocument } from './http-get.js';
+import { exists, getDocument } from './http-get.js';
 import type { CacheEntry, ImageCache } from './image-cache.js';
-import { type IndexEntry, type IndexQuery, resolveIndex } from './lxc-index.js';
-import { loadKeys, type TrustedKeys, verifyDetached } from './signature.js';
+import type { IndexFreshness } from './index-documents.js';
+import { type IndexEntry, type IndexQuery, keyRingOf, resolveIndex } from './lxc-index.js';
+import type { RetryPolicy } from './retry.js';
+import type { KeyRing, TrustedKeys } from './signature.js';
 
 /** Options of fetchIndexImage. */
-export interface IndexImageOptions {
+export interface IndexImageOptions extends IndexFreshness, RetryPolicy {
   /** Base URL of the lxc-download server. */
   server: string;
-  /** Where files are stored. */
+  /** Where files (and the last verified index) are stored. */
   cache: ImageCache;
-  /** Keys that may sign the images. Required unless verify is false. */
-  keys?: TrustedKeys;
-  /** Check the detached signatures. Only an explicit false skips it. @default true */
+  /** Keys that may sign the index and the images. Required unless verify is false. */
+  keys?: TrustedKeys | KeyRing;
+  /** Check the detached signatures of the index and the images. Only an explicit false skips it. @default true */
   verify?: boolean;
   /** See ResolveIndexOptions. */
   mode?: 'system' | 'user';
@@ -24,53 +25,66 @@ export interface IndexImageOptions {
   signal?: AbortSignal;
 }
 
-/** A fetched lxc-download image: its index entry, root filesystem and metadata tarballs. */
+/**
+ * A fetched lxc-download image: its index entry, root filesystem tarball and
+ * lxc-download metadata tarball (`config`, `templates`, ... for LXC: not an
+ * LXD metadata tarball; lxdImageFiles converts it).
+ */
 export interface IndexImage {
   entry: IndexEntry;
   rootfs: CacheEntry;
   meta: CacheEntry;
 }
 
-async function signatureOf(url: string, signal?: AbortSignal): Promise<string> {
-  const asc = await getDocument(`${url}.asc`, signal);
-  if (asc === undefined)
-    throw new ImageVerifyFailedError(
-      `execenv: ${url} is not signed (no ${url}.asc); refusing it. Pass verify: false to accept unsigned images`,
-      { op: 'download' },
-    );
-  return asc;
+/**
+ * The detached signature of `url`. A missing signature is
+ * ImageVerifyFailedError, unless the file itself is missing too: then the
+ * index names a build the server does not have, and that is
+ * ImageNotFoundError naming the URL.
+ */
+async function signatureOf(url: string, opts: IndexImageOptions): Promise<string> {
+  const asc = await getDocument(`${url}.asc`, opts);
+  if (asc !== undefined) return asc;
+  if (!(await exists(url, opts)))
+    throw new ImageNotFoundError(url, 'the server has no such file (the index names a build it does not serve)', {
+      op: 'download',
+    });
+  throw new ImageVerifyFailedError(
+    `execenv: ${url} is not signed (no ${url}.asc); refusing it. Pass verify: false to accept unsigned images`,
+    { op: 'download' },
+  );
 }
 
 /**
- * Resolves `q` on an lxc-download server and downloads its rootfs.tar.xz and
+ * Resolves `q` on an lxc-download server (its index checked against its
+ * signature, see resolveIndex) and downloads its rootfs.tar.xz and
  * meta.tar.xz into the cache, each checked against its detached `.asc`
- * signature before it enters the cache (unless `verify: false`).
+ * signature before it enters the cache (unless `verify: false`). A file
+ * verified once against the same keys is taken from the cache without
+ * touching the network: with a fresh or fallback index, a warm resolve works
+ * offline.
  */
 export async function fetchIndexImage(q: IndexQuery, opts: IndexImageOptions): Promise<IndexImage> {
   const reference = `index:${q.distribution}/${q.release}/${q.architecture}/${q.variant}`;
   emit(opts.onEvent, { type: 'image-resolve', reference });
-  const { entry, base } = await resolveIndex(opts.server, q, opts);
   const verify = opts.verify !== false;
-  const keys = verify ? await loadKeys(opts.keys ?? []) : [];
+  const ring = verify ? await keyRingOf(opts.keys) : undefined;
+  const { entry, base } = await resolveIndex(opts.server, q, { ...opts, keys: ring });
   const fetchOne = async (file: string): Promise<CacheEntry> => {
     const url = `${base}/${file}`;
-    if (!verify)
-      return download(url, {
-        cache: opts.cache,
-        onEvent: opts.onEvent,
-        signal: opts.signal,
-        cacheKey: `${url}\nunverified`,
-      });
-    const asc = await signatureOf(url, opts.signal);
-    const signed = createHash('sha256').update(asc).digest('hex');
+    const { cache, onEvent, signal, attempts, backoffMs } = opts;
+    const common = { cache, onEvent, signal, attempts, backoffMs };
+    if (!ring) return download(url, { ...common, cacheKey: `${url}\nunverified` });
+    // The keys are part of the key: a copy fetched unverified, or checked against other keys, is never reused.
+    const cacheKey = `${url}\nverified ${ring.id}`;
+    const cached = await opts.cache.lookup(cacheKey);
+    if (cached) return cached;
+    const asc = await signatureOf(url, opts);
     return download(url, {
-      cache: opts.cache,
-      onEvent: opts.onEvent,
-      signal: opts.signal,
-      // The signature is part of the key: a copy fetched unverified is never taken for a verified one.
-      cacheKey: `${url}\nsigned ${signed}`,
+      ...common,
+      cacheKey,
       verify: async (path) => {
-        await verifyDetached(path, asc, keys, url);
+        await ring.verifyDetached({ path }, asc, url);
         emit(opts.onEvent, { type: 'image-verify', reference: url, ok: true });
       },
     });

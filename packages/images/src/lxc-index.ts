@@ -1,5 +1,9 @@
-import { ImageNotFoundError } from '@execenv/core';
+import { type ExecenvEvent, emit, ImageNotFoundError, ImageVerifyFailedError } from '@execenv/core';
 import { getDocument } from './http-get.js';
+import type { ImageCache } from './image-cache.js';
+import { type IndexFreshness, readIndexDocument } from './index-documents.js';
+import type { RetryPolicy } from './retry.js';
+import { KeyRing, type TrustedKeys } from './signature.js';
 
 /** One line of an lxc-download index (`distribution;release;architecture;variant;build;path`). */
 export interface IndexEntry {
@@ -53,19 +57,55 @@ export function findEntry(entries: readonly IndexEntry[], q: IndexQuery): IndexE
 }
 
 /** Options of resolveIndex. */
-export interface ResolveIndexOptions {
+export interface ResolveIndexOptions extends IndexFreshness, RetryPolicy {
   /** `system` (images for privileged containers) or `user` (unprivileged), as lxc-download's modes. @default 'system' */
   mode?: 'system' | 'user';
   /** lxc-download compatibility level: `index-<mode>.<N>` is used when the server has it. */
   compatLevel?: number;
+  /** Keys that may sign the index (its detached `.asc`). Required unless verify is false. */
+  keys?: TrustedKeys | KeyRing;
+  /** Check the index's detached signature. Only an explicit false skips it. @default true */
+  verify?: boolean;
+  /** Keeps the last verified index, for warm and offline resolves (see IndexRefresh). @default none: always fetched */
+  cache?: ImageCache;
+  /** Receives `image-verify` and `warning` events. */
+  onEvent?: (e: ExecenvEvent) => void;
   signal?: AbortSignal;
+}
+
+/** The key ring of `keys`, loaded unless it is one already. */
+export async function keyRingOf(keys: TrustedKeys | KeyRing | undefined): Promise<KeyRing> {
+  return keys instanceof KeyRing ? keys : KeyRing.load(keys ?? []);
+}
+
+/**
+ * Fetches the index at `url` and, unless `ring` is undefined, checks its
+ * detached signature `<url>.asc` as the lxc-download template does. An index
+ * without a signature, or with a bad one, throws ImageVerifyFailedError.
+ */
+async function fetchSignedIndex(url: string, ring: KeyRing | undefined, opts: ResolveIndexOptions) {
+  const text = await getDocument(url, opts);
+  if (text === undefined || !ring) return text;
+  const asc = await getDocument(`${url}.asc`, opts);
+  if (asc === undefined)
+    throw new ImageVerifyFailedError(
+      `execenv: the index ${url} is not signed (no ${url}.asc); refusing it. Pass verify: false to trust it unsigned`,
+      { op: 'resolve' },
+    );
+  await ring.verifyDetached({ bytes: Buffer.from(text, 'utf8') }, asc, url);
+  emit(opts.onEvent, { type: 'image-verify', reference: url, ok: true });
+  return text;
 }
 
 /**
  * Finds `q` on an lxc-download server: `meta/1.0/index-<mode>.<compat>` when
  * a compatibility level is given and the server has it, else
- * `index-<mode>`, as lxc-download does. Returns the entry and the URL of its
- * directory. Throws ImageNotFoundError listing what the server offers.
+ * `index-<mode>`, as lxc-download does, each checked against its detached
+ * `.asc` signature unless `verify: false`. With a cache, the verified index
+ * is kept and reused as `refresh` says, and stands in when the server cannot
+ * be reached. Returns the entry and the URL of its directory. Throws
+ * ImageNotFoundError listing what the server offers, ImageVerifyFailedError
+ * for an unsigned or badly signed index.
  */
 export async function resolveIndex(
   server: string,
@@ -75,9 +115,12 @@ export async function resolveIndex(
   const root = server.replace(/\/+$/, '');
   const plain = `index-${opts.mode ?? 'system'}`;
   const names = [...(opts.compatLevel !== undefined ? [`${plain}.${opts.compatLevel}`] : []), plain];
+  const ring = opts.verify === false ? undefined : await keyRingOf(opts.keys);
   const seen: IndexEntry[] = [];
   for (const name of names) {
-    const text = await getDocument(`${root}/meta/1.0/${name}`, opts.signal);
+    const url = `${root}/meta/1.0/${name}`;
+    const key = `lxc-index\n${url}\n${ring ? `verified ${ring.id}` : 'unverified'}`;
+    const text = await readIndexDocument(opts.cache, key, () => fetchSignedIndex(url, ring, opts), { ...opts, url });
     if (text === undefined) continue;
     const entries = parseIndex(text);
     const entry = findEntry(entries, q);

@@ -1,20 +1,36 @@
 import { createHash } from 'node:crypto';
-import { pipeline, Readable, type Writable } from 'node:stream';
-import { ArchiveGuard, normaliseEntryName } from '@execenv/core';
+import { PassThrough, pipeline, Readable, type Writable } from 'node:stream';
+import { ArchiveGuard, HostCommandError, normaliseEntryName, type ProcessRunner } from '@execenv/core';
+import { HOST_PATH } from '@execenv/core/driver';
 import { type Header, extract as tarExtract, pack as tarPack } from 'tar-stream';
 
-/** A header for pack(): a name and whatever else is known. */
-export type TarEntryHeader = Partial<Header> & { name: string; pax?: Record<string, string> };
+/** A tar entry's header for writing: a name and whatever else is known (tar-stream's fields, kept here). */
+export interface TarEntryHeader {
+  name: string;
+  type?: 'file' | 'link' | 'symlink' | 'character-device' | 'block-device' | 'directory' | 'fifo' | 'contiguous-file';
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  mtime?: Date;
+  linkname?: string | null;
+  uname?: string;
+  gname?: string;
+  devmajor?: number;
+  devminor?: number;
+  /** Pax records; extended attributes (`SCHILY.xattr.*`) as latin1 strings, one character per byte. */
+  pax?: Record<string, string>;
+}
 
 import { archNames } from './arch.js';
 // Extended attributes (file capabilities) must pass through byte for byte.
 import './binary-pax.js';
 import type { CacheEntry } from './image-cache.js';
 import type { RootfsContext } from './rootfs-directory.js';
-import { convertTarball } from './tarball-conversion.js';
+import { convertTarball, type TarballTransform } from './tarball-conversion.js';
 
 /** Bumped whenever the unified tarball this produces changes. */
-export const LXD_CONVERTER_VERSION = 2;
+export const LXD_CONVERTER_VERSION = 3;
 
 /** What metadata.yaml says about the image. */
 export interface LxdImageInfo {
@@ -30,25 +46,43 @@ export interface LxdImageInfo {
   creationDate?: Date;
 }
 
-/** The metadata.yaml of an LXD unified tarball, with templates for /etc/hostname and /etc/hosts. */
-export function lxdMetadataYaml(info: LxdImageInfo): string {
-  const arch = archNames(info.architecture).lxd;
-  const quote = (s: string) => JSON.stringify(s);
-  const created = Math.floor((info.creationDate ?? new Date()).getTime() / 1000);
-  const template = (file: string, tpl: string) =>
-    `  ${file}:\n    when:\n      - create\n      - copy\n    create_only: false\n    template: ${tpl}\n`;
-  return (
-    `architecture: ${quote(arch)}\ncreation_date: ${created}\nproperties:\n` +
-    `  architecture: ${quote(arch)}\n  description: ${quote(info.description ?? `${info.os} ${info.release} ${arch}`)}\n` +
-    `  os: ${quote(info.os)}\n  release: ${quote(info.release)}\ntemplates:\n` +
-    template('/etc/hostname', 'hostname.tpl') +
-    template('/etc/hosts', 'hosts.tpl')
-  );
+/** A template of an LXD image: the file it writes in the instance, and its name under `templates/`. */
+export interface LxdTemplate {
+  path: string;
+  template: string;
 }
 
 const HOSTNAME_TPL = '{{ container.name }}\n';
 const HOSTS_TPL =
   '127.0.0.1   localhost\n127.0.1.1   {{ container.name }}\n::1         localhost ip6-localhost ip6-loopback\n';
+
+/** LXD's usual templates for /etc/hostname and /etc/hosts, by path. */
+export const DEFAULT_LXD_TEMPLATES: ReadonlyMap<string, { template: string; body: string }> = new Map([
+  ['/etc/hostname', { template: 'hostname.tpl', body: HOSTNAME_TPL }],
+  ['/etc/hosts', { template: 'hosts.tpl', body: HOSTS_TPL }],
+]);
+
+/**
+ * The metadata.yaml of an LXD image, with `templates` (default: those for
+ * /etc/hostname and /etc/hosts) applied on create and copy.
+ */
+export function lxdMetadataYaml(
+  info: LxdImageInfo,
+  templates: readonly LxdTemplate[] = [...DEFAULT_LXD_TEMPLATES].map(([path, t]) => ({ path, template: t.template })),
+): string {
+  const arch = archNames(info.architecture).lxd;
+  const quote = (s: string) => JSON.stringify(s);
+  const created = Math.floor((info.creationDate ?? new Date()).getTime() / 1000);
+  const plain = (x: string) => (/^[A-Za-z0-9_./-]+$/.test(x) ? x : quote(x));
+  const template = (t: LxdTemplate) =>
+    `  ${plain(t.path)}:\n    when:\n      - create\n      - copy\n    create_only: false\n    template: ${plain(t.template)}\n`;
+  return (
+    `architecture: ${quote(arch)}\ncreation_date: ${created}\nproperties:\n` +
+    `  architecture: ${quote(arch)}\n  description: ${quote(info.description ?? `${info.os} ${info.release} ${arch}`)}\n` +
+    `  os: ${quote(info.os)}\n  release: ${quote(info.release)}\ntemplates:${templates.length ? '\n' : ' {}\n'}` +
+    templates.map(template).join('')
+  );
+}
 
 /**
  * The entries of an LXD image's metadata: `metadata.yaml` and the templates
@@ -60,8 +94,10 @@ export function lxdMetadataEntries(info: LxdImageInfo): { header: TarEntryHeader
   return [
     { header: { name: 'metadata.yaml', mode: 0o644, mtime }, body: lxdMetadataYaml(info) },
     { header: { name: 'templates/', type: 'directory', mode: 0o755, mtime } },
-    { header: { name: 'templates/hostname.tpl', mode: 0o644, mtime }, body: HOSTNAME_TPL },
-    { header: { name: 'templates/hosts.tpl', mode: 0o644, mtime }, body: HOSTS_TPL },
+    ...[...DEFAULT_LXD_TEMPLATES.values()].map((t) => ({
+      header: { name: `templates/${t.template}`, mode: 0o644, mtime },
+      body: t.body,
+    })),
   ];
 }
 
@@ -81,9 +117,10 @@ export function toLxdUnified(rootfs: Readable, info: LxdImageInfo): Readable {
   const add = (header: TarEntryHeader, body?: Readable | string) =>
     new Promise<void>((resolve, reject) => {
       const done = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (typeof body === 'string') out.entry(header, body, done);
-      else if (body) body.pipe(out.entry(header, done) as unknown as Writable);
-      else out.entry(header, done);
+      const h = header as Header;
+      if (typeof body === 'string') out.entry(h, body, done);
+      else if (body) body.pipe(out.entry(h, done) as unknown as Writable);
+      else out.entry(h, done);
     });
   (async () => {
     for (const { header, body } of lxdMetadataEntries(info)) await add(header, body);
@@ -95,7 +132,7 @@ export function toLxdUnified(rootfs: Readable, info: LxdImageInfo): Readable {
       // The pax path and linkpath are the old names: pack writes the new ones from name and linkname.
       const { path: _path, linkpath: _linkpath, ...pax } = (h.pax ?? {}) as Record<string, string>;
       const moved: TarEntryHeader = {
-        ...h,
+        ...(h as TarEntryHeader),
         name: name === '' ? 'rootfs/' : `rootfs/${name}${dir}`,
         pax: Object.keys(pax).length > 0 ? pax : undefined,
       };
@@ -113,19 +150,64 @@ export function toLxdUnified(rootfs: Readable, info: LxdImageInfo): Readable {
     out.destroy(err as Error);
   });
   // Iterated through a node Readable: node's pipeline misses errors destroyed into a streamx stream.
-  return Readable.from(out);
+  const readable = Readable.from(out);
+  // The error reaches the caller through `readable`; the streamx side must not raise it a second time.
+  out.on('error', () => {});
+  return readable;
+}
+
+/** How unified tarballs are compressed: zstd, which LXD (5.0 and later) imports, at a fast level on every core. */
+const ZSTD_ARGV = ['zstd', '-q', '-c', '-T0', '-3'];
+
+/**
+ * Compresses `input` with the host's zstd. An error of `input` (an unsafe
+ * entry) stops zstd and errors the output with it; a failing zstd rejects
+ * `verified`.
+ */
+function zstdCompress(input: Readable, runner: ProcessRunner): TarballTransform {
+  const proc = runner.spawn(ZSTD_ARGV, { env: { PATH: HOST_PATH } });
+  // zstd's own stdout is never destroyed with an error: the process runner would report it as zstd's failure.
+  const output = new PassThrough({ highWaterMark: 1 << 20 });
+  // An error may come before the consumer is attached: it keeps it (output.errored) for when it is.
+  output.on('error', () => {});
+  const compressed = proc.stdout as Readable;
+  compressed.pipe(output);
+  let stderr = '';
+  proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+  // Not pipeline(): a stdin destroyed with the input's error would be reported as zstd's own failure.
+  proc.stdin?.on('error', () => {});
+  input.on('error', (err) => {
+    proc.kill('SIGKILL');
+    compressed.unpipe(output);
+    compressed.resume();
+    output.destroy(err);
+  });
+  input.pipe(proc.stdin as Writable);
+  // A consumer that gives up (the cache write failed) must not leave zstd blocked on a full pipe.
+  output.on('close', () => {
+    if (!output.readableEnded) proc.kill('SIGKILL');
+  });
+  const verified = proc.exited.then((exit) => {
+    if (exit.exitCode !== 0) throw new HostCommandError({ argv: ZSTD_ARGV, ...exit, stdout: '', stderr });
+  });
+  return { output, verified, extension: '.tar.zst' };
 }
 
 /**
- * Converts the rootfs tarball at `image` into an LXD unified tarball in the
- * cache (keyed by the tarball's sha256, the metadata and the converter
- * version), ready for `lxc image import`.
+ * Converts the rootfs tarball at `image` into a zstd-compressed LXD unified
+ * tarball in the cache (keyed by the tarball's sha256, the metadata and the
+ * converter version), ready for `lxc image import`.
  */
-export async function convertToLxdUnified(image: string, info: LxdImageInfo, ctx: RootfsContext): Promise<CacheEntry> {
+export async function convertToLxdUnified(
+  image: string,
+  info: LxdImageInfo,
+  ctx: RootfsContext,
+): Promise<CacheEntry & { format: 'zstd' }> {
   const meta = createHash('sha256')
     .update(lxdMetadataYaml({ ...info, creationDate: new Date(0) }))
     .digest('hex');
-  return convertTarball(image, 'lxd-unified', `v${LXD_CONVERTER_VERSION} ${meta}`, ctx, (tar) => ({
-    output: toLxdUnified(tar, info),
-  }));
+  const entry = await convertTarball(image, 'lxd-unified', `v${LXD_CONVERTER_VERSION} ${meta}`, ctx, (tar) =>
+    zstdCompress(toLxdUnified(tar, info), ctx.runner),
+  );
+  return { ...entry, format: 'zstd' };
 }

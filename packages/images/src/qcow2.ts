@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -34,7 +33,7 @@ export async function convertToQcow2(image: string, opts: Qcow2Options, ctx: Roo
     const cached = await ctx.cache.lookup(key);
     if (cached) return cached;
     ctx.onEvent?.({ type: 'image-convert', reference: image, from: 'rootfs', to: 'qcow2' });
-    const work = join(ctx.cache.dir, 'tmp', `qcow2-${randomBytes(6).toString('hex')}`);
+    const work = await ctx.cache.tempPath('qcow2');
     await mkdir(work, { recursive: true });
     try {
       const raw = join(work, 'disk.raw');

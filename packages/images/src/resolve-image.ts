@@ -3,32 +3,56 @@ import { type ExecenvEvent, hostRunner, ImageNotFoundError, InvalidSpecError, ty
 import { extract as tarExtract } from 'tar-stream';
 import { download } from './download.js';
 import type { ImageCache } from './image-cache.js';
+import type { IndexFreshness } from './index-documents.js';
 import { fetchIndexImage } from './index-image.js';
 import { parseReference } from './reference.js';
+import type { RetryPolicy } from './retry.js';
 import { openTarball } from './rootfs-directory.js';
-import type { TrustedKeys } from './signature.js';
+import type { KeyRing, TrustedKeys } from './signature.js';
 import { fetchStreamItems, resolveSimplestreams } from './simplestreams.js';
 import { detectTarball, type TarballFormat } from './tarball-format.js';
+
+/** What an image's index says it is, when it came from one. */
+export interface ImageOrigin {
+  distribution: string;
+  release: string;
+  /** Debian name. */
+  architecture: string;
+  variant: string;
+}
 
 /** What an image reference resolved to, in the form drivers consume. */
 export type ResolvedImage =
   | { kind: 'directory'; path: string }
   | { kind: 'rootfs-tarball'; path: string; format: TarballFormat }
   | { kind: 'lxd-unified'; path: string; format: TarballFormat }
+  /** An LXD split image: a metadata tarball holding metadata.yaml, and a rootfs tarball or squashfs. */
   | { kind: 'lxd-split'; meta: string; rootfs: string }
+  /**
+   * An lxc-download image: a rootfs tarball and LXC's metadata tarball
+   * (`config`, `templates`, `create-message`, no metadata.yaml), which LXD
+   * does not import as such; lxdImageFiles converts it.
+   */
+  | { kind: 'lxc-download'; meta: string; rootfs: string; origin?: ImageOrigin }
   | { kind: 'disk'; path: string; format: 'qcow2' | 'raw' }
   | { kind: 'lxd-alias'; alias: string }
   | { kind: 'oci'; name: string };
 
+/** Image servers for `index:` references: an lxc-download server, a simplestreams server, or both (lxc first). */
+export interface ImageServers {
+  lxc?: string;
+  simplestreams?: string;
+}
+
 /** Options of resolveImage. */
-export interface ResolveImageOptions {
+export interface ResolveImageOptions extends IndexFreshness, RetryPolicy {
   cache: ImageCache;
   runner?: ProcessRunner;
-  /** Servers for `index:` references: an lxc-download server, a simplestreams server, or both (lxc first). */
-  servers?: { lxc?: string; simplestreams?: string };
-  /** Keys that sign the servers' images (lxc-download `.asc`) and indexes (simplestreams `.sjson`). */
-  keys?: TrustedKeys;
-  /** Only an explicit false accepts unsigned lxc-download images and unsigned simplestreams indexes. */
+  /** Servers for `index:` references. */
+  servers?: ImageServers;
+  /** Keys that sign the servers' indexes (lxc-download `index-system.asc`, simplestreams `.sjson`) and images (`.asc`). */
+  keys?: TrustedKeys | KeyRing;
+  /** Only an explicit false accepts unsigned lxc-download indexes and images and unsigned simplestreams indexes. */
   verify?: boolean;
   onEvent?: (e: ExecenvEvent) => void;
   signal?: AbortSignal;
@@ -37,29 +61,33 @@ export interface ResolveImageOptions {
 const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
 
 /**
- * Whether `metadata.yaml` is among the first entries of a tarball, and, when
- * `withRootfs`, a `rootfs/` tree after it (an LXD unified image).
+ * What the metadata in the first entries of a tarball is: `lxd` when it
+ * holds `metadata.yaml` (and, when `withRootfs`, a `rootfs/` tree after it:
+ * an LXD unified image), `lxc` when it holds lxc-download's `config` or
+ * `templates` files, undefined otherwise.
  */
-async function hasLxdMetadata(
+async function metadataKind(
   path: string,
   format: TarballFormat,
   runner: ProcessRunner,
   withRootfs: boolean,
-): Promise<boolean> {
+): Promise<'lxd' | 'lxc' | undefined> {
   const source = openTarball(path, format, runner);
   const extractor = tarExtract();
   source.stream.pipe(extractor);
   let metadata = false;
+  let lxc = false;
   let seen = 0;
   try {
     for await (const entry of extractor) {
       const name = entry.header.name.replace(/^\.\//, '');
       entry.resume();
       if (name === 'metadata.yaml') metadata = true;
-      if (metadata && (!withRootfs || name.startsWith('rootfs'))) return true;
-      if (++seen >= 16) return false;
+      if (name === 'config' || name === 'templates') lxc = true;
+      if (metadata && (!withRootfs || name.startsWith('rootfs'))) return 'lxd';
+      if (++seen >= 16) break;
     }
-    return false;
+    return lxc && !withRootfs ? 'lxc' : undefined;
   } finally {
     source.kill();
     extractor.destroy();
@@ -75,7 +103,7 @@ export async function classifyLocal(path: string, runner: ProcessRunner = hostRu
   const format = await detectTarball(path);
   if (format)
     return {
-      kind: (await hasLxdMetadata(path, format, runner, true)) ? 'lxd-unified' : 'rootfs-tarball',
+      kind: (await metadataKind(path, format, runner, true)) === 'lxd' ? 'lxd-unified' : 'rootfs-tarball',
       path,
       format,
     };
@@ -96,8 +124,9 @@ async function readHead(path: string, length: number): Promise<Buffer> {
 }
 
 /**
- * Checks the two local files of a split LXD image: a metadata tarball
- * holding `metadata.yaml`, and a root filesystem tarball or squashfs.
+ * Checks the two local files of a split image: a metadata tarball holding
+ * `metadata.yaml` (LXD) or lxc-download's `config` and `templates`, and a
+ * root filesystem tarball or squashfs.
  */
 async function classifySplit(meta: string, rootfs: string, runner: ProcessRunner): Promise<ResolvedImage> {
   const reference = `lxd-split:${meta},${rootfs}`;
@@ -105,11 +134,15 @@ async function classifySplit(meta: string, rootfs: string, runner: ProcessRunner
     if (!(await stat(path).catch(() => undefined))?.isFile())
       throw new ImageNotFoundError(reference, `${path}: no such file on the host`, { op: 'resolve' });
   const metaFormat = await detectTarball(meta);
-  if (!metaFormat || !(await hasLxdMetadata(meta, metaFormat, runner, false)))
-    throw new InvalidSpecError('image', `"${reference}": ${meta} is not an LXD metadata tarball (no metadata.yaml)`);
+  const kind = metaFormat ? await metadataKind(meta, metaFormat, runner, false) : undefined;
+  if (!kind)
+    throw new InvalidSpecError(
+      'image',
+      `"${reference}": ${meta} is not an image metadata tarball (no metadata.yaml, nor lxc-download's config)`,
+    );
   if (!(await detectTarball(rootfs)) && !(await readHead(rootfs, 4)).equals(SQUASHFS_MAGIC))
     throw new InvalidSpecError('image', `"${reference}": ${rootfs} is neither a tarball nor a squashfs`);
-  return { kind: 'lxd-split', meta, rootfs };
+  return kind === 'lxd' ? { kind: 'lxd-split', meta, rootfs } : { kind: 'lxc-download', meta, rootfs };
 }
 
 /**
@@ -128,13 +161,15 @@ export async function resolveImage(reference: string, opts: ResolveImageOptions)
     case 'lxd-split':
       return classifySplit(ref.meta, ref.rootfs, runner);
     case 'url': {
-      const entry = await download(ref.url, { cache: opts.cache, onEvent: opts.onEvent, signal: opts.signal });
+      const { cache, onEvent, signal, attempts, backoffMs } = opts;
+      const entry = await download(ref.url, { cache, onEvent, signal, attempts, backoffMs });
       return classifyLocal(entry.path, runner);
     }
     case 'index': {
       if (opts.servers?.lxc) {
         const img = await fetchIndexImage(ref, { ...opts, server: opts.servers.lxc });
-        return { kind: 'lxd-split', meta: img.meta.path, rootfs: img.rootfs.path };
+        const { kind: _kind, ...origin } = ref;
+        return { kind: 'lxc-download', meta: img.meta.path, rootfs: img.rootfs.path, origin };
       }
       if (opts.servers?.simplestreams) {
         const server = opts.servers.simplestreams;

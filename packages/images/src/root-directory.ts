@@ -16,6 +16,7 @@ export async function imageRootDirectory(image: ResolvedImage, ctx: RootfsContex
     case 'rootfs-tarball':
       return rootfsDirectory(image.path, ctx);
     case 'lxd-split':
+    case 'lxc-download':
       return rootfsDirectory(image.rootfs, ctx);
     case 'lxd-unified':
       return rootfsDirectory(image.path, ctx, 'rootfs');

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import { extract as tarExtract } from 'tar-stream';
 import { markTreeComplete, touchTree } from './cached-trees.js';
 import type { ImageCache } from './image-cache.js';
 import { decompressArgv, detectTarball, type TarballFormat } from './tarball-format.js';
+import { ownedTempName } from './temp-names.js';
 
 /** Bumped whenever the conversion's output changes, so old results are not reused. */
 export const DIRECTORY_CONVERTER_VERSION = 2;
@@ -79,7 +80,8 @@ export async function rootfsDirectory(image: string, ctx: RootfsContext, subdire
   await ctx.cache.withKey(`directory\n${digest}`, async () => {
     if (await touchTree(target)) return;
     emit(ctx.onEvent, { type: 'image-convert', reference: image, from: format, to: 'directory' });
-    const staging = `${target}.${randomBytes(4).toString('hex')}.tmp`;
+    // Named for this process: should it die mid-extraction, the next sweep of the cache removes it.
+    const staging = `${target}.${await ownedTempName()}.tmp`;
     try {
       await mkdir(join(staging, 'root'), { recursive: true, mode: 0o755 });
       const size = await extractTarball(path, format, join(staging, 'root'), ctx.runner);

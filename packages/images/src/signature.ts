@@ -1,86 +1,150 @@
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { ImageVerifyFailedError } from '@execenv/core';
+import { ImageVerifyFailedError, InvalidSpecError } from '@execenv/core';
 import * as openpgp from 'openpgp';
 
 /** Keys that may sign images: armored public keys, or paths of keyring files (armored or binary). */
 export type TrustedKeys = readonly string[];
 
-/** Reads every public key of `keys`. */
-export async function loadKeys(keys: TrustedKeys): Promise<openpgp.PublicKey[]> {
-  const loaded: openpgp.PublicKey[] = [];
-  for (const k of keys) {
-    if (k.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')) {
-      loaded.push(...(await openpgp.readKeys({ armoredKeys: k })));
-      continue;
-    }
-    const bytes = await readFile(k);
-    const text = bytes.toString('latin1');
-    loaded.push(
-      ...(text.includes('-----BEGIN PGP')
-        ? await openpgp.readKeys({ armoredKeys: text })
-        : await openpgp.readKeys({ binaryKeys: bytes })),
-    );
-  }
-  return loaded;
-}
-
-function noKeys(what: string): ImageVerifyFailedError {
-  return new ImageVerifyFailedError(
-    `execenv: ${what}: no trusted keys configured; give keys, or verify: false to skip the check`,
-  );
-}
+const ARMORED_KEY = '-----BEGIN PGP PUBLIC KEY BLOCK-----';
 
 /**
- * Checks an OpenPGP cleartext-signed document (a simplestreams `.sjson`)
- * against `keys` and returns the text that was signed. Throws
- * ImageVerifyFailedError naming `what` when the signature is bad, made by an
- * unknown key, or missing keys.
+ * KeyRing holds the public keys that may sign images and checks signatures
+ * against them. Its keys are OpenPGP's own objects, kept private: nothing of
+ * the OpenPGP library shows in this package's types.
  */
-export async function verifyCleartext(signed: string, keys: openpgp.PublicKey[], what: string): Promise<string> {
-  if (keys.length === 0) throw noKeys(what);
+export class KeyRing {
+  readonly #keys: openpgp.PublicKey[];
+  /** Fingerprints of the primary keys, lower-case hex. */
+  readonly fingerprints: readonly string[];
+
+  private constructor(keys: openpgp.PublicKey[]) {
+    this.#keys = keys;
+    this.fingerprints = Object.freeze(keys.map((k) => k.getFingerprint().toLowerCase()));
+  }
+
+  /**
+   * Reads every key of `keys`. A file that cannot be read or holds no
+   * OpenPGP public key throws InvalidSpecError naming the `keys` option and
+   * the path.
+   */
+  static async load(keys: TrustedKeys): Promise<KeyRing> {
+    const loaded: openpgp.PublicKey[] = [];
+    for (const [i, k] of keys.entries()) {
+      if (k.includes(ARMORED_KEY)) {
+        loaded.push(...(await parseKeys(k, undefined, `keys[${i}] (armored key)`)));
+        continue;
+      }
+      let bytes: Buffer;
+      try {
+        bytes = await readFile(k);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        throw new InvalidSpecError('keys', `cannot read the key file ${k} (${code})`, { op: 'resolve', cause: err });
+      }
+      const text = bytes.toString('latin1');
+      loaded.push(...(await parseKeys(text.includes('-----BEGIN PGP') ? text : undefined, bytes, `key file ${k}`)));
+    }
+    return new KeyRing(loaded);
+  }
+
+  /** How many keys it holds. */
+  get size(): number {
+    return this.#keys.length;
+  }
+
+  /** A stable name of this set of keys (a sha256 of the sorted fingerprints), for cache keys. */
+  get id(): string {
+    return createHash('sha256')
+      .update([...this.fingerprints].sort().join('\n'))
+      .digest('hex');
+  }
+
+  #requireKeys(what: string): void {
+    if (this.#keys.length === 0)
+      throw new ImageVerifyFailedError(
+        `execenv: ${what}: no trusted keys configured; give keys, or verify: false to skip the check`,
+      );
+  }
+
+  /**
+   * Checks an OpenPGP cleartext-signed document (a simplestreams `.sjson`)
+   * and returns the text that was signed. Throws ImageVerifyFailedError
+   * naming `what` when the signature is bad, made by an unknown key, or no
+   * keys are held.
+   */
+  async verifyCleartext(signed: string, what: string): Promise<string> {
+    this.#requireKeys(what);
+    try {
+      const message = await openpgp.readCleartextMessage({ cleartextMessage: signed });
+      const result = await openpgp.verify({ message, verificationKeys: this.#keys });
+      await allVerified(result.signatures);
+      return result.data as string;
+    } catch (err) {
+      throw badSignature(what, err);
+    }
+  }
+
+  /**
+   * Checks the detached armored signature `armoredSignature` of `data`: a
+   * file's path (streamed) or the bytes themselves. Throws
+   * ImageVerifyFailedError naming `what` when the signature is bad, made by
+   * an unknown key, or no keys are held.
+   */
+  async verifyDetached(data: { path: string } | { bytes: Uint8Array }, armoredSignature: string, what: string) {
+    this.#requireKeys(what);
+    try {
+      const signature = await openpgp.readSignature({ armoredSignature });
+      if ('bytes' in data) {
+        const message = await openpgp.createMessage({ binary: data.bytes });
+        const result = await openpgp.verify({ message, signature, verificationKeys: this.#keys, format: 'binary' });
+        await allVerified(result.signatures);
+        return;
+      }
+      const message = await openpgp.createMessage({
+        binary: Readable.toWeb(createReadStream(data.path, { highWaterMark: 1 << 20 })) as ReadableStream<Uint8Array>,
+      });
+      const result = await openpgp.verify({ message, signature, verificationKeys: this.#keys, format: 'binary' });
+      // The data must be read through for the signature to be computed.
+      const reader = (result.data as unknown as ReadableStream<Uint8Array>).getReader();
+      while (!(await reader.read()).done) {
+        // discard: only the hash is needed
+      }
+      await allVerified(result.signatures);
+    } catch (err) {
+      throw badSignature(what, err);
+    }
+  }
+}
+
+async function parseKeys(armored: string | undefined, binary: Uint8Array | undefined, what: string) {
   try {
-    const message = await openpgp.readCleartextMessage({ cleartextMessage: signed });
-    const result = await openpgp.verify({ message, verificationKeys: keys });
-    if (result.signatures.length === 0) throw new Error('no signature');
-    for (const s of result.signatures) await s.verified;
-    return result.data as string;
+    return armored !== undefined
+      ? await openpgp.readKeys({ armoredKeys: armored })
+      : await openpgp.readKeys({ binaryKeys: binary as Uint8Array });
   } catch (err) {
-    throw new ImageVerifyFailedError(`execenv: ${what}: bad or untrusted signature: ${(err as Error).message}`, {
+    throw new InvalidSpecError('keys', `${what} holds no readable OpenPGP public key: ${(err as Error).message}`, {
+      op: 'resolve',
       cause: err,
     });
   }
 }
 
-/**
- * Checks the detached signature `armoredSignature` of the file at `path`
- * against `keys`, streaming the file. Throws ImageVerifyFailedError naming
- * `what` when the signature is bad, made by an unknown key, or missing keys.
- */
-export async function verifyDetached(
-  path: string,
-  armoredSignature: string,
-  keys: openpgp.PublicKey[],
-  what: string,
-): Promise<void> {
-  if (keys.length === 0) throw noKeys(what);
-  try {
-    const signature = await openpgp.readSignature({ armoredSignature });
-    const message = await openpgp.createMessage({
-      binary: Readable.toWeb(createReadStream(path, { highWaterMark: 1 << 20 })) as ReadableStream<Uint8Array>,
-    });
-    const result = await openpgp.verify({ message, signature, verificationKeys: keys, format: 'binary' });
-    // The data must be read through for the signature to be computed.
-    const reader = (result.data as unknown as ReadableStream<Uint8Array>).getReader();
-    while (!(await reader.read()).done) {
-      // discard: only the hash is needed
-    }
-    await result.signatures[0]?.verified;
-    if (result.signatures.length === 0) throw new Error('no signature');
-  } catch (err) {
-    throw new ImageVerifyFailedError(`execenv: ${what}: bad or untrusted signature: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
+async function allVerified(signatures: { verified: Promise<unknown> }[]): Promise<void> {
+  if (signatures.length === 0) throw new Error('no signature');
+  for (const s of signatures) await s.verified;
+}
+
+function badSignature(what: string, err: unknown): ImageVerifyFailedError {
+  if (err instanceof ImageVerifyFailedError) return err;
+  return new ImageVerifyFailedError(`execenv: ${what}: bad or untrusted signature: ${(err as Error).message}`, {
+    cause: err,
+  });
+}
+
+/** Reads every public key of `keys` (see KeyRing.load). */
+export function loadKeys(keys: TrustedKeys): Promise<KeyRing> {
+  return KeyRing.load(keys);
 }

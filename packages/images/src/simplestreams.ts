@@ -1,17 +1,20 @@
 import { type ExecenvEvent, emit, ImageNotFoundError, ImageVerifyFailedError, TransportError } from '@execenv/core';
-import type { PublicKey } from 'openpgp';
 import { readCleartextMessage } from 'openpgp';
 import { archNames } from './arch.js';
 import { download } from './download.js';
 import { getDocument } from './http-get.js';
 import type { CacheEntry, ImageCache } from './image-cache.js';
-import type { IndexQuery } from './lxc-index.js';
-import { loadKeys, type TrustedKeys, verifyCleartext } from './signature.js';
+import { type IndexFreshness, readIndexDocument } from './index-documents.js';
+import { type IndexQuery, keyRingOf } from './lxc-index.js';
+import type { RetryPolicy } from './retry.js';
+import type { KeyRing, TrustedKeys } from './signature.js';
 
 /** Options of resolveSimplestreams. */
-export interface SimplestreamsOptions {
+export interface SimplestreamsOptions extends IndexFreshness, RetryPolicy {
   /** Keys that may sign the stream documents. Required unless verify is false. */
-  keys?: TrustedKeys;
+  keys?: TrustedKeys | KeyRing;
+  /** Keeps the last verified documents, for warm and offline resolves (see IndexRefresh). @default none: always fetched */
+  cache?: ImageCache;
   /**
    * Read the OpenPGP-signed documents (`index.sjson` and the `.sjson`
    * products they list) and check their signatures; the sha256 they give then
@@ -51,10 +54,10 @@ interface Product {
 /** Reads stream documents from one server, signed (`.sjson`, checked against keys) or not. */
 class StreamReader {
   readonly #root: string;
-  readonly #keys: PublicKey[] | undefined;
+  readonly #keys: KeyRing | undefined;
   readonly #opts: SimplestreamsOptions;
 
-  constructor(root: string, keys: PublicKey[] | undefined, opts: SimplestreamsOptions) {
+  constructor(root: string, keys: KeyRing | undefined, opts: SimplestreamsOptions) {
     this.#root = root;
     this.#keys = keys;
     this.#opts = opts;
@@ -64,22 +67,12 @@ class StreamReader {
   async read(path: string): Promise<unknown> {
     const signedPath = path.replace(/\.json$/, '.sjson');
     const url = `${this.#root}/${this.#keys ? signedPath : path}`;
-    const body = await getDocument(url, this.#opts.signal);
-    if (body === undefined) {
-      if (this.#keys)
-        throw new ImageVerifyFailedError(
-          `execenv: ${this.#root}/${path} is not signed (no ${url}); refusing it. Pass verify: false to trust the unsigned index over HTTPS`,
-          { op: 'resolve' },
-        );
-      throw new ImageNotFoundError(url, 'the server answered 404', { op: 'resolve' });
-    }
-    let text = body;
-    if (this.#keys) {
-      text = await verifyCleartext(body, this.#keys, url);
-      emit(this.#opts.onEvent, { type: 'image-verify', reference: url, ok: true });
-    } else if (url.endsWith('.sjson')) {
-      text = (await readCleartextMessage({ cleartextMessage: body })).getText();
-    }
+    const key = `simplestreams\n${url}\n${this.#keys ? `verified ${this.#keys.id}` : 'unverified'}`;
+    const text = await readIndexDocument(this.#opts.cache, key, () => this.#fetch(url, path), {
+      ...this.#opts,
+      url,
+    });
+    if (text === undefined) throw new ImageNotFoundError(url, 'the server answered 404', { op: 'resolve' });
     try {
       return JSON.parse(text);
     } catch (err) {
@@ -88,6 +81,26 @@ class StreamReader {
         cause: err,
       });
     }
+  }
+
+  /** Fetches `url` and returns the text it vouches for, undefined when the server has no such document. */
+  async #fetch(url: string, path: string): Promise<string | undefined> {
+    const body = await getDocument(url, this.#opts);
+    if (body === undefined) {
+      if (this.#keys)
+        throw new ImageVerifyFailedError(
+          `execenv: ${this.#root}/${path} is not signed (no ${url}); refusing it. Pass verify: false to trust the unsigned index over HTTPS`,
+          { op: 'resolve' },
+        );
+      return undefined;
+    }
+    if (this.#keys) {
+      const text = await this.#keys.verifyCleartext(body, url);
+      emit(this.#opts.onEvent, { type: 'image-verify', reference: url, ok: true });
+      return text;
+    }
+    // An index may name signed documents: without keys, only their text is read.
+    return url.endsWith('.sjson') ? (await readCleartextMessage({ cleartextMessage: body })).getText() : body;
   }
 }
 
@@ -115,8 +128,8 @@ export async function resolveSimplestreams(
     type: 'image-resolve',
     reference: `index:${q.distribution}/${q.release}/${q.architecture}/${q.variant}`,
   });
-  const keys = opts.verify === false ? undefined : await loadKeys(opts.keys ?? []);
-  if (keys?.length === 0)
+  const keys = opts.verify === false ? undefined : await keyRingOf(opts.keys);
+  if (keys?.size === 0)
     throw new ImageVerifyFailedError(
       `execenv: ${root}: no trusted keys configured for its signed index; give keys, or verify: false to trust the unsigned index over HTTPS`,
       { op: 'resolve' },
@@ -154,7 +167,12 @@ export async function resolveSimplestreams(
 export async function fetchStreamItems(
   server: string,
   image: StreamImage,
-  opts: { cache: ImageCache; items?: string[]; onEvent?: (e: ExecenvEvent) => void; signal?: AbortSignal },
+  opts: RetryPolicy & {
+    cache: ImageCache;
+    items?: string[];
+    onEvent?: (e: ExecenvEvent) => void;
+    signal?: AbortSignal;
+  },
 ): Promise<Record<string, CacheEntry>> {
   const root = server.replace(/\/+$/, '');
   const out: Record<string, CacheEntry> = {};
@@ -166,11 +184,14 @@ export async function fetchStreamItems(
         `the version has ${Object.keys(image.items).join(', ')}`,
       );
     if (item.path.includes('..')) throw new ImageNotFoundError(item.path, 'item paths must stay on the server');
+    const { cache, onEvent, signal, attempts, backoffMs } = opts;
     out[name] = await download(`${root}/${item.path}`, {
-      cache: opts.cache,
+      cache,
+      onEvent,
+      signal,
+      attempts,
+      backoffMs,
       expectedSha256: item.sha256,
-      onEvent: opts.onEvent,
-      signal: opts.signal,
     });
   }
   return out;

@@ -10,6 +10,8 @@ export interface TarballTransform {
   output: Readable;
   /** Settles once the content is known good; the blob enters the cache only after it resolved. */
   verified?: Promise<void>;
+  /** What the stored blob is, for its name in the cache (`.tar.zst`). */
+  extension?: string;
 }
 
 /**
@@ -34,10 +36,10 @@ export async function convertTarball(
     ctx.onEvent?.({ type: 'image-convert', reference: image, from: format, to: kind });
     const source = openTarball(image, format, ctx.runner);
     try {
-      const { output, verified } = transform(source.stream);
+      const { output, verified, extension } = transform(source.stream);
       verified?.catch(() => {});
       const entry = await ctx.cache.put(output, {
-        name: `${image} (${kind})`,
+        name: `${image} (${kind}${extension ? ` ${extension}` : ''})`,
         verify: () => verified ?? Promise.resolve(),
       });
       await source.done();

@@ -1,6 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -99,5 +99,33 @@ describe('download', () => {
     expect(b.stdout).toBe(a.stdout);
     expect(server.hits.get('/big.tar')).toBe(1);
     expect((await readFile(join(dir, 'blobs', 'sha256', a.stdout.trim()))).length).toBe(5_000_000);
+  });
+
+  it('a process killed mid-download leaves a partial file the next cache operation sweeps', async () => {
+    server.routes.set('/stalls.tar', { body: Buffer.alloc(4_000_000, 1), stallAt: 1_000_000 });
+    const script = `
+      import { ImageCache, download } from '@execenv/images';
+      await download(process.argv[1], { cache: new ImageCache({ dir: process.argv[2] }) });
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, `${server.url}/stalls.tar`, dir], {
+      cwd: new URL('..', import.meta.url).pathname,
+      stdio: 'ignore',
+    });
+    const partial = async () => {
+      const names = await readdir(join(dir, 'tmp')).catch(() => [] as string[]);
+      for (const n of names) if ((await stat(join(dir, 'tmp', n))).size >= 1_000_000) return n;
+      return undefined;
+    };
+    let name: string | undefined;
+    for (let i = 0; i < 300 && !name; i++) {
+      name = await partial();
+      if (!name) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(name).toMatch(new RegExp(`^${child.pid}-\\d+-[a-f0-9]{12}$`));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.on('exit', r));
+    expect(await readdir(join(dir, 'tmp'))).toEqual([name]);
+    expect(await new ImageCache({ dir }).list()).toEqual([]);
+    expect(await readdir(join(dir, 'tmp'))).toEqual([]);
   });
 });

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -102,6 +102,20 @@ describe('convertToLxdUnified', () => {
     const { stdout } = await run('getfattr', ['--absolute-names', '-e', 'hex', '-d', join(out, 'rootfs/ping')]);
     expect(stdout).toContain('user.bin=0x0001ff80c0fe');
     expect(stdout).toContain(`user.text=0x${Buffer.from('héllo').toString('hex')}`);
+  });
+
+  it('stores the unified tarball zstd-compressed, named for its format, far smaller than the rootfs', async () => {
+    const image = await tarball([
+      { name: './', type: 'directory' },
+      { name: './big', content: 'execenv '.repeat(500_000) },
+    ]);
+    const entry = await convertToLxdUnified(image, info, { cache, runner: hostRunner() });
+    expect(entry.format).toBe('zstd');
+    expect(entry.name.endsWith('.tar.zst)')).toBe(true);
+    expect((await readFile(entry.path)).subarray(0, 4)).toEqual(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]));
+    expect(entry.size).toBeLessThan(4_000_000 / 20);
+    const names = (await run('tar', ['--zstd', '-tf', entry.path])).stdout.trim().split('\n');
+    expect(names).toContain('rootfs/big');
   });
 
   it('refuses a rootfs with an unsafe entry and caches nothing', async () => {

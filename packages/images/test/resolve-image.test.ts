@@ -49,7 +49,7 @@ describe('classifyLocal', () => {
     await writeFile(join(dir, 'disk.raw'), Buffer.alloc(4096));
     expect(await classifyLocal(join(dir, 'tree'))).toEqual({ kind: 'directory', path: join(dir, 'tree') });
     expect(await classifyLocal(join(dir, 'rootfs.tar.gz'))).toMatchObject({ kind: 'rootfs-tarball', format: 'gzip' });
-    expect(await classifyLocal(unified.path)).toMatchObject({ kind: 'lxd-unified', format: 'tar' });
+    expect(await classifyLocal(unified.path)).toMatchObject({ kind: 'lxd-unified', format: 'zstd' });
     expect(await classifyLocal(join(dir, 'disk.qcow2'))).toMatchObject({ kind: 'disk', format: 'qcow2' });
     expect(await classifyLocal(join(dir, 'disk.raw'))).toMatchObject({ kind: 'disk', format: 'raw' });
     await expect(classifyLocal(join(dir, 'missing'))).rejects.toMatchObject({ code: 'IMAGE_NOT_FOUND' });
@@ -156,8 +156,9 @@ describe('resolveImage', () => {
           servers: { [layout]: images.url },
           keys: [key.publicKey],
         });
-        expect(r.kind).toBe('lxd-split');
-        if (r.kind !== 'lxd-split') return;
+        // lxc-download metadata is LXC's (config, templates); simplestreams serves LXD's.
+        expect(r.kind).toBe(layout === 'lxc' ? 'lxc-download' : 'lxd-split');
+        if (r.kind !== 'lxd-split' && r.kind !== 'lxc-download') return;
         expect(await readFile(r.rootfs)).toEqual(files.rootfs);
         const root = await imageRootDirectory(r, { cache, runner: hostRunner() });
         expect(await readFile(join(root, 'etc/os-release'), 'utf8')).toBe('ID=x\n');

@@ -9,6 +9,8 @@ export interface Route {
   truncateAt?: number;
   /** Answer 500 this many times before answering properly. */
   failTimes?: number;
+  /** Send the full Content-Length but only this many bytes, then hold the connection open until stop(). */
+  stallAt?: number;
 }
 
 /** A loopback HTTP server serving fixed routes and counting requests per path. */
@@ -38,6 +40,10 @@ export class HttpFixture {
       }
       const body = Buffer.from(route.body ?? '');
       res.writeHead(route.status ?? 200, { 'content-length': body.length });
+      if (route.stallAt !== undefined) {
+        res.write(body.subarray(0, route.stallAt));
+        return;
+      }
       if (route.truncateAt !== undefined) {
         res.write(body.subarray(0, route.truncateAt), () => res.destroy());
         return;

@@ -2,7 +2,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostRunner, type ProcessRunner } from '@execenv/core';
-import { pack } from 'tar-stream';
+import { type Header, pack } from 'tar-stream';
+import { archNames } from '../arch.js';
 import { type LxdImageInfo, lxdMetadataEntries, type TarEntryHeader } from '../lxd-unified.js';
 import type { ImageFiles } from './image-server.js';
 
@@ -10,8 +11,8 @@ import type { ImageFiles } from './image-server.js';
 export async function tarOf(entries: readonly { header: TarEntryHeader; body?: string | Buffer }[]): Promise<Buffer> {
   const p = pack();
   for (const { header, body } of entries) {
-    if (body === undefined) p.entry(header);
-    else p.entry(header, body);
+    if (body === undefined) p.entry(header as Header);
+    else p.entry(header as Header, body);
   }
   p.finalize();
   const chunks: Buffer[] = [];
@@ -32,13 +33,41 @@ export async function xzCompress(data: Uint8Array, runner: ProcessRunner = hostR
 }
 
 /**
+ * An lxc-download metadata tarball (xz), as images.linuxcontainers.org
+ * ships `meta.tar.xz`: LXC's `config` (its common config included, `lxc.arch`),
+ * `templates` listing /etc/hostname and /etc/hosts, `create-message`,
+ * `expiry`, and no metadata.yaml.
+ */
+export async function lxcDownloadMeta(info: LxdImageInfo, runner: ProcessRunner = hostRunner()): Promise<Buffer> {
+  const mtime = info.creationDate ?? new Date();
+  const file = (name: string, body: string) => ({ header: { name, mode: 0o644, mtime }, body });
+  const config = `lxc.include = LXC_TEMPLATE_CONFIG/${info.os}.common.conf\nlxc.arch = ${archNames(info.architecture).kernel}\n`;
+  return xzCompress(
+    await tarOf([
+      file('config', config),
+      file('config-user', `${config}lxc.include = LXC_TEMPLATE_CONFIG/${info.os}.userns.conf\n`),
+      file('create-message', `You just created a ${info.os} ${info.release} container.\n`),
+      file('excludes-user', ''),
+      file('expiry', `${Math.floor(mtime.getTime() / 1000) + 30 * 86400}\n`),
+      file('templates', '/etc/hostname\n/etc/hosts\n'),
+    ]),
+    runner,
+  );
+}
+
+/**
  * The files of a split image made from a root filesystem tarball: the tarball
- * as `rootfs`, and an xz metadata tarball (metadata.yaml and templates) as `meta`.
+ * as `rootfs`, an xz LXD metadata tarball (metadata.yaml and templates) as
+ * `meta`, and lxc-download's metadata as `lxcMeta`.
  */
 export async function splitImageFiles(
   rootfs: Buffer,
   info: LxdImageInfo,
   runner: ProcessRunner = hostRunner(),
 ): Promise<ImageFiles> {
-  return { rootfs, meta: await xzCompress(await tarOf(lxdMetadataEntries(info)), runner) };
+  return {
+    rootfs,
+    meta: await xzCompress(await tarOf(lxdMetadataEntries(info)), runner),
+    lxcMeta: await lxcDownloadMeta(info, runner),
+  };
 }

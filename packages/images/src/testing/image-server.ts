@@ -3,10 +3,13 @@ import * as openpgp from 'openpgp';
 import type { IndexQuery } from '../lxc-index.js';
 import { HttpFixture } from './http-fixture.js';
 
-/** The two files of a split image: its root filesystem and its LXD metadata tarball. */
+/** The files of a split image: its root filesystem and its metadata tarballs. */
 export interface ImageFiles {
   rootfs: Buffer;
+  /** LXD metadata (metadata.yaml): served by simplestreams as `lxd.tar.xz`. */
   meta: Buffer;
+  /** lxc-download metadata (config, templates): served as `meta.tar.xz`. @default meta */
+  lxcMeta?: Buffer;
 }
 
 /** An image to serve: what `index:DISTRIBUTION/RELEASE/ARCH/VARIANT` names, and its build serial. */
@@ -77,15 +80,25 @@ export class ImageServer {
     await this.http.stop();
   }
 
-  /** Serves `files` as an lxc-download image; returns the path of its build directory. */
+  /**
+   * Serves `files` as an lxc-download image, adding it to `index-system`;
+   * with a signing key, the index and both files get detached `.asc`
+   * signatures. Returns the path of its build directory.
+   */
   async publishLxcDownload(image: ServedImage, files: ImageFiles, signingKey?: string): Promise<string> {
     const { distribution, release, architecture, variant = 'default', build = '20261122_00:00' } = image;
     const base = `/images/${distribution}/${release}/${architecture}/${variant}/${build}`;
     this.#lxcIndex.push([distribution, release, architecture, variant, build, base].join(';'));
-    this.http.routes.set('/meta/1.0/index-system', { body: `${this.#lxcIndex.join('\n')}\n` });
+    const index = `${this.#lxcIndex.join('\n')}\n`;
+    this.http.routes.set('/meta/1.0/index-system', { body: index });
+    if (signingKey)
+      this.http.routes.set('/meta/1.0/index-system.asc', {
+        body: await signDetached(Buffer.from(index), signingKey),
+      });
+    else this.http.routes.delete('/meta/1.0/index-system.asc');
     for (const [name, body] of [
       ['rootfs.tar.xz', files.rootfs],
-      ['meta.tar.xz', files.meta],
+      ['meta.tar.xz', files.lxcMeta ?? files.meta],
     ] as const) {
       this.http.routes.set(`${base}/${name}`, { body });
       if (signingKey) this.http.routes.set(`${base}/${name}.asc`, { body: await signDetached(body, signingKey) });

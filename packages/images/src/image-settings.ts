@@ -1,0 +1,208 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { defaultCacheDir, InvalidSpecError } from '@execenv/core';
+import { ImageCache } from './image-cache.js';
+import type { IndexFreshness, IndexRefresh } from './index-documents.js';
+import type { ImageServers } from './resolve-image.js';
+import type { RetryPolicy } from './retry.js';
+import type { TrustedKeys } from './signature.js';
+
+/**
+ * ImageSettings is where images come from and how they are kept: what
+ * every driver and the command line read from one configuration (see
+ * imageSettings), and what a caller may override per driver or per open.
+ */
+export interface ImageSettings extends IndexFreshness, RetryPolicy {
+  /** Servers for `index:` references. @default DEFAULT_IMAGE_SERVERS */
+  servers?: ImageServers;
+  /** Keys that sign the servers' indexes and images: armored keys or key file paths. @default the files in `<config dir>/keys/` */
+  keys?: TrustedKeys;
+  /** Only an explicit false accepts unsigned indexes and images. @default true */
+  verify?: boolean;
+  /** Where images are cached. @default `<defaultCacheDir()>/images` */
+  cacheDir?: string;
+  /** Bytes the image cache may hold; least recently used images are evicted past it. @default no limit */
+  budgetBytes?: number;
+}
+
+/** The public lxc-download image server, used for `index:` references when nothing else is configured. */
+export const DEFAULT_IMAGE_SERVERS: Readonly<ImageServers> = Object.freeze({
+  lxc: 'https://images.linuxcontainers.org',
+});
+
+/**
+ * Fingerprint of the key that signs images.linuxcontainers.org's indexes and
+ * images, as the lxc-download template (compatibility level 5) pins it. Get
+ * it with `gpg --keyserver hkps://keyserver.ubuntu.com --recv-keys <this>`
+ * and `gpg --export <this> > ~/.config/execenv/keys/linuxcontainers.gpg`.
+ */
+export const LINUXCONTAINERS_KEY_FINGERPRINT = 'E7FB0CAEC8173D669066514CBAEFF88C22F6E216';
+
+/** Where to read the settings from. */
+export interface ImageSettingsSource {
+  /** @default process.env */
+  env?: NodeJS.ProcessEnv;
+  /** @default `$EXECENV_CONFIG`, else `$XDG_CONFIG_HOME/execenv/config.json`, else `~/.config/execenv/config.json` */
+  configFile?: string;
+}
+
+/** The execenv configuration directory: `$XDG_CONFIG_HOME/execenv`, else `~/.config/execenv`. */
+export function defaultConfigDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'execenv');
+}
+
+const REFRESH: readonly IndexRefresh[] = ['always', 'if-stale', 'never'];
+
+function invalid(where: string, problem: string): InvalidSpecError {
+  return new InvalidSpecError('images', `${where}: ${problem}`);
+}
+
+/** Checks the `images` section of a configuration file, keeping only the known settings. */
+function checkSettings(raw: unknown, where: string): ImageSettings {
+  if (raw === undefined) return {};
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid(where, '"images" must be an object');
+  const r = raw as Record<string, unknown>;
+  const out: ImageSettings = {};
+  const str = (v: unknown, name: string) => {
+    if (typeof v !== 'string' || v === '') throw invalid(where, `"${name}" must be a non-empty string`);
+    return v;
+  };
+  if (r.servers !== undefined) {
+    if (typeof r.servers !== 'object' || r.servers === null) throw invalid(where, '"servers" must be an object');
+    const s = r.servers as Record<string, unknown>;
+    out.servers = {
+      ...(s.lxc !== undefined ? { lxc: str(s.lxc, 'servers.lxc') } : {}),
+      ...(s.simplestreams !== undefined ? { simplestreams: str(s.simplestreams, 'servers.simplestreams') } : {}),
+    };
+  }
+  if (r.keys !== undefined) {
+    if (!Array.isArray(r.keys)) throw invalid(where, '"keys" must be an array of key files or armored keys');
+    out.keys = r.keys.map((k, i) => str(k, `keys[${i}]`));
+  }
+  if (r.verify !== undefined) {
+    if (typeof r.verify !== 'boolean') throw invalid(where, '"verify" must be true or false');
+    out.verify = r.verify;
+  }
+  if (r.cacheDir !== undefined) out.cacheDir = str(r.cacheDir, 'cacheDir');
+  for (const name of ['budgetBytes', 'maxIndexAgeMs', 'attempts', 'backoffMs'] as const) {
+    const v = r[name];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw invalid(where, `"${name}" must be a number >= 0`);
+    out[name] = v;
+  }
+  if (r.refresh !== undefined) {
+    if (!REFRESH.includes(r.refresh as IndexRefresh)) throw invalid(where, `"refresh" must be ${REFRESH.join(', ')}`);
+    out.refresh = r.refresh as IndexRefresh;
+  }
+  return out;
+}
+
+async function fromFile(path: string): Promise<ImageSettings> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw invalid(`config file ${path}`, `cannot be read (${(err as NodeJS.ErrnoException).code})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw invalid(`config file ${path}`, `is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null) throw invalid(`config file ${path}`, 'must hold an object');
+  return checkSettings((parsed as { images?: unknown }).images, `config file ${path}`);
+}
+
+const SIZE = /^(\d+)\s*([KMGT]i?B?)?$/i;
+
+function bytes(text: string, name: string): number {
+  const m = SIZE.exec(text.trim());
+  if (!m) throw invalid(`$${name}`, `"${text}" is not a size (bytes, or a number with K, M, G or T)`);
+  const unit = (m[2] ?? '').charAt(0).toUpperCase();
+  return Number(m[1]) * 1024 ** ['', 'K', 'M', 'G', 'T'].indexOf(unit);
+}
+
+/**
+ * The settings `EXECENV_*` variables give:
+ * `EXECENV_IMAGE_SERVER` (lxc-download server), `EXECENV_SIMPLESTREAMS_SERVER`,
+ * `EXECENV_IMAGE_KEYS` (key files separated by `:`), `EXECENV_IMAGE_VERIFY`
+ * (`0`/`false` to accept unsigned images), `EXECENV_IMAGE_CACHE_DIR`,
+ * `EXECENV_IMAGE_BUDGET` (bytes, or with K, M, G, T), `EXECENV_IMAGE_REFRESH`
+ * (`always`, `if-stale`, `never`), `EXECENV_INDEX_MAX_AGE` (seconds).
+ */
+function fromEnv(env: NodeJS.ProcessEnv): ImageSettings {
+  const out: ImageSettings = {};
+  const lxc = env.EXECENV_IMAGE_SERVER;
+  const simplestreams = env.EXECENV_SIMPLESTREAMS_SERVER;
+  if (lxc || simplestreams) out.servers = { ...(lxc ? { lxc } : {}), ...(simplestreams ? { simplestreams } : {}) };
+  if (env.EXECENV_IMAGE_KEYS) out.keys = env.EXECENV_IMAGE_KEYS.split(':').filter((k) => k !== '');
+  const verify = env.EXECENV_IMAGE_VERIFY?.toLowerCase();
+  if (verify) {
+    if (!['0', '1', 'true', 'false', 'yes', 'no'].includes(verify))
+      throw invalid('$EXECENV_IMAGE_VERIFY', `"${verify}" is not 1, 0, true or false`);
+    out.verify = !['0', 'false', 'no'].includes(verify);
+  }
+  if (env.EXECENV_IMAGE_CACHE_DIR) out.cacheDir = env.EXECENV_IMAGE_CACHE_DIR;
+  if (env.EXECENV_IMAGE_BUDGET) out.budgetBytes = bytes(env.EXECENV_IMAGE_BUDGET, 'EXECENV_IMAGE_BUDGET');
+  const refresh = env.EXECENV_IMAGE_REFRESH;
+  if (refresh) {
+    if (!REFRESH.includes(refresh as IndexRefresh))
+      throw invalid('$EXECENV_IMAGE_REFRESH', `"${refresh}" is not ${REFRESH.join(', ')}`);
+    out.refresh = refresh as IndexRefresh;
+  }
+  const maxAge = env.EXECENV_INDEX_MAX_AGE;
+  if (maxAge) {
+    if (!/^\d+$/.test(maxAge)) throw invalid('$EXECENV_INDEX_MAX_AGE', `"${maxAge}" is not a number of seconds`);
+    out.maxIndexAgeMs = Number(maxAge) * 1000;
+  }
+  return out;
+}
+
+/** Key files in `<config dir>/keys/` (`*.gpg`, `*.asc`, `*.pgp`), sorted. */
+async function keysInConfigDir(dir: string): Promise<string[]> {
+  const names = await readdir(join(dir, 'keys')).catch(() => [] as string[]);
+  return names
+    .filter((n) => /\.(gpg|asc|pgp)$/.test(n))
+    .sort()
+    .map((n) => join(dir, 'keys', n));
+}
+
+/**
+ * Layers settings: each defined field of a later layer replaces the
+ * earlier one's (`servers` and `keys` as a whole).
+ */
+export function mergeImageSettings(...layers: readonly (ImageSettings | undefined)[]): ImageSettings {
+  const out: Record<string, unknown> = {};
+  for (const layer of layers) for (const [k, v] of Object.entries(layer ?? {})) if (v !== undefined) out[k] = v;
+  return out as ImageSettings;
+}
+
+/**
+ * The effective image settings of this user, as every driver and the
+ * command line see them: built-in defaults (DEFAULT_IMAGE_SERVERS, the key
+ * files in `<config dir>/keys/`), then the `images` section of the
+ * configuration file (`$EXECENV_CONFIG`, else
+ * `$XDG_CONFIG_HOME/execenv/config.json`), then `EXECENV_*` variables. A
+ * malformed file or variable throws InvalidSpecError (field `images`)
+ * naming it. Layer explicit options on top with mergeImageSettings.
+ */
+export async function imageSettings(source: ImageSettingsSource = {}): Promise<ImageSettings> {
+  const env = source.env ?? process.env;
+  const configDir = defaultConfigDir(env);
+  const file = source.configFile ?? (env.EXECENV_CONFIG || join(configDir, 'config.json'));
+  const defaults: ImageSettings = { servers: { ...DEFAULT_IMAGE_SERVERS } };
+  const keys = await keysInConfigDir(configDir);
+  if (keys.length > 0) defaults.keys = keys;
+  return mergeImageSettings(defaults, await fromFile(file), fromEnv(env));
+}
+
+/** The ImageCache the settings describe: `cacheDir` (else `<defaultCacheDir()>/images`) with its budget. */
+export function imageCacheOf(settings: ImageSettings, env: NodeJS.ProcessEnv = process.env): ImageCache {
+  return new ImageCache({
+    dir: settings.cacheDir ?? join(defaultCacheDir(env), 'images'),
+    budgetBytes: settings.budgetBytes,
+  });
+}
