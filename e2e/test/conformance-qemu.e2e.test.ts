@@ -12,7 +12,5 @@ describeConformance({
   driver: new QemuDriver({ kernel: qemuKernel() }),
   spec: { image: busyboxTarball() },
   imageWithSymlinks: async (links) => ({ image: await busyboxTarballWithSymlinks(links) }),
-  skip: {
-    mounts: 'host directories are not shared with guests yet (9p/virtiofs)',
-  },
+  ownerProcess: { module: '@execenv/qemu', exportName: 'QemuDriver', args: [{ kernel: qemuKernel() }] },
 });

@@ -39,8 +39,18 @@ for p in /sys/class/virtio-ports/*; do
   [ "$(/bin/busybox cat "$p/name" 2>/dev/null)" = ${AGENT_PORT_NAME} ] && port=/dev/\${p##*/}
 done
 [ -n "$port" ] || fail "no virtio port named ${AGENT_PORT_NAME}"
+# /execenv.conf, appended per guest: host directories on 9p, bound into the root by the agent.
+if [ -f /execenv.conf ]; then
+  while read -r kind tag target; do
+    case "$kind" in bind) opts=rw ;; bind-ro) opts=ro ;; *) continue ;; esac
+    /bin/busybox mkdir -p "/shares/$tag"
+    /bin/busybox mount -t 9p -o "$opts,trans=virtio,version=9p2000.L,msize=262144" "$tag" "/shares/$tag" ||
+      fail "cannot mount the shared directory $tag"
+    set -- "$@" "--$kind" "/shares/$tag" "$target"
+  done </execenv.conf
+fi
 echo "execenv-init: agent on $port" >/dev/console
-/execenv-agent --root /newroot --stdio <>"$port" >&0
+/execenv-agent --root /newroot "$@" --stdio <>"$port" >&0
 status=$?
 # What the guest wrote reaches the disk before it powers off (a reboot keeps it).
 /bin/busybox sync
@@ -112,4 +122,29 @@ export async function isStaticElf(path: string): Promise<boolean> {
   } finally {
     await file.close();
   }
+}
+
+/** A host directory bound into a guest's root: its 9p mount tag and the path inside. */
+export interface GuestBind {
+  tag: string;
+  target: string;
+  readOnly: boolean;
+}
+
+/**
+ * The initramfs of one guest: the shared one with `/execenv.conf` appended
+ * as a second compressed archive (the kernel unpacks both), naming the 9p
+ * shares the init script mounts and the agent binds into the root.
+ * @throws RangeError on a target the configuration cannot carry (not absolute, or with a newline).
+ */
+export async function guestInitramfs(shared: string, binds: readonly GuestBind[], path: string): Promise<string> {
+  if (binds.length === 0) return shared;
+  const lines = binds.map((b) => {
+    if (!b.target.startsWith('/') || /[\n\0]/.test(b.target) || !/^[A-Za-z0-9_]{1,31}$/.test(b.tag))
+      throw new RangeError(`cannot bind ${JSON.stringify(b.target)} (tag ${b.tag}) into a guest`);
+    return `${b.readOnly ? 'bind-ro' : 'bind'} ${b.tag} ${b.target}\n`;
+  });
+  const config = gzipSync(packCpio([{ type: 'file', path: 'execenv.conf', content: Buffer.from(lines.join('')) }]));
+  await writeFile(path, Buffer.concat([await readFile(shared), config]));
+  return path;
 }

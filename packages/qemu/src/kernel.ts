@@ -28,6 +28,8 @@ export const BOOT_MODULES = [
   'virtio_console',
   'crc32c_generic',
   'ext4',
+  '9pnet_virtio',
+  '9p',
 ] as const;
 
 /**

@@ -24,6 +24,22 @@ export interface QemuMachine {
   consoleLog: string;
   /** Under TCG: the host's TSC rate, so the guest need not calibrate it against an emulated timer. */
   tscKhz?: number;
+  /** Host directories exported to the guest over virtio-9p, each under its mount tag. */
+  shares?: readonly QemuShare[];
+  /**
+   * 9p security model: `passthrough` keeps owners and modes on the host
+   * (QEMU must be root), `none` writes files as QEMU's user. @default 'passthrough' as root, else 'none'
+   */
+  shareSecurity?: 'passthrough' | 'none';
+}
+
+/** A host directory the guest mounts over 9p. */
+export interface QemuShare {
+  /** The mount tag the guest names it by (at most 31 bytes). */
+  tag: string;
+  /** The host directory. */
+  path: string;
+  readOnly: boolean;
 }
 
 /**
@@ -74,6 +90,12 @@ export function qemuArgv(m: QemuMachine): string[] {
     `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
     '-qmp',
     `unix:${option(m.qmpSocket)},server=on,wait=off`,
+    ...(m.shares ?? []).flatMap((share, i) => [
+      '-fsdev',
+      `local,id=share${i},path=${option(share.path)},security_model=${m.shareSecurity ?? (process.getuid?.() === 0 ? 'passthrough' : 'none')}${share.readOnly ? ',readonly=on' : ''}`,
+      '-device',
+      `${virtio('9p')},fsdev=share${i},mount_tag=${share.tag}`,
+    ]),
   ];
 }
 

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { agentBinaryPath } from '@execenv/agent';
 import {
@@ -24,10 +24,18 @@ import {
   validateSpec,
 } from '@execenv/core';
 import { findBinary, HOST_PATH, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
-import { convertToQcow2, ImageCache, imageRootDirectory, QemuImg, resolveImage } from '@execenv/images';
+import {
+  convertToQcow2,
+  ImageCache,
+  imageRootDirectory,
+  imageSettings,
+  mergeImageSettings,
+  QemuImg,
+  resolveImage,
+} from '@execenv/images';
 import { type AccelChoice, chooseAccel, hostTscKhz, kvmFacts } from './accel.js';
 import { startGuest } from './guest.js';
-import { buildInitramfs, isStaticElf } from './initramfs.js';
+import { buildInitramfs, guestInitramfs, isStaticElf } from './initramfs.js';
 import { loadKernel, type QemuKernel } from './kernel.js';
 import { QemuEnvironment } from './qemu-environment.js';
 import type { QemuDriverOptions } from './qemu-options.js';
@@ -115,7 +123,14 @@ export class QemuDriver implements Driver {
         `the qemu driver supports only "none" so far, got "${checked.network}"`,
         context,
       );
-    if (checked.mounts?.length) throw new UnsupportedError(DRIVER_NAME, 'mounts', { op: 'open' });
+    const mounts = checked.mounts ?? [];
+    for (const [i, m] of mounts.entries())
+      if (!(await stat(m.source).catch(() => undefined))?.isDirectory())
+        throw new InvalidSpecError(
+          `mounts[${i}].source`,
+          `${m.source} is not a directory on the host: guests share whole directories (9p)`,
+          context,
+        );
     if (checked.arch && checked.arch !== hostArch())
       throw new InvalidSpecError(
         'arch',
@@ -161,6 +176,12 @@ export class QemuDriver implements Driver {
         await mkdir(envDir, { recursive: true, mode: 0o700 });
         if (Buffer.byteLength(join(envDir, 'qmp.sock')) > MAX_SOCKET_PATH)
           throw new InvalidSpecError('stateDir', `${envDir} is too long for a unix socket path`, context);
+        const guestBinds = mounts.map((m, i) => ({ tag: `execenv${i}`, target: m.target, readOnly: !!m.readOnly }));
+        const bootInitramfs = await guestInitramfs(initramfs, guestBinds, join(envDir, 'initramfs.cpio.gz')).catch(
+          (err: Error) => {
+            throw new InvalidSpecError('mounts', err.message, context);
+          },
+        );
         const disk = join(envDir, 'disk.qcow2');
         const qemuImg = new QemuImg(runner);
         const freshDisk = () => qemuImg.create(disk, { backingFile: base.path, backingFormat: base.format });
@@ -179,8 +200,9 @@ export class QemuDriver implements Driver {
               cpus: checked.resources?.cpu ?? 1,
               memoryMiB,
               kernel,
-              initramfs,
+              initramfs: bootInitramfs,
               disk,
+              shares: mounts.map((m, i) => ({ tag: `execenv${i}`, path: m.source, readOnly: !!m.readOnly })),
               agentSocket: join(envDir, 'agent.sock'),
               qmpSocket: join(envDir, 'qmp.sock'),
               consoleLog: join(envDir, 'console.log'),
@@ -255,9 +277,15 @@ export class QemuDriver implements Driver {
   async #baseDisk(image: string, opts: OpenOptions): Promise<{ path: string; format: string }> {
     const runner = this.#runner;
     emit(opts.onEvent, { type: 'image-resolve', reference: image });
-    const cache = new ImageCache({ dir: join(this.#cacheDir, 'images') });
+    const images = mergeImageSettings(await imageSettings(), this.#options.images);
+    const cache = new ImageCache({
+      dir: this.#options.cacheDir
+        ? join(this.#options.cacheDir, 'images')
+        : (images.cacheDir ?? join(this.#cacheDir, 'images')),
+      budgetBytes: images.budgetBytes,
+    });
     const resolved = await resolveImage(image, {
-      ...this.#options.images,
+      ...images,
       cache,
       runner,
       onEvent: opts.onEvent,

@@ -1,5 +1,5 @@
 import type { ProcessRunner } from '@execenv/core';
-import type { ResolveImageOptions } from '@execenv/images';
+import type { ImageSettings } from '@execenv/images';
 import type { QemuMachineType } from './qemu-command.js';
 
 /** Options of a QemuDriver, for every environment it opens. */
@@ -29,6 +29,6 @@ export interface QemuDriverOptions {
   runner?: ProcessRunner;
   /** Cache root (images, initramfs). @default defaultCacheDir() */
   cacheDir?: string;
-  /** Image servers, keys and verification for `index:` references. */
-  images?: Pick<ResolveImageOptions, 'servers' | 'keys' | 'verify'>;
+  /** Image servers, keys, verification and cache, over the user's configuration and EXECENV_* variables. */
+  images?: ImageSettings;
 }

@@ -67,6 +67,29 @@ describe('qemuArgv', () => {
   });
 });
 
+describe('qemuArgv with shared directories', () => {
+  it('exports each over virtio-9p under its tag, read-only where asked', () => {
+    const argv = qemuArgv({
+      ...machine,
+      shareSecurity: 'passthrough',
+      shares: [
+        { tag: 'execenv0', path: '/host/rw', readOnly: false },
+        { tag: 'execenv1', path: '/host/r,o', readOnly: true },
+      ],
+    });
+    expect(argv.slice(-8)).toEqual([
+      '-fsdev',
+      'local,id=share0,path=/host/rw,security_model=passthrough',
+      '-device',
+      'virtio-9p-device,fsdev=share0,mount_tag=execenv0',
+      '-fsdev',
+      'local,id=share1,path=/host/r,,o,security_model=passthrough,readonly=on',
+      '-device',
+      'virtio-9p-device,fsdev=share1,mount_tag=execenv1',
+    ]);
+  });
+});
+
 describe('chooseAccel', () => {
   it('takes KVM only where the device opens and the CPU can virtualise', () => {
     expect(chooseAccel('auto', { device: true, cpuFlags: true }).accel).toBe('kvm');
@@ -91,7 +114,8 @@ describe('initScript', () => {
       '/bin/busybox insmod /lib/modules/ext4.ko || fail "insmod kernel/fs/ext4/ext4.ko"',
     ]);
     expect(script).toContain('= org.execenv.agent ]');
-    expect(script).toContain('/execenv-agent --root /newroot --stdio <>"$port" >&0');
+    expect(script).toContain('/execenv-agent --root /newroot "$@" --stdio <>"$port" >&0');
+    expect(script).toContain('set -- "$@" "--$kind" "/shares/$tag" "$target"');
     expect(script.indexOf('mount -t ext4 /dev/vda /newroot')).toBeGreaterThan(script.indexOf('ext4.ko'));
   });
 });

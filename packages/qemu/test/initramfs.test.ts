@@ -1,0 +1,49 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { afterAll, describe, expect, it } from 'vitest';
+import { packCpio } from '../src/cpio.js';
+import { guestInitramfs, isStaticElf } from '../src/initramfs.js';
+
+const scratch = await mkdtemp(join(tmpdir(), 'execenv-initramfs-test-'));
+afterAll(() => rm(scratch, { recursive: true, force: true }));
+
+const shared = join(scratch, 'shared.cpio.gz');
+
+describe('guestInitramfs', () => {
+  it('appends the guest configuration as a second archive after the shared one', async () => {
+    const base = gzipSync(packCpio([{ type: 'file', path: 'init', content: Buffer.from('#!/bin/sh\n') }]));
+    await writeFile(shared, base);
+    const out = await guestInitramfs(
+      shared,
+      [
+        { tag: 'execenv0', target: '/mnt/with space', readOnly: false },
+        { tag: 'execenv1', target: '/srv/ro', readOnly: true },
+      ],
+      join(scratch, 'guest.cpio.gz'),
+    );
+    const bytes = await readFile(out);
+    expect(bytes.subarray(0, base.length).equals(base)).toBe(true);
+    const config = gunzipSync(bytes.subarray(base.length)).toString('latin1');
+    expect(config).toContain('execenv.conf');
+    expect(config).toContain('bind execenv0 /mnt/with space\nbind-ro execenv1 /srv/ro\n');
+  });
+
+  it('leaves a guest without binds on the shared file, and refuses targets the configuration cannot carry', async () => {
+    expect(await guestInitramfs(shared, [], join(scratch, 'none.cpio.gz'))).toBe(shared);
+    for (const target of ['relative', '/a\nbind x /etc'])
+      await expect(
+        guestInitramfs(shared, [{ tag: 'execenv0', target, readOnly: false }], join(scratch, 'bad.cpio.gz')),
+      ).rejects.toThrow(RangeError);
+  });
+});
+
+describe('isStaticElf', () => {
+  it('tells a static binary from a dynamic one and from what is no ELF at all', async () => {
+    expect(await isStaticElf('/bin/busybox')).toBe(true);
+    expect(await isStaticElf(process.execPath)).toBe(false);
+    expect(await isStaticElf(shared)).toBe(false);
+    expect(await isStaticElf(join(scratch, 'absent'))).toBe(false);
+  });
+});
