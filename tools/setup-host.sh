@@ -75,4 +75,12 @@ setup_common
 setup_agent
 setup_chroot
 setup_images
+
+# Each further backend's setup lives in its own file, tools/setup/<backend>.sh, which defines
+# setup_<backend> with the helpers above and calls it; sourced in name order.
+for part in "$(dirname "${BASH_SOURCE[0]}")"/setup/*.sh; do
+  [ -e "$part" ] || continue
+  # shellcheck source=/dev/null
+  source "$part"
+done
 say "ok"

@@ -17,6 +17,13 @@ export function minbaseTarball(): string {
   return path;
 }
 
+/** Path of the bootable Debian bookworm fixture rootfs (minbase with systemd, tar.zst); set by global-setup. */
+export function systemdTarball(): string {
+  const path = process.env.EXECENV_FIXTURE_SYSTEMD;
+  if (!path) throw new Error('EXECENV_FIXTURE_SYSTEMD is not set: run through vitest (global-setup builds fixtures)');
+  return path;
+}
+
 const withSymlinks = new Map<string, Promise<string>>();
 let variantsDir: Promise<string> | undefined;
 

@@ -1,0 +1,122 @@
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import type { Environment } from '@execenv/core';
+import { NspawnDriver } from '@execenv/nspawn';
+import { afterAll, describe, expect, it } from 'vitest';
+import { busyboxTarball, systemdTarball } from './fixtures.js';
+
+const driver = new NspawnDriver();
+const machine = `e2e-${randomBytes(4).toString('hex')}`;
+
+afterAll(async () => {
+  await driver.removeMachine(machine);
+});
+
+/** Host pids whose command line names `id` (systemd-nspawn --machine=ID, the container's processes do not). */
+async function hostProcessesNaming(id: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(id)) found.push(Number(entry));
+  }
+  return found;
+}
+
+describe('nspawn driver on this host', () => {
+  it('probes available, saying resource limits need a systemd scope this host lacks', async () => {
+    const p = await driver.probe();
+    expect(p.available).toBe(true);
+    expect(p.version).toMatch(/^systemd \d+/);
+    if (p.details?.manager === 'none') {
+      expect(p.capabilities).not.toContain('resource-limits');
+      await expect(driver.open({ image: busyboxTarball(), resources: { memory: '256M' } })).rejects.toMatchObject({
+        code: 'UNSUPPORTED',
+        capability: 'resource-limits',
+      });
+    }
+  });
+
+  it('never changes the image: each ephemeral environment starts from it', async () => {
+    const first = await driver.open({ image: busyboxTarball() });
+    await first.exec(['sh', '-c', 'echo changed > /etc/marker && rm /bin/true'], { check: true });
+    await first.close();
+    await using second = await driver.open({ image: busyboxTarball() });
+    expect((await second.exec(['test', '-e', '/etc/marker'])).exitCode).toBe(1);
+    expect((await second.exec(['/bin/true'])).exitCode).toBe(0);
+  });
+
+  it('keeps a named machine directory with ephemeral: false, and a later open reuses it', async () => {
+    const spec = { image: busyboxTarball(), ephemeral: false, driverOptions: { machine } };
+    {
+      await using env = await driver.open(spec);
+      expect((await env.exec(['hostname'])).stdout.trim()).toBe(machine);
+      await env.push(new TextEncoder().encode('kept\n'), '/root/kept');
+    }
+    {
+      await using env = await driver.open(spec);
+      expect((await env.exec(['cat', '/root/kept'])).stdout).toBe('kept\n');
+      await expect(driver.removeMachine(machine)).rejects.toMatchObject({ code: 'INVALID_SPEC' });
+    }
+  });
+
+  it('has only loopback with network none, and the host’s interfaces with network host', async () => {
+    const links = async (network: string) => {
+      await using env = await driver.open({ image: busyboxTarball(), network });
+      return (await env.exec(['ls', '/sys/class/net'], { check: true })).stdout.split(/\s+/).filter(Boolean);
+    };
+    expect(await links('none')).toEqual(['lo']);
+    const host = (await readdir('/sys/class/net')).sort();
+    expect((await links('host')).sort()).toEqual(host);
+    await expect(driver.open({ image: busyboxTarball(), network: 'nat' })).rejects.toMatchObject({
+      code: 'UNSUPPORTED',
+    });
+  });
+
+  it('opens 8 environments at once', async () => {
+    const started = performance.now();
+    const envs: Environment[] = await Promise.all(
+      Array.from({ length: 8 }, () => driver.open({ image: busyboxTarball() })),
+    );
+    try {
+      const seen = await Promise.all(envs.map((env) => env.exec(['hostname']).then((r) => r.stdout.trim())));
+      expect(seen).toEqual(envs.map((env) => env.id));
+    } finally {
+      await Promise.all(envs.map((env) => env.close()));
+    }
+    console.log(
+      `nspawn: 8 environments opened, used and closed in parallel in ${Math.round(performance.now() - started)} ms`,
+    );
+    for (const env of envs) expect(await hostProcessesNaming(env.id)).toEqual([]);
+  });
+
+  it('refuses to boot an image without systemd, quoting its console, and leaves nothing', async () => {
+    const before = (await driver.list()).map((e) => e.id);
+    const err = await driver
+      .open({ image: busyboxTarball(), driverOptions: { boot: true, startTimeoutMs: 20_000 } })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'DRIVER_UNAVAILABLE' });
+    // busybox's own init boots, prints and waits on its console; systemctl is what is missing.
+    expect((err as Error).message).toMatch(/did not boot: the image has no systemctl.*its console said:\n/s);
+    expect((await driver.list()).map((e) => e.id)).toEqual(before);
+  });
+});
+
+describe('nspawn boot mode', () => {
+  it('boots systemd as PID 1, where commands can use systemctl', async () => {
+    await using env = await driver.open({ image: systemdTarball(), driverOptions: { boot: true } });
+    expect((await env.exec(['cat', '/proc/1/comm'])).stdout.trim()).toBe('systemd');
+    const state = await env.exec(['systemctl', 'is-system-running']);
+    expect(['running', 'degraded']).toContain(state.stdout.trim());
+  });
+
+  it('reports what the guest printed when it does not boot in time, and leaves nothing', async () => {
+    const before = (await driver.list()).map((e) => e.id);
+    const err = await driver
+      .open({ image: systemdTarball(), driverOptions: { boot: true, startTimeoutMs: 150 } })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'TIMEOUT' });
+    expect((err as Error).message).toMatch(/not ready after 150 ms|did not finish booting within 150 ms/);
+    expect((await driver.list()).map((e) => e.id)).toEqual(before);
+  });
+});

@@ -1,0 +1,21 @@
+import { hostUndo, type LeaseResource, type ProcessRunner, type Undo } from '@execenv/core';
+
+/** Lease kind naming the persistent machine directory an environment runs on; it is kept, never removed. */
+export const MACHINE = 'machine';
+
+/** The lease record of a persistent machine's directory. */
+export function machineResource(name: string, path: string): LeaseResource {
+  return { kind: MACHINE, name, path };
+}
+
+/**
+ * The nspawn driver's undo: a persistent machine's directory outlives its
+ * environments, so its record is only dropped; core's kinds (dir, process,
+ * mount) go to hostUndo.
+ */
+export function nspawnUndo(runner: ProcessRunner): Undo {
+  const host = hostUndo(runner);
+  return async (r) => {
+    if (r.kind !== MACHINE) await host(r);
+  };
+}

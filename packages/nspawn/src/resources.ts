@@ -1,0 +1,15 @@
+import { parseSize, type ResourceSpec, UnsupportedError } from '@execenv/core';
+
+/**
+ * The systemd unit properties that enforce `resources` on the container's
+ * scope: `cpu` as CPUQuota (100% per CPU), `memory` as MemoryMax. A disk
+ * size cannot be enforced on a directory tree: UnsupportedError.
+ */
+export function resourceProperties(resources: ResourceSpec | undefined): string[] {
+  if (!resources) return [];
+  if (resources.disk !== undefined) throw new UnsupportedError('nspawn', 'resources.disk', { op: 'open' });
+  const properties: string[] = [];
+  if (resources.cpu !== undefined) properties.push(`CPUQuota=${resources.cpu * 100}%`);
+  if (resources.memory !== undefined) properties.push(`MemoryMax=${parseSize(resources.memory)}`);
+  return properties;
+}
