@@ -1,0 +1,71 @@
+import { type Environment, type EnvSpec, open } from '@execenv/core';
+import type { Command } from 'commander';
+import type { CommandContext } from './command-context.js';
+import { createProgress, progressMode } from './progress.js';
+
+/** The flags that say which environment `run` and `shell` open, and how much they say. */
+export interface EnvironmentFlags {
+  driver?: string;
+  image?: string;
+  network?: string;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+/** Options shared by `run` and `shell`: which environment to open. */
+export function withEnvironmentOptions(command: Command): Command {
+  return command
+    .option('-d, --driver <name>', 'driver to open the environment with (default: configured, else chroot)')
+    .option(
+      '--image <ref>',
+      "image reference: a rootfs tarball, directory, URL, index:DIST/RELEASE/ARCH, ... (default: configured, else the driver's own)",
+    )
+    .option('--network <name>', "network: none, or one the driver knows (chroot: host) (default: the driver's, none)");
+}
+
+/** An environment `run` or `shell` opened, with the end of its progress and its close. */
+export interface OpenedEnvironment {
+  /** The environment. */
+  env: Environment;
+  /** Ends the progress display (the environment is ready). */
+  done: () => void;
+  /** Ends the progress display and closes the environment. */
+  close: () => Promise<void>;
+}
+
+/**
+ * Opens the environment `run` and `shell` work in, with progress on stderr.
+ * Core closes environments on SIGINT and SIGTERM; a closed terminal sends
+ * SIGHUP, which closes it here before the signal takes its course.
+ */
+export async function openEnvironment(ctx: CommandContext, flags: EnvironmentFlags): Promise<OpenedEnvironment> {
+  await ctx.loadPlugins();
+  const settings = await ctx.settings();
+  const driver = flags.driver ?? settings.driver.value!;
+  const image = flags.image ?? settings.image.value;
+  const spec: EnvSpec = {
+    ...(image !== undefined ? { image } : {}),
+    ...(flags.network ? { network: flags.network } : {}),
+  };
+  const progress = createProgress(ctx.io.stderr, progressMode(ctx.io.stderr, flags.quiet), flags.verbose);
+  try {
+    const env = await open(driver, spec, { onEvent: progress.onEvent });
+    const onHangup = () => {
+      ctx.hungUp = true;
+      void env.close().finally(() => process.kill(process.pid, 'SIGHUP'));
+    };
+    process.once('SIGHUP', onHangup);
+    return {
+      env,
+      done: () => progress.done(),
+      close: async () => {
+        progress.done();
+        process.off('SIGHUP', onHangup);
+        await env.close();
+      },
+    };
+  } catch (err) {
+    progress.done();
+    throw err;
+  }
+}
