@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -99,5 +99,74 @@ describe('a consumer installed from packed tarballs', () => {
     );
     expect(stdout).toBe('consumer ran\nexecenv-agent\n');
     expect(await readdir(join(stateDir, 'envs')).catch(() => [])).toEqual([]);
+  }, 300_000);
+});
+
+/** A workspace package as its package.json says. */
+interface Manifest {
+  name: string;
+  private?: boolean;
+  files?: string[];
+  exports?: Record<string, string | Record<string, string>>;
+}
+
+/** Files a package may ship besides built .js and .d.ts files under dist, package.json and README.md. */
+const EXTRA_FILES: Record<string, RegExp> = {
+  '@execenv/agent': /^(dist\/bin\/(SHA256SUMS|[a-z0-9]+\/execenv-agent)|native\/[\w-]+\.[ch]|PROTOCOL\.md)$/,
+};
+
+async function workspaceManifests(): Promise<{ dir: string; manifest: Manifest }[]> {
+  const dirs = await readdir(join(REPO, 'packages'));
+  const found = await Promise.all(
+    dirs.map(async (d) => {
+      const text = await readFile(join(REPO, 'packages', d, 'package.json'), 'utf8').catch(() => undefined);
+      return text ? { dir: join(REPO, 'packages', d), manifest: JSON.parse(text) as Manifest } : undefined;
+    }),
+  );
+  return found.filter((p) => p !== undefined && !p.manifest.private) as { dir: string; manifest: Manifest }[];
+}
+
+describe('what npm pack ships', () => {
+  it('every package ships only its built code, declarations, README and what its exports map names', async () => {
+    const problems: string[] = [];
+    const manifests = await workspaceManifests();
+    // One npm run for every package: each npm start costs seconds on a loaded host.
+    const { stdout } = await run(
+      'npm',
+      ['pack', '--dry-run', '--json', '--ignore-scripts', ...manifests.flatMap((m) => ['-w', m.manifest.name])],
+      { cwd: REPO, maxBuffer: 64 << 20 },
+    );
+    const packs = new Map(
+      (JSON.parse(stdout) as { name: string; files: { path: string }[] }[]).map((p) => [p.name, p.files]),
+    );
+    for (const { manifest } of manifests) {
+      if (!packs.has(manifest.name)) problems.push(`${manifest.name}: npm pack made nothing`);
+      const files = new Set((packs.get(manifest.name) ?? []).map((f) => f.path));
+      const extra = EXTRA_FILES[manifest.name];
+      for (const path of files) {
+        const allowed =
+          path === 'package.json' ||
+          path === 'README.md' ||
+          (/^dist\/.+\.(js|d\.ts)$/.test(path) && !/(^|\/)(test|tests|__tests__)\/|\.test\.|\.spec\./.test(path)) ||
+          extra?.test(path);
+        if (!allowed) problems.push(`${manifest.name}: ships ${path}`);
+      }
+      if (!files.has('README.md')) problems.push(`${manifest.name}: ships no README.md`);
+      for (const [subpath, target] of Object.entries(manifest.exports ?? {})) {
+        if (typeof target === 'string') {
+          if (target !== './package.json' && !files.has(target.replace(/^\.\//, '')))
+            problems.push(`${manifest.name}: exports["${subpath}"] names ${target}, which is not packed`);
+          continue;
+        }
+        if (!('default' in target))
+          problems.push(
+            `${manifest.name}: exports["${subpath}"] has no "default" condition (CommonJS require() fails)`,
+          );
+        for (const [condition, file] of Object.entries(target))
+          if (!files.has(file.replace(/^\.\//, '')))
+            problems.push(`${manifest.name}: exports["${subpath}"].${condition} names ${file}, which is not packed`);
+      }
+    }
+    expect(problems).toEqual([]);
   }, 300_000);
 });

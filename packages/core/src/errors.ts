@@ -32,7 +32,18 @@ export interface ErrorContext {
 
 /**
  * ExecenvError is the base of every error the SDK throws on purpose; `code`
- * is stable across releases.
+ * is stable across releases. `hasCode` matches it also where more than one
+ * copy of `@execenv/core` is loaded, which `instanceof` does not.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await env.exec(['make'], { check: true, timeout: 60_000 });
+ * } catch (err) {
+ *   if (err instanceof ExecenvError) console.error(err.code, err.envId, err.op, err.message);
+ *   throw err;
+ * }
+ * ```
  */
 export class ExecenvError extends Error {
   /** The stable code of this error. */
@@ -54,15 +65,19 @@ export class ExecenvError extends Error {
   }
 }
 
-/** UnknownDriverError reports a driver name that is neither registered nor importable. */
+/**
+ * UnknownDriverError reports a driver name that is neither registered nor
+ * importable. `detail` says what was tried; without it the message names the
+ * two packages `open` looks for.
+ */
 export class UnknownDriverError extends ExecenvError {
   /** The name that was asked for. */
   readonly driverName: string;
-  constructor(name: string, cause?: unknown) {
+  constructor(name: string, cause?: unknown, detail?: string) {
     super(
       'UNKNOWN_DRIVER',
       `execenv: unknown driver "${name}" (forgotten import or install?): ` +
-        `run "npm install @execenv/${name}" or import a package that registers it`,
+        (detail ?? `install and import the package that registers it (@execenv/${name} or execenv-driver-${name})`),
       { cause },
     );
     this.driverName = name;
@@ -198,7 +213,22 @@ export function withContext(err: unknown, context: ErrorContext | undefined): un
   return err;
 }
 
-/** Returns true when `err` is an ExecenvError with the given code. */
+/**
+ * Returns true when `err` is an ExecenvError with the given code, also one
+ * thrown by another copy of `@execenv/core` loaded in the same process.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await env.pull('/build/out', './out');
+ * } catch (err) {
+ *   if (!hasCode(err, 'NOT_FOUND')) throw err;
+ *   console.error('the build wrote nothing');
+ * }
+ * ```
+ */
 export function hasCode(err: unknown, code: ErrorCode): err is ExecenvError {
-  return err instanceof ExecenvError && err.code === code;
+  if (err instanceof ExecenvError) return err.code === code;
+  // An ExecenvError of another copy of @execenv/core: the same shape, another class.
+  return err instanceof Error && (err as { code?: unknown }).code === code && 'envId' in err && 'op' in err;
 }
