@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Reads vitest JSON reports and ends with one plain line: "N passed, N failed, N skipped".
-// Exits 1 when a report is missing, a test failed, or nothing passed at all.
+// Before it, "mutants: N caught, N survived" counts the mutant corpus: tests titled
+// "mutant <name>: caught by <check>"; a failed one survived (or was caught only by a deadline).
+// Exits 1 when a report is missing, a test failed, a mutant survived, or nothing passed at all.
 import { readFileSync } from 'node:fs';
 
 const reports = process.argv.slice(2);
@@ -8,6 +10,8 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 let missing = 0;
+let caught = 0;
+let survived = 0;
 for (const file of reports) {
   let report;
   try {
@@ -21,7 +25,16 @@ for (const file of reports) {
   failed += report.numFailedTests ?? 0;
   skipped += (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
   for (const suite of report.testResults ?? [])
-    for (const t of suite.assertionResults ?? []) if (t.status === 'failed') console.log(`FAILED: ${t.fullName}`);
+    for (const t of suite.assertionResults ?? []) {
+      if (t.status === 'failed') console.log(`FAILED: ${t.fullName}`);
+      if (/^mutant \S+: caught by /.test(t.title ?? '')) {
+        if (t.status === 'passed') caught++;
+        else if (t.status === 'failed') {
+          survived++;
+          console.log(`SURVIVED: ${t.title}`);
+        }
+      }
+    }
   // A file that failed to load has no assertion results: count it so it cannot pass unnoticed.
   for (const suite of report.testResults ?? [])
     if (suite.status === 'failed' && (suite.assertionResults ?? []).length === 0) {
@@ -29,5 +42,6 @@ for (const file of reports) {
       failed++;
     }
 }
+if (caught + survived > 0) console.log(`mutants: ${caught} caught, ${survived} survived`);
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
-process.exit(missing > 0 || failed > 0 || passed === 0 ? 1 : 0);
+process.exit(missing > 0 || failed > 0 || survived > 0 || passed === 0 ? 1 : 0);

@@ -13,12 +13,14 @@ describeConformance({
   driver: new ChrootDriver({ mode: 'root' }),
   spec: { image: busyboxTarball() },
   imageWithSymlinks,
+  ownerProcess: { module: '@execenv/chroot', exportName: 'ChrootDriver', args: [{ mode: 'root' }] },
 });
 
 describeConformance({
   name: 'chroot, root mode, Debian bookworm minbase',
   driver: new ChrootDriver({ mode: 'root' }),
   spec: { image: minbaseTarball() },
+  ownerProcess: { module: '@execenv/chroot', exportName: 'ChrootDriver', args: [{ mode: 'root' }] },
 });
 
 describeConformance({
@@ -26,6 +28,7 @@ describeConformance({
   driver: new ChrootDriver({ mode: 'rootless' }),
   spec: { image: busyboxTarball('.xz') },
   imageWithSymlinks,
+  ownerProcess: { module: '@execenv/chroot', exportName: 'ChrootDriver', args: [{ mode: 'rootless' }] },
 });
 
 describeConformance({
@@ -33,8 +36,14 @@ describeConformance({
   driver: new ChrootDriver({ mode: 'rootless', subordinateIds: false }),
   spec: { image: busyboxTarball('.zst') },
   imageWithSymlinks,
+  ownerProcess: {
+    module: '@execenv/chroot',
+    exportName: 'ChrootDriver',
+    args: [{ mode: 'rootless', subordinateIds: false }],
+  },
   skip: {
     user: 'only root is mapped (unshare --map-root-user): other uids do not exist in its user namespace',
+    'dev-stdio': 'only root is mapped: nobody does not exist in its user namespace',
     'file-modes': 'only root is mapped: uid 1234 does not exist in its user namespace',
   },
 });

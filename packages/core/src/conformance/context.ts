@@ -12,7 +12,11 @@ export interface ConformanceOptions {
   name: string;
   /** The driver under test. */
   driver: Driver;
-  /** A spec that opens a working environment (its image needs busybox-level tools: sh, cat, id, head, sleep, ln). */
+  /**
+   * A spec that opens a working environment. Its image needs what the
+   * image-prerequisites check lists (REQUIRED_COMMANDS, a user nobody
+   * 65534:65534, /tmp 1777); buildConformanceImage writes one.
+   */
   spec: EnvSpec;
   /** Passed to every open. */
   openOptions?: OpenOptions;
@@ -34,11 +38,36 @@ export interface ConformanceOptions {
    * Without it the hostile-image-symlinks check is skipped with a reason.
    */
   imageWithSymlinks?: (links: Record<string, string>) => Promise<EnvSpec>;
+  /**
+   * Why the driver has no `list()`. Without `list()` the leaks check fails
+   * unless this names the reason; the host evidence is checked either way.
+   */
+  withoutList?: string;
+  /**
+   * What the backend itself still holds for an environment id (containers,
+   * instances, networks, volumes, images named after it), one line each, as
+   * the daemon lists them. The leak checks want it empty after close and
+   * after gc(). Daemon-backed drivers should give it: mounts, processes and
+   * state files on the host do not show what a daemon keeps.
+   */
+  backendResources?: (id: string) => Promise<string[]>;
+  /**
+   * How a separate owner process makes this driver, for the gc-after-kill
+   * check: it runs `new (await import(module))[exportName](...args)`, opens an
+   * environment of `spec`, starts a command, and is killed with SIGKILL.
+   * `module` is resolved from the current working directory. Without it the
+   * check is skipped with a reason.
+   */
+  ownerProcess?: { module: string; exportName: string; args?: unknown[] };
 }
 
 /** Names of the conformance checks. */
 export type CheckName =
+  | 'image-prerequisites'
   | 'open-close'
+  | 'closed-operations'
+  | 'open-abort'
+  | 'events'
   | 'invalid-spec'
   | 'exit-codes'
   | 'env-isolation'
@@ -51,6 +80,9 @@ export type CheckName =
   | 'timeout'
   | 'abort'
   | 'max-buffer'
+  | 'dev-stdio'
+  | 'network-none'
+  | 'mounts'
   | 'file-modes'
   | 'empty-file'
   | 'large-file'
@@ -60,9 +92,14 @@ export type CheckName =
   | 'push-through-symlink'
   | 'unsafe-archive'
   | 'pull-symlink'
+  | 'mode-bits'
+  | 'host-symlinks'
+  | 'archive-links'
   | 'file-race'
   | 'concurrency'
   | 'leaks'
+  | 'close-while-running'
+  | 'gc-after-kill'
   | 'hostile-image-symlinks'
   | 'deep-tree-close'
   | 'capabilities';
@@ -77,10 +114,28 @@ export class CheckContext {
   readonly #opened: Environment[] = [];
   readonly #hostDirs: string[] = [];
   #shared: Environment | undefined;
+  /** Set by cleanup: a check still running past its deadline must not open what nobody will close. */
+  #finished = false;
 
   constructor(options: ConformanceOptions, shared?: Environment) {
     this.options = options;
     this.#shared = shared;
+  }
+
+  /** What the check is doing now, shown when it misses its deadline. */
+  step = 'starting';
+
+  /**
+   * Waits for `p` at most `ms`: past that, records `<where>: <op>: got no
+   * answer within <ms> ms, want <want>` and resolves to HUNG. A rejection of
+   * `p` is passed on. Every wait on the driver that could hang goes through
+   * this, so a broken promise fails fast with its name.
+   */
+  async within<T>(ms: number, where: string, op: string, want: string, p: Promise<T>): Promise<T | typeof HUNG> {
+    this.step = op;
+    const r = await bounded(p, ms);
+    if (r === HUNG) this.problems.push(`${where}: ${op}: got no answer within ${ms} ms, want ${want}`);
+    return r;
   }
 
   /** Ends the check as skipped with `reason`, for gaps only known at run time. */
@@ -106,11 +161,41 @@ export class CheckContext {
     return this.#shared;
   }
 
-  /** Opens a fresh environment (of the options' spec unless given) that is closed when the check ends. */
-  async open(spec: EnvSpec = this.options.spec): Promise<Environment> {
-    const env = await this.options.driver.open(spec, this.options.openOptions);
+  /**
+   * Opens a fresh environment (of the options' spec unless given) that is
+   * closed when the check ends. An open that does not answer within 5
+   * minutes throws, naming the deadline.
+   */
+  async open(spec: EnvSpec = this.options.spec, openOptions = this.options.openOptions): Promise<Environment> {
+    this.step = 'open';
+    const opening = this.options.driver.open(spec, openOptions);
+    const env = await bounded(opening, OPEN_DEADLINE_MS);
+    if (env === HUNG) {
+      opening.then((e) => e.close()).catch(() => {});
+      throw new Error(`open: got no answer within ${OPEN_DEADLINE_MS} ms, want an environment`);
+    }
+    if (this.#finished) {
+      await env.close().catch(() => {});
+      throw new Error('open: the check had already ended (past its deadline)');
+    }
     this.#opened.push(env);
     return env;
+  }
+
+  /**
+   * Gives up on `env`, whose close already missed its deadline: cleanup
+   * will not wait for it again. The check has recorded that problem.
+   */
+  abandon(env: Environment): void {
+    const i = this.#opened.indexOf(env);
+    if (i >= 0) this.#opened.splice(i, 1);
+    if (this.#shared === env) this.#shared = undefined;
+  }
+
+  /** Closes `env`, opened elsewhere, when the check ends. */
+  adopt(env: Environment): void {
+    if (this.#finished) env.close().catch(() => {});
+    else this.#opened.push(env);
   }
 
   /** A temporary host directory removed when the check ends. */
@@ -126,14 +211,38 @@ export class CheckContext {
    * and reported: removing it would delete through the mount.
    */
   async cleanup(): Promise<void> {
-    for (const env of this.#opened.splice(0))
-      await env.close().catch((e: Error) => this.problems.push(`${env.id}: close: ${e.message}`));
+    this.#finished = true;
+    for (const env of this.#opened.splice(0)) {
+      const closed = await bounded(
+        env.close().catch((e: Error) => this.problems.push(`${env.id}: close: ${e.message}`)),
+        CLOSE_DEADLINE_MS,
+      );
+      if (closed === HUNG)
+        this.problems.push(`${env.id}: close: got no answer within ${CLOSE_DEADLINE_MS} ms, want closed`);
+    }
     for (const dir of this.#hostDirs.splice(0)) {
       const mounted = await mountsUnder(dir).catch(() => []);
       if (mounted.length > 0) this.problem(dir, 'host directory left in place', `mounts ${show(mounted)}`, 'no mounts');
       else await rm(dir, { recursive: true, force: true });
     }
   }
+}
+
+/** Longest wait for one open before a check gives up on it. */
+export const OPEN_DEADLINE_MS = 300_000;
+/** Longest wait for one close while a check cleans up. */
+export const CLOSE_DEADLINE_MS = 60_000;
+
+/** What `bounded` and `CheckContext.within` give for a promise that did not settle in time. */
+export const HUNG: unique symbol = Symbol('hung');
+
+/** Resolves to what p gives, or to HUNG after ms; p's rejection is passed on. */
+export function bounded<T>(p: Promise<T>, ms: number): Promise<T | typeof HUNG> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<typeof HUNG>((r) => {
+    timer = setTimeout(() => r(HUNG), ms);
+  });
+  return Promise.race([p, hung]).finally(() => clearTimeout(timer));
 }
 
 /** Thrown by CheckContext.skip. */
@@ -177,6 +286,10 @@ export interface Check {
   name: CheckName;
   /** Runs the check, recording problems on ctx; throwing counts as a problem too. */
   run(ctx: CheckContext): Promise<void>;
-  /** Upper bound in milliseconds for the test runner. @default 60 s */
+  /**
+   * The check's own deadline in milliseconds: past it the check fails with a
+   * problem naming the step it was on. The test runner's timeout is set
+   * above it, so a catch always comes from the check. @default 60 s
+   */
   timeoutMs?: number;
 }

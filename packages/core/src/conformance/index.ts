@@ -4,6 +4,19 @@
  * a test framework and returns every problem.
  * @packageDocumentation
  */
+
+export { missingCommandsScript, REQUIRED_COMMANDS } from './checks/prerequisites.js';
+export { DEV_STDIO_SCRIPT } from './checks/spec.js';
 export { type Check, CheckContext, type CheckName, type ConformanceOptions } from './context.js';
-export { CHECKS, type CheckResult, type ConformanceReport, runCheck, runConformance } from './run.js';
+export { buildConformanceImage, type ConformanceImageOptions, isStaticElf } from './fixture.js';
+export {
+  CHECKS,
+  type CheckResult,
+  type ConformanceReport,
+  DEFAULT_CHECK_DEADLINE_MS,
+  deadlineOf,
+  runCheck,
+  runConformance,
+  runnerTimeoutOf,
+} from './run.js';
 export { describeConformance } from './vitest.js';

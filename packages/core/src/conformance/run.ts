@@ -2,17 +2,50 @@ import type { Environment } from '../contract.js';
 import { execChecks } from './checks/exec.js';
 import { fileRaceCheck } from './checks/file-race.js';
 import { fileChecks } from './checks/files.js';
-import { lifecycleChecks } from './checks/lifecycle.js';
-import { type Check, CheckContext, type CheckName, type ConformanceOptions, SkipCheck, show } from './context.js';
+import { leakChecks } from './checks/leaks.js';
+import { closingChecks, openingChecks } from './checks/lifecycle.js';
+import { missingPrerequisites, prerequisitesCheck } from './checks/prerequisites.js';
+import { specChecks } from './checks/spec.js';
+import {
+  bounded,
+  type Check,
+  CheckContext,
+  type CheckName,
+  CLOSE_DEADLINE_MS,
+  type ConformanceOptions,
+  HUNG,
+  SkipCheck,
+  show,
+} from './context.js';
 
 /** Every check of the suite, in the order it runs. */
 export const CHECKS: readonly Check[] = [
-  ...lifecycleChecks.slice(0, 2),
+  prerequisitesCheck,
+  ...openingChecks,
   ...execChecks,
+  ...specChecks,
   ...fileChecks,
   fileRaceCheck,
-  ...lifecycleChecks.slice(2),
+  ...leakChecks,
+  ...closingChecks,
 ];
+
+/** A check's deadline when it names none. */
+export const DEFAULT_CHECK_DEADLINE_MS = 60_000;
+
+/** The deadline of a check, in milliseconds. */
+export function deadlineOf(check: Check): number {
+  return check.timeoutMs ?? DEFAULT_CHECK_DEADLINE_MS;
+}
+
+/**
+ * The test runner's timeout for a check: its deadline plus room for the
+ * cleanup after it, so a check that hangs fails by its own deadline, with a
+ * message naming where it stood, never by the runner's.
+ */
+export function runnerTimeoutOf(check: Check): number {
+  return deadlineOf(check) + 2 * CLOSE_DEADLINE_MS + 10_000;
+}
 
 /** The outcome of one check. */
 export interface CheckResult {
@@ -21,6 +54,11 @@ export interface CheckResult {
   problems: string[];
   /** The reason, when the check was skipped. */
   skipped?: string;
+  /**
+   * True when the check missed its own deadline. Its problems then include
+   * one naming the step it stood on; the others were found before.
+   */
+  deadlineMissed?: true;
 }
 
 /** The outcome of a whole run. */
@@ -32,25 +70,34 @@ export interface ConformanceReport {
 }
 
 /**
- * Runs one check: opens what it needs (sharing `shared` when given), records
- * every problem instead of stopping at the first, and always cleans up.
+ * Runs one check under its own deadline: opens what it needs (sharing
+ * `shared` when given), records every problem instead of stopping at the
+ * first, and always cleans up. A check that misses its deadline fails with
+ * `<driver>: <check>: did not finish within N ms (at: <step>)`.
  */
 export async function runCheck(check: Check, options: ConformanceOptions, shared?: Environment): Promise<CheckResult> {
   const skipped = options.skip?.[check.name];
   if (skipped) return { name: check.name, problems: [], skipped };
   const ctx = new CheckContext(options, shared);
-  try {
-    await check.run(ctx);
-  } catch (err) {
-    if (err instanceof SkipCheck) {
-      await ctx.cleanup();
-      return { name: check.name, problems: ctx.problems, skipped: err.reason };
-    }
-    ctx.problems.push(`${options.driver.name}: ${check.name}: threw ${show(err)}`);
-  } finally {
-    await ctx.cleanup();
+  const deadline = deadlineOf(check);
+  let missed = false;
+  let skippedAtRunTime: string | undefined;
+  const running = check.run(ctx).catch((err: unknown) => {
+    if (err instanceof SkipCheck) skippedAtRunTime = err.reason;
+    else if (!missed) ctx.problems.push(`${options.driver.name}: ${check.name}: threw ${show(err)}`);
+  });
+  if ((await bounded(running, deadline)) === HUNG) {
+    missed = true;
+    ctx.problems.push(`${options.driver.name}: ${check.name}: did not finish within ${deadline} ms (at: ${ctx.step})`);
   }
-  return { name: check.name, problems: ctx.problems };
+  await ctx.cleanup();
+  const problems = [...ctx.problems];
+  const missing = missingPrerequisites(options);
+  if (problems.length > 0 && missing.length > 0 && check.name !== 'image-prerequisites')
+    problems.push(`note: the image lacks ${missing.join(', ')} (see image-prerequisites); that may be the cause`);
+  if (skippedAtRunTime !== undefined && problems.length === 0)
+    return { name: check.name, problems, skipped: skippedAtRunTime };
+  return { name: check.name, problems, ...(missed ? { deadlineMissed: true as const } : {}) };
 }
 
 /**

@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import type { Environment } from '../contract.js';
 import type { ConformanceOptions } from './context.js';
-import { CHECKS, runCheck } from './run.js';
+import { CHECKS, runCheck, runnerTimeoutOf } from './run.js';
 
 /**
  * Registers the whole execenv contract as vitest tests for one driver: one
  * test per check, failing with every problem it found, one line each.
- * Skipped checks show with their reason.
+ * Skipped checks show with their reason. Each check runs under its own
+ * deadline, below the test's timeout, so a hang fails naming where it stood.
  */
 export function describeConformance(options: ConformanceOptions): void {
   describe(`execenv conformance: ${options.name}`, () => {
@@ -31,7 +32,7 @@ export function describeConformance(options: ConformanceOptions): void {
           if (result.problems.length > 0)
             throw new Error(`${result.problems.length} problem(s):\n${result.problems.join('\n')}`);
         },
-        check.timeoutMs ?? 60_000,
+        runnerTimeoutOf(check),
       );
     }
   });

@@ -21,6 +21,8 @@ export async function extractToFake(
   let bytes = 0;
   const guard = new ArchiveGuard();
   const extractor = tarExtract();
+  // A refused entry ends the extraction early; the source's error (a closed pipe) then goes to the extractor.
+  tar.on('error', (err) => extractor.destroy(err));
   tar.pipe(extractor);
   // Entries are checked and collected first, so a refused archive changes nothing.
   const staged: (() => void)[] = [];

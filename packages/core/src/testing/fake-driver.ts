@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type {
   Availability,
@@ -13,15 +14,24 @@ import type {
   GcReport,
   OpenOptions,
 } from '../contract.js';
+import { leaseGc, leaseList, openWithLease } from '../driver/open-environment.js';
 import { BaseEnvironment } from '../environment-base.js';
-import { NotFoundError } from '../errors.js';
+import { AbortedError, NotFoundError } from '../errors.js';
+import { emit } from '../events.js';
 import { checkResult, execResult } from '../exec-result.js';
 import { extractArchive } from '../files/extract.js';
-import { newEnvironmentId } from '../lifecycle/lease.js';
-import { type EnvSpec, validateSpec } from '../spec.js';
+import { packTree } from '../files/pack.js';
+import { hostUndo } from '../lifecycle/host-undo.js';
+import { type Lease, newEnvironmentId } from '../lifecycle/lease.js';
+import { processStartTime } from '../lifecycle/owner.js';
+import { defaultStateDir } from '../lifecycle/state-dir.js';
+import { throwIfAborted } from '../process-exec.js';
+import { hostRunner } from '../runner.js';
+import { type EnvSpec, type MountSpec, validateSpec } from '../spec.js';
 import { extractToFake, packFake } from './fake-archive.js';
 import { FAKE_BUILTINS } from './fake-commands.js';
 import { FakeFileSystem } from './fake-filesystem.js';
+import { FAKE_UTILITIES } from './fake-utilities.js';
 
 /** What a fake command sees. */
 export interface FakeCommandContext {
@@ -35,10 +45,16 @@ export interface FakeCommandContext {
   user: string;
   /** Reads stdin to its end; commands that never call it never wait for it. */
   stdin(): Promise<Uint8Array>;
+  /** Reads stdin up to and including its first newline (or its end), as `head -n 1` does. */
+  stdinLine(): Promise<string>;
   /** The environment's files; commands may read and change them. */
   files: FakeFileSystem;
   /** Aborted when the command is killed or its environment closes; a command that loops should stop then. */
   signal: AbortSignal;
+  /** Whether the environment has a command of this name. */
+  hasCommand(name: string): boolean;
+  /** The host path behind a path inside a mount of spec.mounts, or undefined outside them. */
+  hostPathOf(path: string): { path: string; readOnly: boolean } | undefined;
 }
 
 /** What a fake command leaves; missing fields mean exit 0 and no output. */
@@ -64,6 +80,25 @@ export interface FakeDriverOptions {
   files?: Record<string, string | Uint8Array>;
   /** What probe() reports as unavailable, when set. */
   unavailable?: string;
+  /** Add FAKE_UTILITIES (sh for the conformance suite's scripts, env, id, sleep, ln, ...). @default false */
+  utilities?: boolean;
+  /** Commands the environment's image lacks: removed from the built-ins and utilities. */
+  lacks?: string[];
+  /**
+   * Hold real host state, as a real driver does: a lease under the state
+   * directory, a host directory `<stateDir>/fake/<id>` and a host process
+   * naming the id, released on close; list() and gc() then work on leases.
+   * @default false
+   */
+  leases?: boolean;
+}
+
+/** What a fake environment holds besides files and commands. @internal */
+export interface FakeEnvironmentExtras {
+  /** spec.mounts, shown inside as copies and written through by `touch`. */
+  mounts?: readonly MountSpec[];
+  /** Releases host state on close. */
+  release?: () => Promise<void>;
 }
 
 const encoder = new TextEncoder();
@@ -73,6 +108,21 @@ const bytes = (v: string | Uint8Array | undefined) =>
 const BUILTINS: Record<string, FakeCommand> = {
   ...FAKE_BUILTINS,
 };
+
+async function firstLine(stdin: ExecOptions['stdin']): Promise<string> {
+  if (stdin === undefined || stdin === 'ignore' || typeof stdin === 'string' || stdin instanceof Uint8Array) {
+    const text = Buffer.from(bytes(stdin === 'ignore' ? undefined : stdin)).toString();
+    const nl = text.indexOf('\n');
+    return nl < 0 ? text : text.slice(0, nl + 1);
+  }
+  let text = '';
+  for await (const c of stdin) {
+    text += Buffer.from(c as Uint8Array).toString();
+    const nl = text.indexOf('\n');
+    if (nl >= 0) return text.slice(0, nl + 1);
+  }
+  return text;
+}
 
 async function collect(stdin: ExecOptions['stdin']): Promise<Uint8Array> {
   if (stdin === undefined || stdin === 'ignore') return new Uint8Array();
@@ -95,6 +145,7 @@ export class FakeEnvironment extends BaseEnvironment {
   readonly #env: Record<string, string>;
   readonly #onClose: () => void;
   readonly #running = new Set<AbortController>();
+  readonly #extras: FakeEnvironmentExtras;
 
   /** @internal created by FakeDriver.open */
   constructor(
@@ -103,22 +154,46 @@ export class FakeEnvironment extends BaseEnvironment {
     files: FakeFileSystem,
     env: Record<string, string>,
     onClose: () => void,
+    extras: FakeEnvironmentExtras = {},
   ) {
     super({ ...init, closeOnSignal: false });
     this.#commands = commands;
     this.files = files;
     this.#env = env;
     this.#onClose = onClose;
+    this.#extras = extras;
+  }
+
+  /** The host path behind a path inside one of spec.mounts. */
+  #hostPathOf(path: string): { path: string; readOnly: boolean } | undefined {
+    const p = posix.normalize(path);
+    for (const m of this.#extras.mounts ?? [])
+      if (p === m.target || p.startsWith(`${m.target}/`))
+        return { path: join(m.source, posix.relative(m.target, p)), readOnly: m.readOnly === true };
+    return undefined;
   }
 
   protected override doExec(argv: string[], opts: ExecOptions): Promise<ExecResult> {
     return this.#run(argv, opts, new AbortController());
   }
 
-  /** Runs a command; aborting `stop` kills it, as the result then says (SIGKILL). */
+  /**
+   * Runs a command; aborting `stop` kills it, as the result then says
+   * (SIGKILL). Its timeout and abort signal kill it the same way.
+   */
   async #run(argv: string[], opts: ExecOptions, stop: AbortController): Promise<ExecResult> {
     this.calls.push({ argv, opts });
     this.#running.add(stop);
+    let timedOut = false;
+    const timer =
+      opts.timeout !== undefined
+        ? setTimeout(() => {
+            timedOut = true;
+            stop.abort();
+          }, opts.timeout)
+        : undefined;
+    const onAbort = () => stop.abort();
+    opts.signal?.addEventListener('abort', onAbort);
     const started = performance.now();
     const command = this.#commands[argv[0]!];
     const ctx: FakeCommandContext = {
@@ -127,15 +202,28 @@ export class FakeEnvironment extends BaseEnvironment {
       cwd: opts.cwd ?? '/',
       user: opts.user ?? 'root',
       stdin: () => collect(opts.stdin),
+      stdinLine: () => firstLine(opts.stdin),
       files: this.files,
       signal: stop.signal,
+      hasCommand: (name) => typeof this.#commands[name] === 'function',
+      hostPathOf: (path) => this.#hostPathOf(path),
     };
     let r: FakeCommandResult;
     try {
-      r = command ? await command(ctx) : { exitCode: 127, stderr: `fake: ${argv[0]}: command not found\n` };
+      // A killed command ends at once, whatever its function still waits for (a stdin that never closes).
+      const killed = new Promise<FakeCommandResult>((resolve) => {
+        if (stop.signal.aborted) resolve({ signal: 'SIGKILL' });
+        stop.signal.addEventListener('abort', () => resolve({ signal: 'SIGKILL' }), { once: true });
+      });
+      r = command
+        ? await Promise.race([Promise.resolve(command(ctx)), killed])
+        : { exitCode: 127, stderr: `fake: ${argv[0]}: command not found\n` };
     } finally {
       this.#running.delete(stop);
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
     }
+    throwIfAborted(opts.signal, argv, this.context('exec'));
     if (stop.signal.aborted) r = { ...r, signal: 'SIGKILL' };
     const stdout = bytes(r.stdout);
     const stderr = bytes(r.stderr);
@@ -147,7 +235,7 @@ export class FakeEnvironment extends BaseEnvironment {
       signal: r.signal ?? null,
       stdoutBytes: opts.buffer === false ? new Uint8Array() : stdout,
       stderrBytes: opts.buffer === false ? new Uint8Array() : stderr,
-      timedOut: false,
+      timedOut,
       durationMs: Math.round(performance.now() - started),
     });
     return checkResult(result, opts, { envId: this.id, driver: this.driver });
@@ -186,7 +274,18 @@ export class FakeEnvironment extends BaseEnvironment {
   }
 
   protected override async doPush(src: string | Uint8Array | Readable, dest: string, opts: FileOptions): Promise<void> {
-    const data = typeof src === 'string' ? await readFile(src) : src instanceof Uint8Array ? src : await collect(src);
+    if (typeof src === 'string') {
+      const st = await stat(src);
+      if (st.isDirectory()) {
+        await extractToFake(packTree('/', src), this.files, dest);
+        return;
+      }
+      this.files.writeFile(dest, await readFile(src), { mode: st.mode & 0o7777, ...opts });
+      return;
+    }
+    const data = src instanceof Uint8Array ? src : await collect(src);
+    const host = this.#hostPathOf(dest);
+    if (host && !host.readOnly) await writeFile(host.path, data);
     this.files.writeFile(dest, data, opts);
   }
 
@@ -216,12 +315,16 @@ export class FakeEnvironment extends BaseEnvironment {
   protected override async destroy(): Promise<void> {
     for (const stop of this.#running) stop.abort();
     this.#onClose();
+    await this.#extras.release?.();
   }
 }
 
 /**
  * FakeDriver opens in-memory environments for consumers' unit tests: no
- * host, no processes, commands scripted as functions.
+ * host, no processes, commands scripted as functions. With `utilities` and
+ * `leases` it keeps to the contract as far as the conformance suite's
+ * mutant corpus needs: a small userland, spec.network and spec.mounts, and
+ * real host state released on close and collected by gc().
  */
 export class FakeDriver implements Driver {
   readonly name: string;
@@ -243,29 +346,113 @@ export class FakeDriver implements Driver {
 
   async open(spec: EnvSpec, opts: OpenOptions = {}): Promise<FakeEnvironment> {
     const checked = validateSpec(spec, this.name);
+    if (opts.signal?.aborted)
+      throw new AbortedError(`execenv: opening a ${this.name} environment was aborted`, {
+        driver: this.name,
+        op: 'open',
+      });
+    if (this.#options.leases)
+      return openWithLease({
+        driver: this.name,
+        spec: checked,
+        opts,
+        undo: hostUndo(hostRunner()),
+        create: async ({ id, lease, stateDir }) => {
+          await this.#holdHostState(id, lease, stateDir);
+          return this.#environment(id, checked, opts, () => lease.release(hostUndo(hostRunner())));
+        },
+      });
+    const id = newEnvironmentId();
+    emit(opts.onEvent, { type: 'create', envId: id, driver: this.name });
+    const env = await this.#environment(id, checked, opts);
+    emit(opts.onEvent, { type: 'ready', envId: id, driver: this.name, durationMs: 0 });
+    return env;
+  }
+
+  /** A host directory and a host process naming the id, each recorded in the lease right after it exists. */
+  async #holdHostState(id: string, lease: Lease, stateDir: string): Promise<void> {
+    const dir = join(stateDir, 'fake', id);
+    await lease.add({ kind: 'dir', path: dir });
+    await mkdir(dir, { recursive: true });
+    const helper = hostRunner().spawn([process.execPath, '-e', 'setInterval(() => {}, 1 << 30)', id], {
+      detached: true,
+      stdin: 'ignore',
+      stdout: 'ignore',
+      stderr: 'ignore',
+    });
+    helper.exited.catch(() => {});
+    const pid = helper.pid;
+    const startTime = pid === undefined ? undefined : await processStartTime(pid);
+    if (pid !== undefined && startTime !== undefined) await lease.add({ kind: 'process', pid, startTime });
+  }
+
+  /** A new environment: the driver's files, spec.mounts copied in, /proc/net/dev for spec.network. */
+  async #environment(
+    id: string,
+    spec: Readonly<EnvSpec>,
+    opts: OpenOptions,
+    release?: () => Promise<void>,
+  ): Promise<FakeEnvironment> {
     const files = new FakeFileSystem();
     for (const [path, data] of Object.entries(this.#options.files ?? {})) files.writeFile(path, bytes(data));
+    if (this.#options.utilities) {
+      files.mkdir('/tmp', 0o1777);
+      const network = spec.network ?? 'none';
+      files.writeFile('/proc/net/dev', encoder.encode(netDev(network === 'none' ? ['lo'] : ['lo', 'eth0'])));
+    }
+    for (const m of spec.mounts ?? []) await copyIn(m.source, m.target, files);
     const env: FakeEnvironment = new FakeEnvironment(
       {
-        id: newEnvironmentId(),
+        id,
         driver: this.name,
         capabilities: this.#options.capabilities ?? ['isolation-container', 'root'],
         onEvent: opts.onEvent,
       },
-      { ...BUILTINS, ...this.#options.commands },
+      withoutCommands(
+        { ...BUILTINS, ...(this.#options.utilities ? FAKE_UTILITIES : {}), ...this.#options.commands },
+        this.#options.lacks ?? [],
+      ),
       files,
-      { ...checked.env },
+      { ...spec.env },
       () => this.openEnvironments.delete(env),
+      { mounts: spec.mounts, release },
     );
     this.openEnvironments.add(env);
     return env;
   }
 
-  async list(): Promise<EnvironmentInfo[]> {
+  async list(opts: { stateDir?: string } = {}): Promise<EnvironmentInfo[]> {
+    if (this.#options.leases) return leaseList(opts.stateDir ?? defaultStateDir(), this.name);
     return [...this.openEnvironments].map((e) => ({ id: e.id, driver: this.name, ownerAlive: true, resources: [] }));
   }
 
-  async gc(): Promise<GcReport> {
+  async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
+    if (this.#options.leases) return leaseGc(opts.stateDir ?? defaultStateDir(), this.name, hostUndo(hostRunner()));
     return { removed: [], errors: [] };
   }
+}
+
+/** /proc/net/dev listing these interfaces. */
+function netDev(interfaces: string[]): string {
+  return [
+    'Inter-|   Receive                                                |  Transmit',
+    ' face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed',
+    ...interfaces.map((i) => `${i.padStart(6)}: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0`),
+    '',
+  ].join('\n');
+}
+
+/** Copies a host tree into the fake's files at `target`, keeping modes. */
+async function copyIn(source: string, target: string, files: FakeFileSystem): Promise<void> {
+  files.mkdir(target);
+  for (const e of await readdir(source, { withFileTypes: true })) {
+    const from = join(source, e.name);
+    const to = posix.join(target, e.name);
+    if (e.isDirectory()) await copyIn(from, to, files);
+    else if (e.isFile()) files.writeFile(to, await readFile(from), { mode: (await stat(from)).mode & 0o7777 });
+  }
+}
+
+function withoutCommands(commands: Record<string, FakeCommand>, lacks: readonly string[]): Record<string, FakeCommand> {
+  return Object.fromEntries(Object.entries(commands).filter(([name]) => !lacks.includes(name)));
 }

@@ -10,3 +10,4 @@ export * from './fake-agent-session.js';
 export * from './fake-driver.js';
 export * from './fake-filesystem.js';
 export * from './fake-runner.js';
+export * from './fake-utilities.js';

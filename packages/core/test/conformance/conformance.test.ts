@@ -2,7 +2,7 @@ import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ConformanceOptions } from '../../src/conformance/context.js';
+import type { CheckContext, ConformanceOptions } from '../../src/conformance/context.js';
 import { CHECKS, runCheck, runConformance } from '../../src/conformance/run.js';
 import type { EnvSpec, OpenOptions } from '../../src/index.js';
 import {
@@ -146,6 +146,37 @@ describe('the conformance suite can fail', () => {
     ]);
   });
 
+  it('fails a check that hangs by its own deadline, naming the step it stood on', async () => {
+    const hanging = {
+      name: 'leaks' as const,
+      timeoutMs: 200,
+      run: async (ctx: CheckContext) => {
+        ctx.step = 'waiting for a close that never ends';
+        await new Promise(() => {});
+      },
+    };
+    const r = await runCheck(hanging, { name: 'fake', driver: new FakeDriver(), spec: {} });
+    expect(r).toEqual({
+      name: 'leaks',
+      problems: ['fake: leaks: did not finish within 200 ms (at: waiting for a close that never ends)'],
+      deadlineMissed: true,
+    });
+  });
+
+  it('names a wait that missed its own deadline as the broken promise', async () => {
+    const waiting = {
+      name: 'close-while-running' as const,
+      run: async (ctx: CheckContext) => {
+        await ctx.within(50, 'env', 'close while sleep runs', 'closed', new Promise(() => {}));
+      },
+    };
+    const r = await runCheck(waiting, { name: 'fake', driver: new FakeDriver(), spec: {} });
+    expect(r).toEqual({
+      name: 'close-while-running',
+      problems: ['env: close while sleep runs: got no answer within 50 ms, want closed'],
+    });
+  });
+
   it('skips, with the reason, what the driver declares as a gap', async () => {
     const r = await runCheck(CHECKS.find((c) => c.name === 'user')!, {
       name: 'fake',
@@ -170,7 +201,8 @@ describe('the checks of hostile paths and images', () => {
     driver,
     spec: {},
     openOptions: { stateDir },
-    raceMs: 300,
+    // Long enough for the swapping loop to be seen in every state on a loaded host.
+    raceMs: 1000,
     imageWithSymlinks: async (links) => ({ driverOptions: { symlinks: links } }),
   });
 

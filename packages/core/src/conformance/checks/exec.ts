@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { type Check, type CheckContext, codeOf, rejection, unique } from '../context.js';
+import { type Check, type CheckContext, codeOf, HUNG, rejection, unique } from '../context.js';
 
 const ALL_BYTES = Uint8Array.from({ length: 256 }, (_, i) => i);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -37,23 +37,53 @@ async function exitCodes(ctx: CheckContext): Promise<void> {
   );
 }
 
+/** Parses the output of `env` into variables. */
+function parseEnv(stdout: string): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const line of stdout.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) vars[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return vars;
+}
+
+/**
+ * A command sees the spec's env, the exec's env and PATH, never the host's:
+ * neither in an environment opened before a host variable was set, nor in one
+ * opened after (a driver that copies the host's environment at open).
+ */
 async function envIsolation(ctx: CheckContext): Promise<void> {
   const name = `EXECENV_HOST_SECRET_${unique('v').replace('-', '_')}`;
+  const shared = await ctx.env();
   process.env[name] = 'leaked';
   try {
-    const env = await ctx.env();
-    const shown = (await env.exec(['env'])).stdout;
-    if (shown.includes(name)) ctx.problem(env.id, 'env', 'the host variable inside', 'no host variable');
-    const passed = await env.exec(['sh', '-c', 'printf %s "$A"'], { env: { A: 'x y' } });
-    ctx.expect(env.id, 'exec with env A', passed.stdout, 'x y');
-    const path = await env.exec(['sh', '-c', 'printf %s "$PATH"']);
-    if (!path.stdout.includes('/bin')) ctx.problem(env.id, 'PATH', path.stdout, 'a PATH including /bin');
+    const fresh = await ctx.open({ ...ctx.options.spec, env: { SPEC_VAR: 'from-spec', OVER: 'spec' } });
+    for (const [env, when] of [
+      [shared, 'opened before the host variable was set'],
+      [fresh, 'opened after the host variable was set'],
+    ] as const) {
+      const r = await ctx.within(30_000, env.id, 'env', 'an exit', env.exec(['env'], { env: { A: 'x y' } }));
+      if (r === HUNG) continue;
+      const vars = parseEnv(r.stdout);
+      if (name in vars)
+        ctx.problem(env.id, `env in an environment ${when}`, `${name}=${vars[name]}`, 'no host variable');
+      ctx.expect(env.id, `A of exec env {A: "x y"} (${when})`, vars.A, 'x y');
+      if (!vars.PATH?.includes('/bin')) ctx.problem(env.id, `PATH (${when})`, vars.PATH, 'a PATH including /bin');
+    }
+    const r = await ctx.within(
+      30_000,
+      fresh.id,
+      'env with an exec override',
+      'an exit',
+      fresh.exec(['env'], { env: { OVER: 'exec' } }),
+    );
+    if (r !== HUNG) {
+      const vars = parseEnv(r.stdout);
+      ctx.expect(fresh.id, 'spec env with an exec override', [vars.SPEC_VAR, vars.OVER], ['from-spec', 'exec']);
+    }
   } finally {
     delete process.env[name];
   }
-  const withDefaults = await ctx.open({ ...ctx.options.spec, env: { SPEC_VAR: 'from-spec', OVER: 'spec' } });
-  const r = await withDefaults.exec(['sh', '-c', 'printf "%s %s" "$SPEC_VAR" "$OVER"'], { env: { OVER: 'exec' } });
-  ctx.expect(withDefaults.id, 'spec env with an exec override', r.stdout, 'from-spec exec');
 }
 
 async function cwd(ctx: CheckContext): Promise<void> {
@@ -82,18 +112,25 @@ async function stdin(ctx: CheckContext): Promise<void> {
   ctx.expect(env.id, 'cat with all 256 byte values', Buffer.from(bytes).equals(Buffer.from(ALL_BYTES)), true);
   const stream = Readable.from([Buffer.from('one '), Buffer.from('two '), Buffer.from('three')]);
   ctx.expect(env.id, 'cat with a stream', (await env.exec(['cat'], { stdin: stream })).stdout, 'one two three');
-  ctx.expect(env.id, 'cat without stdin', (await env.exec(['cat'], { timeout: 10_000 })).stdout, '');
-  ctx.expect(
-    env.id,
-    "cat with stdin 'ignore'",
-    (await env.exec(['cat'], { stdin: 'ignore', timeout: 10_000 })).stdout,
-    '',
-  );
+  // cat ends only when its stdin closes: without stdin, or with 'ignore', that is at once.
+  for (const [op, opts] of [
+    ['cat without stdin', {}],
+    ["cat with stdin 'ignore'", { stdin: 'ignore' as const }],
+  ] as const) {
+    const r = await ctx.within(
+      10_000,
+      env.id,
+      op,
+      'an exit at once (stdin closed)',
+      env.exec(['cat'], { ...opts, timeout: 3000 }),
+    );
+    if (r !== HUNG) ctx.expect(env.id, op, { stdout: r.stdout, timedOut: r.timedOut }, { stdout: '', timedOut: false });
+  }
   const p = env.spawn(['cat']);
   const chunks: Buffer[] = [];
   p.stdout.on('data', (c: Buffer) => chunks.push(c));
   p.stdin?.end('via spawn');
-  await p.result;
+  if ((await ctx.within(10_000, env.id, 'spawn cat fed through its stdin', 'an exit', p.result)) === HUNG) return;
   ctx.expect(env.id, 'spawn cat fed through its stdin', Buffer.concat(chunks).toString(), 'via spawn');
 }
 

@@ -1,7 +1,8 @@
-import { lstat, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, realpath, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { pack as tarPack } from 'tar-stream';
+import { extract as tarExtract, pack as tarPack } from 'tar-stream';
+import { ExecenvError } from '../../errors.js';
 import { type Check, type CheckContext, codeOf, rejection, unique } from '../context.js';
 import { describeTree, sha256 } from './host.js';
 
@@ -216,6 +217,219 @@ async function pullSymlink(ctx: CheckContext): Promise<void> {
   else if (got !== undefined) ctx.expect(env.id, `pull ${link} (-> /etc/shadow)`, got.trim(), secret);
 }
 
+/**
+ * Modes survive every way in: a host file pushed by path keeps its mode,
+ * and setuid, setgid and sticky bits survive push options, a pushed host
+ * directory and an archive.
+ */
+async function modeBits(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const host = await ctx.hostDir();
+  const { chmod } = await import('node:fs/promises');
+  const modeOf = async (path: string) => {
+    const st = await env.stat(path);
+    return st ? (st.mode & 0o7777).toString(8) : 'missing';
+  };
+  for (const mode of [0o755, 0o600, 0o4755]) {
+    const src = join(host, `file-${mode.toString(8)}`);
+    await writeFile(src, '#!/bin/sh\necho ran\n');
+    await chmod(src, mode);
+    const dest = `/tmp/${unique(`host-mode-${mode.toString(8)}`)}`;
+    await env.push(src, dest);
+    ctx.expect(
+      env.id,
+      `mode of host file ${mode.toString(8)} pushed by path to ${dest}`,
+      await modeOf(dest),
+      mode.toString(8),
+    );
+  }
+  for (const mode of [0o4755, 0o2755, 0o1777, 0o6711]) {
+    const dest = `/tmp/${unique(`opt-mode-${mode.toString(8)}`)}`;
+    await env.push(new TextEncoder().encode('x'), dest, { mode });
+    ctx.expect(env.id, `mode of bytes pushed with mode ${mode.toString(8)}`, await modeOf(dest), mode.toString(8));
+  }
+  const tree = join(host, 'tree');
+  await mkdir(join(tree, 'sticky'), { recursive: true });
+  await writeFile(join(tree, 'setuid'), 'x');
+  await writeFile(join(tree, 'setgid'), 'x');
+  await chmod(join(tree, 'sticky'), 0o1777);
+  await chmod(join(tree, 'setuid'), 0o4755);
+  await chmod(join(tree, 'setgid'), 0o2755);
+  const dir = `/tmp/${unique('mode-tree')}`;
+  await env.push(tree, dir);
+  ctx.expect(
+    env.id,
+    `modes in a host directory pushed to ${dir}`,
+    [await modeOf(`${dir}/sticky`), await modeOf(`${dir}/setuid`), await modeOf(`${dir}/setgid`)],
+    ['1777', '4755', '2755'],
+  );
+  const p = tarPack();
+  p.entry({ name: 'sticky', type: 'directory', mode: 0o1777 });
+  p.entry({ name: 'setuid', mode: 0o4755 }, 'x');
+  p.entry({ name: 'setgid', mode: 0o2755 }, 'x');
+  p.finalize();
+  const unpacked = `/tmp/${unique('mode-archive')}`;
+  await env.exec(['mkdir', '-p', unpacked], { check: true });
+  await env.pushArchive(p as unknown as Readable, unpacked);
+  ctx.expect(
+    env.id,
+    `modes of archive entries extracted in ${unpacked}`,
+    [await modeOf(`${unpacked}/sticky`), await modeOf(`${unpacked}/setuid`), await modeOf(`${unpacked}/setgid`)],
+    ['1777', '4755', '2755'],
+  );
+}
+
+/**
+ * Symlinks inside that point at host paths are never followed onto the
+ * host: not as a final component, not as a parent directory, by push,
+ * pull, stat, readDir or pullArchive.
+ */
+async function hostSymlinks(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const host = await realpath(await ctx.hostDir());
+  const secret = `${unique('host-secret')}\n`;
+  await writeFile(join(host, 'secret'), secret);
+  await mkdir(join(host, 'subdir'));
+  const before = await describeTree(host);
+  const dir = `/tmp/${unique('hostlinks')}`;
+  await env.exec(['mkdir', '-p', dir], { check: true });
+  await env.exec(['ln', '-s', join(host, 'secret'), `${dir}/final`], { check: true });
+  await env.exec(['ln', '-s', host, `${dir}/parent`], { check: true });
+  const out = await ctx.hostDir();
+  // A pulled symlink is fine (pull-symlink allows it); only a regular file with the secret is a leak.
+  const leaked = async (path: string) =>
+    (await lstat(path).catch(() => undefined))?.isFile() === true && (await readFile(path, 'utf8')) === secret;
+  for (const src of [`${dir}/final`, `${dir}/parent/secret`]) {
+    const dest = join(out, unique('pulled'));
+    const err = await rejection(env.pull(src, dest));
+    if (await leaked(dest))
+      ctx.problem(
+        env.id,
+        `pull ${src} (a link to ${host})`,
+        "the host file's content",
+        'a NOT_FOUND, or what the environment holds',
+      );
+    else if (err !== undefined && !(err instanceof ExecenvError))
+      ctx.problem(env.id, `pull ${src} (a link to ${host})`, err, "an ExecenvError or the environment's file");
+  }
+  const st = await env.stat(`${dir}/parent/secret`);
+  if (st?.size === secret.length && st.type === 'file')
+    ctx.problem(env.id, `stat ${dir}/parent/secret (${dir}/parent -> ${host})`, "the host file's size", 'null');
+  const names = await env.readDir(`${dir}/parent`).catch(() => [] as string[]);
+  if (names.includes('secret') || names.includes('subdir'))
+    ctx.problem(env.id, `readDir ${dir}/parent (-> ${host})`, names, "a NOT_FOUND, never the host directory's names");
+  const archived = await archiveNames(env.pullArchive(`${dir}/parent`));
+  if (archived.includes('secret') || archived.includes('subdir'))
+    ctx.problem(
+      env.id,
+      `pullArchive ${dir}/parent (-> ${host})`,
+      archived,
+      "a NOT_FOUND, never the host directory's names",
+    );
+  const pushed = join(out, 'pushed');
+  await writeFile(pushed, 'pushed from the host\n');
+  for (const [src, dest] of [
+    [new TextEncoder().encode('pushed bytes\n'), `${dir}/final`],
+    [pushed, `${dir}/final`],
+    [new TextEncoder().encode('pushed bytes\n'), `${dir}/parent/new`],
+    [pushed, `${dir}/parent/subdir/new`],
+  ] as const) {
+    const err = await rejection(env.push(src, dest));
+    if (err !== undefined && !(err instanceof ExecenvError))
+      ctx.problem(env.id, `push to ${dest}`, err, 'no error, or an ExecenvError');
+  }
+  ctx.expect(env.id, `host directory ${host} after pushes through links to it`, await describeTree(host), before);
+}
+
+/** Names of the entries of a tar stream, or [] when it fails. */
+async function archiveNames(stream: Readable): Promise<string[]> {
+  const extractor = tarExtract();
+  stream.on('error', (err) => extractor.destroy(err));
+  stream.pipe(extractor);
+  const names: string[] = [];
+  try {
+    for await (const entry of extractor) {
+      names.push(entry.header.name.replace(/^\.\//, ''));
+      entry.resume();
+    }
+  } catch {
+    // A NOT_FOUND is the right answer here.
+  }
+  return names;
+}
+
+type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string; content?: string };
+
+function archiveOf(entries: Entry[]): Readable {
+  const p = tarPack();
+  for (const e of entries) {
+    if (e.type === 'directory') p.entry({ name: e.name, type: 'directory', mode: 0o755 });
+    else if (e.type === 'symlink' || e.type === 'link') p.entry({ name: e.name, type: e.type, linkname: e.linkname });
+    else p.entry({ name: e.name, mode: 0o644 }, e.content ?? '');
+  }
+  p.finalize();
+  return p as unknown as Readable;
+}
+
+/**
+ * Archives may hold symlinks and hardlinks: they arrive as links. Links
+ * that would take an entry out of the destination are refused with
+ * UNSAFE_PATH and change nothing.
+ */
+async function archiveLinks(ctx: CheckContext): Promise<void> {
+  const env = await ctx.env();
+  const dest = `/tmp/${unique('links')}`;
+  await env.exec(['mkdir', '-p', dest], { check: true });
+  await env.pushArchive(
+    archiveOf([
+      { name: 'd', type: 'directory' },
+      { name: 'd/f', content: 'data\n' },
+      { name: 'd/rel', type: 'symlink', linkname: 'f' },
+      { name: 'd/abs', type: 'symlink', linkname: '/etc/hostname' },
+      { name: 'd/hard', type: 'link', linkname: 'd/f' },
+    ]),
+    dest,
+  );
+  const rel = await env.stat(`${dest}/d/rel`);
+  const abs = await env.stat(`${dest}/d/abs`);
+  ctx.expect(
+    env.id,
+    `symlink entries extracted in ${dest}`,
+    [rel?.type, rel?.linkTarget, abs?.type, abs?.linkTarget],
+    ['symlink', 'f', 'symlink', '/etc/hostname'],
+  );
+  const hard = await env.exec(['cat', `${dest}/d/hard`, `${dest}/d/rel`]);
+  ctx.expect(env.id, `cat ${dest}/d/hard ${dest}/d/rel`, hard.stdout, 'data\ndata\n');
+  const escaped = unique('escaped');
+  const unsafe: [string, Entry[]][] = [
+    ['a hardlink to ../', [{ name: 'x', type: 'link', linkname: `../${escaped}` }]],
+    ['a hardlink to an absolute path', [{ name: 'x', type: 'link', linkname: '/etc/passwd' }]],
+    ['a hardlink to no earlier entry', [{ name: 'x', type: 'link', linkname: 'nowhere' }]],
+    [
+      'a symlink climbing out',
+      [
+        { name: 'up', type: 'symlink', linkname: '../..' },
+        { name: 'up/x', content: 'out' },
+      ],
+    ],
+    [
+      'a file through a symlink of the same archive',
+      [
+        { name: 'root', type: 'symlink', linkname: '/' },
+        { name: `root/tmp/${escaped}`, content: 'out' },
+      ],
+    ],
+  ];
+  for (const [what, entries] of unsafe) {
+    const into = `/tmp/${unique('unsafe-links')}`;
+    await env.exec(['mkdir', '-p', into], { check: true });
+    const err = await rejection(env.pushArchive(archiveOf(entries), into));
+    ctx.expect(env.id, `pushArchive with ${what}`, codeOf(err), 'UNSAFE_PATH');
+    ctx.expect(env.id, `readDir ${into} after a refused archive with ${what}`, await env.readDir(into), []);
+  }
+  ctx.expect(env.id, `/tmp/${escaped} after refused archives`, await env.stat(`/tmp/${escaped}`), null);
+}
+
 /** Checks of file transfer and path safety. */
 export const fileChecks: Check[] = [
   { name: 'file-modes', run: fileModes },
@@ -227,4 +441,7 @@ export const fileChecks: Check[] = [
   { name: 'push-through-symlink', run: pushThroughSymlink },
   { name: 'unsafe-archive', run: unsafeArchive },
   { name: 'pull-symlink', run: pullSymlink },
+  { name: 'mode-bits', run: modeBits },
+  { name: 'host-symlinks', run: hostSymlinks },
+  { name: 'archive-links', run: archiveLinks },
 ];

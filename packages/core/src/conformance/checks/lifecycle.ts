@@ -1,5 +1,7 @@
-import { mkdir, readdir, realpath, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, realpath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pack as tarPack } from 'tar-stream';
 import {
   isPublishable,
   isRebootable,
@@ -11,14 +13,17 @@ import {
   revert,
   snapshot,
 } from '../../capabilities.js';
-import type { Environment } from '../../contract.js';
+import type { Environment, OpenOptions } from '../../contract.js';
 import { ExecenvError } from '../../errors.js';
-import { type Check, type CheckContext, codeOf, rejection, unique } from '../context.js';
+import type { ExecenvEvent } from '../../events.js';
+import { type Check, type CheckContext, codeOf, HUNG, rejection, unique } from '../context.js';
+import { hostEvidence } from './evidence.js';
 import { hostState } from './host.js';
 
 const ISOLATION = ['isolation-chroot', 'isolation-container', 'isolation-machine'];
 
-async function listedIds(ctx: CheckContext): Promise<string[] | undefined> {
+/** Ids the driver's list() shows, or undefined when it has none. */
+export async function listedIds(ctx: CheckContext): Promise<string[] | undefined> {
   const { driver, openOptions } = ctx.options;
   if (!driver.list) return undefined;
   return (await driver.list({ stateDir: openOptions?.stateDir })).map((e) => e.id);
@@ -55,6 +60,193 @@ async function openClose(ctx: CheckContext): Promise<void> {
     ctx.expect(env.id, 'exec inside await using', (await env.exec(['true'])).exitCode, 0);
   }
   ctx.expect(disposed.id, 'exec after await using ended', codeOf(await rejection(disposed.exec(['true']))), 'CLOSED');
+}
+
+/** Resolves when a stream ends, rejects with its error. */
+export function drained(stream: Readable): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    stream.on('error', reject);
+    stream.on('end', resolve);
+    stream.resume();
+  });
+}
+
+function emptyTar(): Readable {
+  const p = tarPack();
+  p.finalize();
+  return p as unknown as Readable;
+}
+
+/** Every operation after close rejects with CLOSED, promptly, and changes nothing on the host. */
+async function closedOperations(ctx: CheckContext): Promise<void> {
+  const env = await ctx.open();
+  const host = await ctx.hostDir();
+  const dest = join(host, 'pulled');
+  if ((await ctx.within(60_000, env.id, 'close', 'closed', env.close())) === HUNG) {
+    ctx.abandon(env);
+    return;
+  }
+  const ops: [string, () => Promise<unknown>][] = [
+    ['exec', () => env.exec(['true'])],
+    ['spawn', () => env.spawn(['true']).result],
+    ['push', () => env.push(new Uint8Array(), '/tmp/after-close')],
+    ['pull', () => env.pull('/tmp', dest)],
+    ['pushArchive', () => env.pushArchive(emptyTar(), '/tmp')],
+    ['pullArchive', () => drained(env.pullArchive('/tmp'))],
+    ['stat', () => env.stat('/')],
+    ['readDir', () => env.readDir('/')],
+  ];
+  for (const [op, run] of ops) {
+    const err = await ctx.within(
+      10_000,
+      env.id,
+      `${op} after close`,
+      'a rejection with CLOSED',
+      rejection(Promise.resolve().then(run)),
+    );
+    if (err !== HUNG) ctx.expect(env.id, `${op} after close`, codeOf(err), 'CLOSED');
+  }
+  const pulled = await access(dest).then(
+    () => true,
+    () => false,
+  );
+  if (pulled) ctx.problem(env.id, 'pull after close', `host path ${dest} created`, 'nothing written on the host');
+}
+
+/**
+ * An open whose signal has fired, or fires while it runs, rejects with
+ * ABORTED and leaves nothing: no environment listed, nothing on the host.
+ */
+async function openAbort(ctx: CheckContext): Promise<void> {
+  const { driver, spec, openOptions } = ctx.options;
+  const created = new Set<string>();
+  const opened = new Set<string>();
+  const withSignal = (signal: AbortSignal): OpenOptions => ({
+    ...openOptions,
+    signal,
+    onEvent: (e) => {
+      if (e.type === 'create') created.add(e.envId);
+      openOptions?.onEvent?.(e);
+    },
+  });
+  const before = new Set((await listedIds(ctx)) ?? []);
+  const attempt = (signal: AbortSignal) =>
+    rejection(
+      driver.open(spec, withSignal(signal)).then((env) => {
+        opened.add(env.id);
+        ctx.adopt(env);
+        return env;
+      }),
+    );
+  const early = await ctx.within(
+    60_000,
+    driver.name,
+    'open with an aborted signal',
+    'a rejection with ABORTED',
+    attempt(AbortSignal.abort()),
+  );
+  if (early !== HUNG) ctx.expect(driver.name, 'open with an aborted signal', codeOf(early), 'ABORTED');
+
+  const started = performance.now();
+  const timed = await ctx.open();
+  const openMs = performance.now() - started;
+  await timed.close();
+  const abortAfter = Math.max(1, Math.round(openMs / 2));
+  const ac = new AbortController();
+  let fired = false;
+  ac.signal.addEventListener('abort', () => {
+    fired = true;
+  });
+  const timer = setTimeout(() => ac.abort(), abortAfter);
+  const late = await ctx.within(
+    Math.max(60_000, Math.round(openMs * 3)),
+    driver.name,
+    `open aborted ${abortAfter} ms in (an open takes ${Math.round(openMs)} ms)`,
+    'a rejection with ABORTED',
+    rejection(
+      driver.open(spec, withSignal(ac.signal)).then((env) => {
+        opened.add(env.id);
+        ctx.adopt(env);
+        if (fired)
+          ctx.problem(
+            env.id,
+            `open aborted ${abortAfter} ms in (an open takes ${Math.round(openMs)} ms)`,
+            'an environment, after the signal fired',
+            'a rejection with ABORTED',
+          );
+        return env;
+      }),
+    ),
+  );
+  clearTimeout(timer);
+  if (late !== HUNG && late !== undefined)
+    ctx.expect(driver.name, 'open aborted while running', codeOf(late), 'ABORTED');
+
+  const listed = (await listedIds(ctx)) ?? [];
+  const extra = listed.filter((id) => !before.has(id) && !opened.has(id));
+  if (extra.length > 0) ctx.problem(driver.name, 'list() after aborted opens', extra, 'no new environments');
+  for (const id of created) {
+    if (opened.has(id)) continue;
+    const left = await hostEvidence(id, ctx.options);
+    if (left.length > 0) ctx.problem(id, 'what the host shows after an aborted open', left, []);
+  }
+}
+
+/** The lifecycle events of one environment, in order: create, ready, exec-start, exec-end, destroy once. */
+async function events(ctx: CheckContext): Promise<void> {
+  const { openOptions } = ctx.options;
+  const seen: ExecenvEvent[] = [];
+  const env = await ctx.open(ctx.options.spec, {
+    ...openOptions,
+    onEvent: (e) => {
+      seen.push(e);
+      openOptions?.onEvent?.(e);
+    },
+  });
+  const lifecycle = new Set(['create', 'ready', 'exec-start', 'exec-end', 'destroy']);
+  const mine = (from = 0) =>
+    seen.slice(from).filter((e) => lifecycle.has(e.type) && (e as { envId?: string }).envId === env.id);
+  ctx.expect(
+    env.id,
+    'events of open',
+    mine().map((e) => e.type),
+    ['create', 'ready'],
+  );
+  const others = seen.filter((e) => (e as { envId?: string }).envId && (e as { envId?: string }).envId !== env.id);
+  if (others.length > 0)
+    ctx.problem(
+      env.id,
+      'events of open',
+      others.map((e) => `${e.type} of ${(e as { envId?: string }).envId}`),
+      'only events of this environment',
+    );
+  const mark = seen.length;
+  await env.exec(['echo', 'event'], { timeout: 30_000 });
+  const exec = mine(mark);
+  ctx.expect(
+    env.id,
+    'events of exec ["echo","event"]',
+    exec.map((e) =>
+      e.type === 'exec-start'
+        ? `exec-start ${JSON.stringify(e.argv)}`
+        : e.type === 'exec-end'
+          ? `exec-end ${JSON.stringify(e.argv)} ${e.exitCode}`
+          : e.type,
+    ),
+    ['exec-start ["echo","event"]', 'exec-end ["echo","event"] 0'],
+  );
+  const beforeClose = seen.length;
+  if ((await ctx.within(60_000, env.id, 'close', 'closed', env.close())) === HUNG) {
+    ctx.abandon(env);
+    return;
+  }
+  await env.close();
+  ctx.expect(
+    env.id,
+    'events of close, close',
+    mine(beforeClose).map((e) => e.type),
+    ['destroy'],
+  );
 }
 
 async function invalidSpec(ctx: CheckContext): Promise<void> {
@@ -94,18 +286,6 @@ async function concurrency(ctx: CheckContext): Promise<void> {
     envs.map((env, i) => env.exec(['sh', '-c', `echo ${i} > /tmp/own; sleep 0.2; cat /tmp/own`])),
   );
   for (const [i, r] of busy.entries()) ctx.expect(envs[i]!.id, 'concurrent exec', r.stdout.trim(), String(i));
-}
-
-async function leaks(ctx: CheckContext): Promise<void> {
-  if (!ctx.options.driver.list) ctx.skip('driver has no list()');
-  const env = await ctx.options.driver.open(ctx.options.spec, ctx.options.openOptions);
-  await env.exec(['sh', '-c', 'sleep 30 & echo started'], { timeout: 10_000 });
-  const listed = await listedIds(ctx);
-  if (listed && !listed.includes(env.id))
-    ctx.problem(env.id, 'list() while open', listed, `a list including ${env.id}`);
-  await env.close();
-  const after = await listedIds(ctx);
-  if (after?.includes(env.id)) ctx.problem(env.id, 'list() after close', 'still listed', 'gone');
 }
 
 /**
@@ -270,12 +450,18 @@ async function capabilities(ctx: CheckContext): Promise<void> {
   }
 }
 
-/** Checks of the environment lifecycle, isolation between environments, leaks and capabilities. */
-export const lifecycleChecks: Check[] = [
+/** Checks of opening and closing, run first. */
+export const openingChecks: Check[] = [
   { name: 'open-close', run: openClose },
+  { name: 'closed-operations', run: closedOperations },
+  { name: 'open-abort', run: openAbort, timeoutMs: 120_000 },
+  { name: 'events', run: events },
   { name: 'invalid-spec', run: invalidSpec },
+];
+
+/** Checks of isolation between environments, hostile images, deep trees and capabilities, run last. */
+export const closingChecks: Check[] = [
   { name: 'concurrency', run: concurrency, timeoutMs: 120_000 },
-  { name: 'leaks', run: leaks },
   { name: 'hostile-image-symlinks', run: hostileImageSymlinks, timeoutMs: 120_000 },
   { name: 'deep-tree-close', run: deepTreeClose, timeoutMs: 240_000 },
   { name: 'capabilities', run: capabilities, timeoutMs: 300_000 },
