@@ -59,6 +59,12 @@ export interface ConformanceOptions {
    * check is skipped with a reason.
    */
   ownerProcess?: { module: string; exportName: string; args?: unknown[] };
+  /**
+   * Multiplies every deadline and every generous timeout of the suite, for
+   * backends that are slow by nature (a VM under emulation). Timeouts that a
+   * check tests (an exec's own timeout firing) are not scaled. @default 1
+   */
+  timeScale?: number;
 }
 
 /** Names of the conformance checks. */
@@ -133,9 +139,15 @@ export class CheckContext {
    */
   async within<T>(ms: number, where: string, op: string, want: string, p: Promise<T>): Promise<T | typeof HUNG> {
     this.step = op;
-    const r = await bounded(p, ms);
-    if (r === HUNG) this.problems.push(`${where}: ${op}: got no answer within ${ms} ms, want ${want}`);
+    const limit = this.ms(ms);
+    const r = await bounded(p, limit);
+    if (r === HUNG) this.problems.push(`${where}: ${op}: got no answer within ${limit} ms, want ${want}`);
     return r;
+  }
+
+  /** A bound of `base` milliseconds, stretched by the options' timeScale. */
+  ms(base: number): number {
+    return scaled(base, this.options);
   }
 
   /** Ends the check as skipped with `reason`, for gaps only known at run time. */
@@ -169,10 +181,10 @@ export class CheckContext {
   async open(spec: EnvSpec = this.options.spec, openOptions = this.options.openOptions): Promise<Environment> {
     this.step = 'open';
     const opening = this.options.driver.open(spec, openOptions);
-    const env = await bounded(opening, OPEN_DEADLINE_MS);
+    const env = await bounded(opening, this.ms(OPEN_DEADLINE_MS));
     if (env === HUNG) {
       opening.then((e) => e.close()).catch(() => {});
-      throw new Error(`open: got no answer within ${OPEN_DEADLINE_MS} ms, want an environment`);
+      throw new Error(`open: got no answer within ${this.ms(OPEN_DEADLINE_MS)} ms, want an environment`);
     }
     if (this.#finished) {
       await env.close().catch(() => {});
@@ -215,10 +227,10 @@ export class CheckContext {
     for (const env of this.#opened.splice(0)) {
       const closed = await bounded(
         env.close().catch((e: Error) => this.problems.push(`${env.id}: close: ${e.message}`)),
-        CLOSE_DEADLINE_MS,
+        this.ms(CLOSE_DEADLINE_MS),
       );
       if (closed === HUNG)
-        this.problems.push(`${env.id}: close: got no answer within ${CLOSE_DEADLINE_MS} ms, want closed`);
+        this.problems.push(`${env.id}: close: got no answer within ${this.ms(CLOSE_DEADLINE_MS)} ms, want closed`);
     }
     for (const dir of this.#hostDirs.splice(0)) {
       const mounted = await mountsUnder(dir).catch(() => []);
@@ -226,6 +238,11 @@ export class CheckContext {
       else await rm(dir, { recursive: true, force: true });
     }
   }
+}
+
+/** `base` milliseconds stretched by the options' timeScale. */
+export function scaled(base: number, options: Pick<ConformanceOptions, 'timeScale'>): number {
+  return Math.round(base * (options.timeScale ?? 1));
 }
 
 /** Longest wait for one open before a check gives up on it. */

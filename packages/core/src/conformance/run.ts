@@ -15,6 +15,7 @@ import {
   type ConformanceOptions,
   HUNG,
   SkipCheck,
+  scaled,
   show,
 } from './context.js';
 
@@ -33,9 +34,9 @@ export const CHECKS: readonly Check[] = [
 /** A check's deadline when it names none. */
 export const DEFAULT_CHECK_DEADLINE_MS = 60_000;
 
-/** The deadline of a check, in milliseconds. */
-export function deadlineOf(check: Check): number {
-  return check.timeoutMs ?? DEFAULT_CHECK_DEADLINE_MS;
+/** The deadline of a check, in milliseconds, stretched by the options' timeScale. */
+export function deadlineOf(check: Check, options: Pick<ConformanceOptions, 'timeScale'> = {}): number {
+  return scaled(check.timeoutMs ?? DEFAULT_CHECK_DEADLINE_MS, options);
 }
 
 /**
@@ -43,8 +44,8 @@ export function deadlineOf(check: Check): number {
  * cleanup after it, so a check that hangs fails by its own deadline, with a
  * message naming where it stood, never by the runner's.
  */
-export function runnerTimeoutOf(check: Check): number {
-  return deadlineOf(check) + 2 * CLOSE_DEADLINE_MS + 10_000;
+export function runnerTimeoutOf(check: Check, options: Pick<ConformanceOptions, 'timeScale'> = {}): number {
+  return deadlineOf(check, options) + 2 * scaled(CLOSE_DEADLINE_MS, options) + 10_000;
 }
 
 /** The outcome of one check. */
@@ -79,7 +80,7 @@ export async function runCheck(check: Check, options: ConformanceOptions, shared
   const skipped = options.skip?.[check.name];
   if (skipped) return { name: check.name, problems: [], skipped };
   const ctx = new CheckContext(options, shared);
-  const deadline = deadlineOf(check);
+  const deadline = deadlineOf(check, options);
   let missed = false;
   let skippedAtRunTime: string | undefined;
   const running = check.run(ctx).catch((err: unknown) => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import type { Environment } from '../contract.js';
-import type { ConformanceOptions } from './context.js';
+import { type ConformanceOptions, scaled } from './context.js';
 import { CHECKS, runCheck, runnerTimeoutOf } from './run.js';
 
 /**
@@ -15,9 +15,12 @@ export function describeConformance(options: ConformanceOptions): void {
     beforeAll(async () => {
       shared = await options.driver.open(options.spec, options.openOptions);
     }, 300_000);
-    afterAll(async () => {
-      await shared?.close();
-    }, 120_000);
+    afterAll(
+      async () => {
+        await shared?.close();
+      },
+      scaled(120_000, options),
+    );
     for (const check of CHECKS) {
       const reason = options.skip?.[check.name];
       if (reason) {
@@ -32,7 +35,7 @@ export function describeConformance(options: ConformanceOptions): void {
           if (result.problems.length > 0)
             throw new Error(`${result.problems.length} problem(s):\n${result.problems.join('\n')}`);
         },
-        runnerTimeoutOf(check),
+        runnerTimeoutOf(check, options),
       );
     }
   });

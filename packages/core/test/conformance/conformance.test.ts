@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CheckContext, ConformanceOptions } from '../../src/conformance/context.js';
-import { CHECKS, runCheck, runConformance } from '../../src/conformance/run.js';
+import { CHECKS, deadlineOf, runCheck, runConformance, runnerTimeoutOf } from '../../src/conformance/run.js';
 import type { EnvSpec, OpenOptions } from '../../src/index.js';
 import {
   type FakeCommand,
@@ -161,6 +161,24 @@ describe('the conformance suite can fail', () => {
       problems: ['fake: leaks: did not finish within 200 ms (at: waiting for a close that never ends)'],
       deadlineMissed: true,
     });
+  });
+
+  it('stretches deadlines and waits by timeScale, for backends slow by nature', async () => {
+    const slow = {
+      name: 'leaks' as const,
+      timeoutMs: 100,
+      run: async (ctx: CheckContext) => {
+        await new Promise((r) => setTimeout(r, 150));
+        await ctx.within(40, 'env', 'a slow answer', 'an answer', new Promise((r) => setTimeout(r, 60)));
+      },
+    };
+    const options = { name: 'fake', driver: new FakeDriver(), spec: {} };
+    expect((await runCheck(slow, { ...options, timeScale: 3 })).problems).toEqual([]);
+    expect((await runCheck(slow, options)).problems).toEqual([
+      'fake: leaks: did not finish within 100 ms (at: starting)',
+    ]);
+    expect(deadlineOf(slow, { timeScale: 2.5 })).toBe(250);
+    expect(runnerTimeoutOf(slow, { timeScale: 2 })).toBe(200 + 4 * 60_000 + 10_000);
   });
 
   it('names a wait that missed its own deadline as the broken promise', async () => {

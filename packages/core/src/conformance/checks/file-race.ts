@@ -137,11 +137,11 @@ function operations(race: Race, seen: { dir: Set<string>; file: Set<string> }): 
  * between calls so a driver that answers without I/O cannot starve the
  * others; returns false when one call hung.
  */
-async function lane(deadline: number, op: () => Promise<void>): Promise<boolean> {
+async function lane(deadline: number, opTimeoutMs: number, op: () => Promise<void>): Promise<boolean> {
   while (Date.now() < deadline) {
     const settled = await bounded(
       op().catch(() => {}),
-      OP_TIMEOUT_MS,
+      opTimeoutMs,
     );
     if (settled === HUNG) return false;
     // One or two turns at random, so the lanes do not fall into a fixed order with each other or the loops.
@@ -217,14 +217,14 @@ async function race(ctx: CheckContext, env: Environment, host: HostSide, target:
   try {
     const deadline = Date.now() + (ctx.options.raceMs ?? 4000);
     const ops = operations(r, seen);
-    const finished = await Promise.all(ops.map(([, op]) => lane(deadline, op)));
+    const finished = await Promise.all(ops.map(([, op]) => lane(deadline, ctx.ms(OP_TIMEOUT_MS), op)));
     for (const [i, ok] of finished.entries())
       if (!ok)
         ctx.problem(
           env.id,
           `${ops[i]![0]} while ${dir} is swapped`,
           'no answer',
-          `an answer within ${OP_TIMEOUT_MS} ms`,
+          `an answer within ${ctx.ms(OP_TIMEOUT_MS)} ms`,
         );
   } finally {
     for (const l of loops) {
@@ -255,7 +255,7 @@ async function race(ctx: CheckContext, env: Environment, host: HostSide, target:
     { added: after.filter((l) => !before.includes(l)), removed: before.filter((l) => !after.includes(l)) },
     { added: [], removed: [] },
   );
-  await env.exec(['rm', '-rf', root], { timeout: OP_TIMEOUT_MS }).catch(() => {});
+  await env.exec(['rm', '-rf', root], { timeout: ctx.ms(OP_TIMEOUT_MS) }).catch(() => {});
 }
 
 /**

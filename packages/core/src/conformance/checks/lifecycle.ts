@@ -221,7 +221,7 @@ async function events(ctx: CheckContext): Promise<void> {
       'only events of this environment',
     );
   const mark = seen.length;
-  await env.exec(['echo', 'event'], { timeout: 30_000 });
+  await env.exec(['echo', 'event'], { timeout: ctx.ms(30_000) });
   const exec = mine(mark);
   ctx.expect(
     env.id,
@@ -332,7 +332,7 @@ async function hostileImageSymlinks(ctx: CheckContext): Promise<void> {
       'an environment, or an ExecenvError with a code',
     );
   if (env) {
-    const r = await env.exec(['echo', 'ok'], { timeout: 30_000 }).catch((err: unknown) => err);
+    const r = await env.exec(['echo', 'ok'], { timeout: ctx.ms(30_000) }).catch((err: unknown) => err);
     ctx.expect(
       env.id,
       'echo ok in an image with symlinked /dev, /proc, /tmp',
@@ -375,7 +375,7 @@ async function deepTreeClose(ctx: CheckContext): Promise<void> {
       `cd /tmp && mkdir ${top} && cd ${top} && i=0; ` +
         `while [ $i -lt ${levels} ]; do mkdir d0 && cd -P d0 || exit 1; i=$((i+1)); done; echo $i`,
     ],
-    { timeout: 120_000 },
+    { timeout: ctx.ms(120_000) },
   );
   if (made.exitCode !== 0 || made.stdout.trim() !== String(levels))
     ctx.problem(

@@ -36,7 +36,7 @@ async function devStdio(ctx: CheckContext): Promise<void> {
   const env = await ctx.env();
   for (const user of ['root', 'nobody']) {
     const op = `sh -c '${DEV_STDIO_SCRIPT}' as ${user}`;
-    const p = env.spawn(['sh', '-c', DEV_STDIO_SCRIPT], { user, timeout: 20_000 });
+    const p = env.spawn(['sh', '-c', DEV_STDIO_SCRIPT], { user, timeout: ctx.ms(20_000) });
     const out = text(p.stdout);
     const err = text(p.stderr);
     p.stdin?.write('in\n');
