@@ -1,0 +1,101 @@
+import { AgentSession } from '@execenv/agent';
+import { DriverUnavailableError, type RunningProcess } from '@execenv/core';
+import { AGENT_PATH } from './container-args.js';
+import type { PodmanCli } from './podman-cli.js';
+
+/** A connection to the agent of one container. */
+export interface AgentLink {
+  readonly session: AgentSession;
+  /** Closes the session and whatever carries it. */
+  close(): Promise<void>;
+}
+
+/** How long a container's agent has to answer after `podman start`. */
+const READY_MS = 30_000;
+
+/**
+ * Connects to the agent listening on `socket` (a host path in the
+ * container's bind-mounted runtime directory), retrying until it listens.
+ * While it does not, the container's state is checked: an exited container
+ * fails at once, with its log.
+ */
+export async function connectSocket(cli: PodmanCli, container: string, socket: string): Promise<AgentLink> {
+  const deadline = Date.now() + READY_MS;
+  let nextStateCheck = Date.now() + 250;
+  for (;;) {
+    try {
+      const session = await AgentSession.connect(socket);
+      return {
+        session,
+        close: async () => session.close(),
+      };
+    } catch (err) {
+      // Not listening yet: no socket, or the previous agent's socket file still there.
+      const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+      if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw err;
+    }
+    if (Date.now() > deadline) throw notReady(container, `no agent listening on ${socket} after ${READY_MS} ms`);
+    if (Date.now() > nextStateCheck) {
+      nextStateCheck = Date.now() + 250;
+      await failIfExited(cli, container);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/**
+ * Runs a second agent in the container through one long-lived
+ * `podman exec -i`, serving a session on its stdin and stdout: for a podman
+ * that shares no directory with this host. Its commands run in the
+ * container's namespaces and cgroup, children of that agent.
+ */
+export async function connectExec(cli: PodmanCli, container: string): Promise<AgentLink> {
+  const proc: RunningProcess = cli.spawn(['exec', '-i', container, AGENT_PATH, '--stdio'], {
+    stdin: 'pipe',
+    stdout: 'pipe',
+    stderr: 'pipe',
+  });
+  let stderr = '';
+  proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exitedEarly = proc.exited.then(
+    (r) => r,
+    (err: unknown) => ({ exitCode: null, signal: String(err) }),
+  );
+  const session = await Promise.race([
+    AgentSession.over(proc.stdout!, proc.stdin!),
+    exitedEarly.then((r) => {
+      throw notReady(container, `podman exec of the agent ended (${r.exitCode ?? r.signal}): ${stderr.trim()}`);
+    }),
+  ]).catch(async (err: unknown) => {
+    proc.kill('SIGKILL');
+    await exitedEarly;
+    throw err;
+  });
+  return {
+    session,
+    close: async () => {
+      // The agent must end the exec session itself: a remote podman does not pass the end of stdin on,
+      // and an exec session whose process outlives the client leaves its conmon behind.
+      await Promise.race([session.shutdown().catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
+      session.close();
+      proc.stdin?.end();
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exitedEarly;
+      clearTimeout(timer);
+    },
+  };
+}
+
+async function failIfExited(cli: PodmanCli, container: string): Promise<void> {
+  const state = await cli.run(['inspect', '--type', 'container', '--format', '{{.State.Status}}', container], {
+    check: false,
+  });
+  const status = state.stdout.trim();
+  if (state.exitCode === 0 && status !== 'exited' && status !== 'stopped') return;
+  const logs = await cli.run(['logs', '--tail', '20', container], { check: false });
+  throw notReady(container, `the container is ${status || 'gone'}: ${(logs.stderr + logs.stdout).trim()}`);
+}
+
+function notReady(container: string, detail: string): DriverUnavailableError {
+  return new DriverUnavailableError('podman', `the agent of container ${container} did not start: ${detail}`);
+}

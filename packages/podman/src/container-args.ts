@@ -1,0 +1,84 @@
+import { InvalidSpecError, type MountSpec, parseSize, type ResourceSpec } from '@execenv/core';
+import { ID_LABEL, OWNER_LABEL } from './labels.js';
+import type { AgentTransport } from './podman-options.js';
+
+/** Where the agent binary is inside a container. */
+export const AGENT_PATH = '/.execenv/agent';
+/** The directory of the agent's socket inside a container. */
+export const RUN_DIR = '/.execenv/run';
+/** The agent's socket inside a container. */
+export const AGENT_SOCKET = `${RUN_DIR}/agent.sock`;
+
+/** Everything `podman create` is told about one environment's container. */
+export interface ContainerPlan {
+  /** Container name: the environment id. */
+  name: string;
+  /** Image name or id to create from. */
+  image: string;
+  /** Value of the owner label. */
+  owner: string;
+  transport: AgentTransport;
+  /** With the socket transport: the agent binary on the podman host, mounted read-only. */
+  agentBinary?: string;
+  /** With the socket transport: the host directory mounted at RUN_DIR. */
+  runtimeDir?: string;
+  /** `none`, `host`, or a podman network name; undefined leaves podman's default (NAT). */
+  network?: string;
+  resources?: ResourceSpec;
+  pids?: number;
+  mounts?: readonly MountSpec[];
+}
+
+/**
+ * The arguments of `podman create` for an environment (`podman run -d` when
+ * `start`, one podman process less where nothing has to be copied in
+ * between): the agent as the
+ * entrypoint (PID 1), listening on RUN_DIR's socket with stdin kept open
+ * (`-i`: it exits, killing everything, when stdin closes), root user, the
+ * id and owner labels, network, limits and mounts.
+ */
+export function createArgs(plan: ContainerPlan, start = false): string[] {
+  const args = [
+    ...(start ? ['run', '--detach'] : ['create']),
+    '--name',
+    plan.name,
+    '-i',
+    '--user',
+    '0:0',
+    '--workdir',
+    '/',
+  ];
+  args.push('--label', `${ID_LABEL}=${plan.name}`, '--label', `${OWNER_LABEL}=${plan.owner}`);
+  if (plan.network !== undefined) args.push('--network', plan.network);
+  if (plan.transport === 'socket') {
+    if (!plan.agentBinary || !plan.runtimeDir) throw new Error('the socket transport needs agentBinary and runtimeDir');
+    args.push('--mount', bindMount(plan.agentBinary, AGENT_PATH, true, 'agent binary'));
+    args.push('--mount', bindMount(plan.runtimeDir, RUN_DIR, false, 'runtime directory'));
+  } else {
+    args.push('--tmpfs', `${RUN_DIR}:mode=0700`);
+  }
+  const r = plan.resources;
+  if (r?.cpu !== undefined) args.push('--cpus', String(r.cpu));
+  if (r?.memory !== undefined) args.push('--memory', String(parseSize(r.memory)));
+  if (plan.pids !== undefined) args.push('--pids-limit', String(plan.pids));
+  plan.mounts?.forEach((m, i) => {
+    args.push('--mount', bindMount(m.source, m.target, m.readOnly === true, `mounts[${i}]`));
+  });
+  args.push('--entrypoint', JSON.stringify([AGENT_PATH, '--listen', AGENT_SOCKET]), plan.image);
+  return args;
+}
+
+/** A `--mount type=bind` value; its fields are comma-separated, so a path holding a comma is refused. */
+function bindMount(source: string, target: string, readOnly: boolean, field: string): string {
+  for (const p of [source, target])
+    if (p.includes(',') || p.includes('\n'))
+      throw new InvalidSpecError(
+        field,
+        `podman cannot bind a path containing a comma or newline: ${JSON.stringify(p)}`,
+        {
+          driver: 'podman',
+          op: 'open',
+        },
+      );
+  return `type=bind,source=${source},destination=${target}${readOnly ? ',ro=true' : ''}`;
+}

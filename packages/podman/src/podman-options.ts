@@ -1,0 +1,60 @@
+import type { ProcessRunner } from '@execenv/core';
+import type { ResolveImageOptions } from '@execenv/images';
+
+/**
+ * Which podman to talk to. Without any field the local podman of the user
+ * running the commands is used (rootful as root, rootless otherwise), or a
+ * remote one when `CONTAINER_HOST` is set in `env`.
+ */
+export interface PodmanConnection {
+  /** A podman service URL, given as `--url`: `unix:///run/podman/podman.sock`, `ssh://user@host/run/podman/podman.sock`. */
+  url?: string;
+  /** A connection name from `podman system connection list`, given as `--connection`. */
+  connection?: string;
+  /** SSH key for an `ssh://` URL, given as `--identity`. */
+  identity?: string;
+}
+
+/** How the host talks to the agent in a container. */
+export type AgentTransport = 'socket' | 'exec';
+
+/** Options of a podman driver instance. */
+export interface PodmanDriverOptions extends PodmanConnection {
+  /** The podman binary. @default `podman` found in the fixed host PATH */
+  podman?: string;
+  /**
+   * Environment of every podman command, added to the fixed PATH and C
+   * locale: `CONTAINER_HOST`, `CONTAINERS_CONF`, and, for rootless podman,
+   * `HOME` and `XDG_RUNTIME_DIR`.
+   */
+  env?: Record<string, string>;
+  /**
+   * `socket`: the agent, the container's entrypoint, listens on a unix socket
+   * in a bind-mounted runtime directory. `exec`: one long-lived
+   * `podman exec -i` runs the agent on its stdin and stdout, for a podman
+   * whose host shares no directory with this one.
+   * @default 'exec' when a remote podman is configured, else 'socket'
+   */
+  transport?: AgentTransport;
+  /** Runs every host command. @default core's execa runner */
+  runner?: ProcessRunner;
+  /** Where converted root filesystem tarballs are cached. @default core's defaultCacheDir() */
+  cacheDir?: string;
+  /** Image servers and trusted keys for `index:` references. */
+  images?: Pick<ResolveImageOptions, 'servers' | 'keys' | 'verify'>;
+  /** Directory the per-environment runtime directories (the agent's socket) are made in. @default os.tmpdir() */
+  runtimeDir?: string;
+}
+
+/** Per-environment options, given as `spec.driverOptions`. */
+export interface PodmanEnvOptions {
+  /** With network `nat`: a podman network of its own for this environment, removed on close. @default false */
+  privateNetwork?: boolean;
+  /** Most processes the container may hold (`--pids-limit`). */
+  pids?: number;
+  /** When to pull an `oci:` image: `missing` (the default), `always`, or `never`. */
+  pull?: 'missing' | 'always' | 'never';
+}
+
+/** Networks the podman driver understands besides the name of an existing podman network. */
+export const PODMAN_NETWORKS = ['none', 'nat', 'host'] as const;

@@ -1,0 +1,71 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { hostUndo, type LeaseResource, type ProcessRunner, type Undo } from '@execenv/core';
+import { isGone, type PodmanCli } from './podman-cli.js';
+
+/** Lease kind of a container; `name` is the environment id. */
+export const CONTAINER = 'podman-container';
+/** Lease kind of a network made for one environment. */
+export const NETWORK = 'podman-network';
+
+/** The lease record of a container. */
+export function containerResource(name: string): LeaseResource {
+  return { kind: CONTAINER, path: name, name };
+}
+
+/** The lease record of a network. */
+export function networkResource(name: string): LeaseResource {
+  return { kind: NETWORK, path: name, name };
+}
+
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+function nameOf(r: LeaseResource): string {
+  // gc() replays records from disk: only a plain podman name, never an option.
+  if (typeof r.name !== 'string' || !NAME.test(r.name))
+    throw new Error(`execenv: malformed ${r.kind} lease record: ${JSON.stringify(r.name)}`);
+  return r.name;
+}
+
+/** Removes a container with everything it holds; nothing to do when it is gone. */
+export async function removeContainer(cli: PodmanCli, name: string): Promise<void> {
+  await cli.run(['rm', '--force', '--ignore', '--volumes', '--time', '0', name]);
+  // podman (a service above all) can answer before the container's conmon has exited: when it runs
+  // on this host, close() returns only once nothing of the container is left here.
+  await waitForMonitorsGone(name, 5000);
+}
+
+/** Pids of the conmon processes on this host that monitor the container `name`. */
+export async function containerMonitors(name: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (!argv[0]?.endsWith('conmon')) continue;
+    const n = argv.indexOf('-n');
+    if (n >= 0 && argv[n + 1] === name) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+async function waitForMonitorsGone(name: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await containerMonitors(name)).length > 0 && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 20));
+}
+
+/** Removes a network; nothing to do when it is gone. */
+export async function removeNetwork(cli: PodmanCli, name: string): Promise<void> {
+  await cli.run(['network', 'rm', '--force', name]).catch((err: unknown) => {
+    if (!isGone(err)) throw err;
+  });
+}
+
+/** The podman driver's undo: containers and networks through podman, core's kinds (dir) by hostUndo. */
+export function podmanUndo(cli: PodmanCli, runner: ProcessRunner): Undo {
+  const host = hostUndo(runner);
+  return async (r) => {
+    if (r.kind === CONTAINER) return removeContainer(cli, nameOf(r));
+    if (r.kind === NETWORK) return removeNetwork(cli, nameOf(r));
+    return host(r);
+  };
+}

@@ -1,0 +1,272 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { agentBinaryPath } from '@execenv/agent';
+import { type EnvSpec, processStartTime } from '@execenv/core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PodmanDriver } from '../src/podman-driver.js';
+import type { PodmanEnvOptions } from '../src/podman-options.js';
+import { type Answer, ScriptedRunner } from './scripted-runner.js';
+
+let work: string;
+let stateDir: string;
+beforeEach(async () => {
+  work = await mkdtemp(join(tmpdir(), 'execenv-podman-unit-'));
+  stateDir = join(work, 'state');
+});
+afterEach(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+/**
+ * A podman stand-in: answers the runner's commands, and on `podman start`
+ * runs the real agent on the host, listening where the container's would.
+ */
+function fakePodman(extra: (argv: readonly string[]) => Answer | undefined = () => undefined) {
+  const agents: ChildProcess[] = [];
+  let socketDir = '';
+  const runner = new ScriptedRunner((argv) => {
+    const answer = extra(argv);
+    if (answer) return answer;
+    if (argv[0] === 'mktemp') {
+      socketDir = join(work, `run-${agents.length}`);
+      return { stdout: `${socketDir}\n` };
+    }
+    if (argv[1] === 'run') {
+      void startAgent(join(socketDir, 'agent.sock')).then((a) => agents.push(a));
+    }
+    if (argv[1] === 'rm') for (const a of agents) a.stdin?.end();
+    return undefined;
+  });
+  return { runner, agents };
+}
+
+async function startAgent(socket: string): Promise<ChildProcess> {
+  await mkdir(join(socket, '..'), { recursive: true });
+  return spawn(await agentBinaryPath(), ['--listen', socket], { stdio: ['pipe', 'ignore', 'inherit'] });
+}
+
+const podmanArgvs = (runner: ScriptedRunner) => runner.argvs.filter((a) => a[0] === 'podman').map((a) => a.slice(1));
+
+describe('PodmanDriver.open', () => {
+  it('runs and removes one labelled container with the agent as its entrypoint', async () => {
+    const { runner } = fakePodman();
+    const driver = new PodmanDriver({ runner, runtimeDir: work });
+    const env = await driver.open({ image: 'oci:docker.io/library/busybox:1.36' }, { stateDir, closeOnSignal: false });
+    expect((await env.exec(['echo', 'hello'])).stdout).toBe('hello\n');
+    await env.close();
+    const agent = await agentBinaryPath();
+    const socketDir = join(work, 'run-0');
+    const id = env.id;
+    const owner = `${process.pid}:${await processStartTime(process.pid)}@${hostname()}`;
+    expect(podmanArgvs(runner)).toEqual([
+      ['image', 'exists', 'docker.io/library/busybox:1.36'],
+      [
+        'run',
+        '--detach',
+        '--name',
+        id,
+        '-i',
+        '--user',
+        '0:0',
+        '--workdir',
+        '/',
+        '--label',
+        `execenv.id=${id}`,
+        '--label',
+        `execenv.owner=${owner}`,
+        '--network',
+        'none',
+        '--mount',
+        `type=bind,source=${agent},destination=/.execenv/agent,ro=true`,
+        '--mount',
+        `type=bind,source=${socketDir},destination=/.execenv/run`,
+        '--entrypoint',
+        '["/.execenv/agent","--listen","/.execenv/run/agent.sock"]',
+        'docker.io/library/busybox:1.36',
+      ],
+      ['rm', '--force', '--ignore', '--volumes', '--time', '0', id],
+    ]);
+    expect(runner.argvs.filter((a) => a[0] !== 'podman')).toEqual([
+      ['mktemp', '-d', join(work, 'execenv-podman-XXXXXXXX')],
+      ['rm', '-rf', '--one-file-system', '--', socketDir],
+    ]);
+    expect(await readdir(join(stateDir, 'leases'))).toEqual([]);
+  });
+
+  it('makes a private network for nat when asked, and removes it after the container', async () => {
+    const { runner } = fakePodman();
+    const driver = new PodmanDriver({ runner, runtimeDir: work });
+    const env = await driver.open(
+      { image: 'oci:busybox', network: 'nat', driverOptions: { privateNetwork: true } },
+      { stateDir, closeOnSignal: false },
+    );
+    await env.close();
+    const argvs = podmanArgvs(runner);
+    const created = argvs.find((a) => a[0] === 'network' && a[1] === 'create');
+    expect(created).toEqual([
+      'network',
+      'create',
+      '--label',
+      `execenv.id=${env.id}`,
+      '--label',
+      expect.stringMatching(/^execenv\.owner=\d+:\d+@/),
+      env.id,
+    ]);
+    const create = argvs.find((a) => a[0] === 'run')!;
+    expect(create[create.indexOf('--network') + 1]).toBe(env.id);
+    expect(env.capabilities.has('network')).toBe(true);
+    expect(argvs.slice(-2)).toEqual([
+      ['rm', '--force', '--ignore', '--volumes', '--time', '0', env.id],
+      ['network', 'rm', '--force', env.id],
+    ]);
+  });
+
+  it("leaves nat to podman's default network when no private one is asked for", async () => {
+    const { runner } = fakePodman();
+    const driver = new PodmanDriver({ runner, runtimeDir: work });
+    const env = await driver.open({ image: 'oci:busybox', network: 'nat' }, { stateDir, closeOnSignal: false });
+    await env.close();
+    const run = podmanArgvs(runner).find((a) => a[0] === 'run')!;
+    expect(run).not.toContain('--network');
+    expect(podmanArgvs(runner).some((a) => a[0] === 'network')).toBe(false);
+  });
+
+  it('asks podman about an image once per driver, and again when podman lost it', async () => {
+    let lost = false;
+    const { runner } = fakePodman((argv) => {
+      if (argv[1] !== 'run' || !lost) return undefined;
+      lost = false;
+      return { exitCode: 125, stderr: 'Error: busybox: image not known' };
+    });
+    const driver = new PodmanDriver({ runner, runtimeDir: work });
+    const opts = { stateDir, closeOnSignal: false };
+    await (await driver.open({ image: 'oci:busybox' }, opts)).close();
+    await (await driver.open({ image: 'oci:busybox' }, opts)).close();
+    lost = true;
+    await (await driver.open({ image: 'oci:busybox' }, opts)).close();
+    expect(podmanArgvs(runner).map((a) => a.slice(0, 2).join(' '))).toEqual([
+      'image exists',
+      'run --detach',
+      'rm --force',
+      'run --detach',
+      'rm --force',
+      'run --detach',
+      'image exists',
+      'run --detach',
+      'rm --force',
+    ]);
+  });
+
+  it('runs the agent through podman exec -i on a remote podman, copying it into the container first', async () => {
+    const runner = new ScriptedRunner();
+    const driver = new PodmanDriver({ runner, url: 'unix:///run/podman/podman.sock' });
+    expect(driver.transport).toBe('exec');
+    const opening = driver.open({ image: 'oci:busybox' }, { stateDir, closeOnSignal: false });
+    // Played by the test: the exec'd agent ends at once, as one that cannot start would.
+    for (let i = 0; i < 200 && runner.spawned.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    const exec = runner.spawned[0]!;
+    exec.stderr.write('Error: no such file\n');
+    exec.exit({ exitCode: 127, signal: null });
+    await expect(opening).rejects.toMatchObject({ code: 'DRIVER_UNAVAILABLE' });
+    const argvs = runner.argvs.map((a) => a.slice(3));
+    const id = argvs.find((a) => a[0] === 'start')![1]!;
+    expect(argvs.map((a) => a[0])).toEqual(['image', 'create', 'cp', 'start', 'rm']);
+    expect(argvs[2]).toEqual(['cp', expect.stringMatching(/\/execenv$/), `${id}:/.execenv`]);
+    expect(exec.argv).toEqual([
+      'podman',
+      '--url',
+      'unix:///run/podman/podman.sock',
+      'exec',
+      '-i',
+      id,
+      '/.execenv/agent',
+      '--stdio',
+    ]);
+    expect(await readdir(join(stateDir, 'leases'))).toEqual([]);
+  });
+
+  it.each([
+    [{ image: 'oci:busybox', network: 'nat', resources: { disk: '1G' } }, 'UNSUPPORTED'],
+    [{ image: 'oci:busybox', driverOptions: { privateNetwork: true } }, 'INVALID_SPEC'],
+    [{ image: 'oci:busybox', driverOptions: { pids: -1 } }, 'INVALID_SPEC'],
+    [{ image: 'oci:busybox', driverOptions: { volume: 'x' } }, 'INVALID_SPEC'],
+    [{ image: 'oci:busybox', arch: 'riscv64' as const }, 'INVALID_SPEC'],
+    [{ image: 'oci:busybox', ephemeral: false }, 'INVALID_SPEC'],
+    [{}, 'INVALID_SPEC'],
+    [{ image: 'oci:busybox', mounts: [{ source: '/srv/a,b', target: '/in' }] }, 'INVALID_SPEC'],
+  ])('refuses %j before running anything', async (spec, code) => {
+    const runner = new ScriptedRunner();
+    const driver = new PodmanDriver({ runner });
+    await expect(
+      driver.open(spec as EnvSpec<PodmanEnvOptions>, { stateDir, closeOnSignal: false }),
+    ).rejects.toMatchObject({ code });
+    expect(runner.ran).toEqual([]);
+  });
+
+  it('refuses a network podman does not know, asking podman only that', async () => {
+    const runner = new ScriptedRunner((argv) => (argv[2] === 'exists' ? { exitCode: 1 } : undefined));
+    const driver = new PodmanDriver({ runner });
+    await expect(
+      driver.open({ image: 'oci:busybox', network: 'lab' }, { stateDir, closeOnSignal: false }),
+    ).rejects.toMatchObject({ code: 'INVALID_SPEC', field: 'network' });
+    expect(runner.argvs).toEqual([['podman', 'network', 'exists', 'lab']]);
+  });
+});
+
+describe('PodmanDriver.gc', () => {
+  it('removes the containers and networks whose owner on this host is dead, and no others', async () => {
+    const alive = `${process.pid}:${await processStartTime(process.pid)}@${hostname()}`;
+    const dead = `999999999:1@${hostname()}`;
+    const elsewhere = '1:1@another-host';
+    const runner = new ScriptedRunner((argv) => {
+      if (argv[1] === 'ps')
+        return {
+          stdout: JSON.stringify([
+            { Names: ['execenv-dead'], Labels: { 'execenv.id': 'execenv-dead', 'execenv.owner': dead } },
+            { Names: ['execenv-alive'], Labels: { 'execenv.id': 'execenv-alive', 'execenv.owner': alive } },
+            { Names: ['execenv-far'], Labels: { 'execenv.id': 'execenv-far', 'execenv.owner': elsewhere } },
+          ]),
+        };
+      if (argv[1] === 'network' && argv[2] === 'ls')
+        return {
+          stdout: JSON.stringify([
+            { name: 'execenv-dead', labels: { 'execenv.id': 'execenv-dead', 'execenv.owner': dead } },
+            { name: 'execenv-alive', labels: { 'execenv.id': 'execenv-alive', 'execenv.owner': alive } },
+          ]),
+        };
+      return undefined;
+    });
+    const report = await new PodmanDriver({ runner }).gc({ stateDir });
+    expect(report).toEqual({ removed: ['execenv-dead'], errors: [] });
+    expect(runner.argvs.map((a) => a.slice(1))).toEqual([
+      ['ps', '--all', '--filter', 'label=execenv.owner', '--format', 'json'],
+      ['rm', '--force', '--ignore', '--volumes', '--time', '0', 'execenv-dead'],
+      ['network', 'ls', '--filter', 'label=execenv.owner', '--format', 'json'],
+      ['network', 'rm', '--force', 'execenv-dead'],
+    ]);
+  });
+
+  it('prunes only the images it imported, leaving those a container uses', async () => {
+    const runner = new ScriptedRunner((argv) => {
+      if (argv[1] === 'images')
+        return {
+          stdout: JSON.stringify([
+            { Id: 'i1', Names: ['localhost/execenv-rootfs:aaa'], Labels: { 'execenv.rootfs': 'aaa' } },
+            { Id: 'i2', Names: ['localhost/execenv-rootfs:bbb'], Labels: { 'execenv.rootfs': 'bbb' } },
+            // Published from an environment: the label came with the layers; the image is the user's.
+            { Id: 'i3', Names: ['localhost/my-build:1'], Labels: { 'execenv.rootfs': 'aaa' } },
+          ]),
+        };
+      if (argv[1] === 'rmi' && argv[2] === 'i2') return { exitCode: 2, stderr: 'image is in use by a container' };
+      return undefined;
+    });
+    expect(await new PodmanDriver({ runner }).pruneImages()).toEqual(['localhost/execenv-rootfs:aaa']);
+    expect(runner.argvs).toEqual([
+      ['podman', 'images', '--filter', 'label=execenv.rootfs', '--format', 'json'],
+      ['podman', 'rmi', 'i1'],
+      ['podman', 'rmi', 'i2'],
+    ]);
+  });
+});
