@@ -6,11 +6,14 @@ import { qemuKernel } from './qemu-fixtures.js';
 
 afterAll(removeBusyboxVariants);
 
-// Real guests under TCG on this host: every environment boots a kernel, so transfers are kept small.
+// Real guests on this host (TCG: no usable KVM), each booting its own kernel.
 describeConformance({
   name: 'qemu, microvm, busybox rootfs',
   driver: new QemuDriver({ kernel: qemuKernel() }),
   spec: { image: busyboxTarball() },
   imageWithSymlinks: async (links) => ({ image: await busyboxTarballWithSymlinks(links) }),
   ownerProcess: { module: '@execenv/qemu', exportName: 'QemuDriver', args: [{ kernel: qemuKernel() }] },
+  // Every command is a process start under software emulation (TCG): the same promises, longer bounds.
+  timeScale: 3,
+  raceMs: 15_000,
 });
