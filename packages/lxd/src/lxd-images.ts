@@ -1,0 +1,176 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { type ExecenvEvent, hostRunner, ImageNotFoundError, InvalidSpecError } from '@execenv/core';
+import { hostArch } from '@execenv/core/driver';
+import {
+  convertToLxdUnified,
+  fileDigest,
+  ImageCache,
+  lxdImageFiles,
+  type ResolvedImage,
+  resolveImage,
+} from '@execenv/images';
+import { LxdApiError, type LxdClient, type LxdOperation } from './lxd-client.js';
+
+/** Where an instance's image comes from, as `POST /1.0/instances` takes it in `source`. */
+export type LxdImageSource =
+  | { type: 'image'; alias: string }
+  | { type: 'image'; fingerprint: string }
+  | { type: 'image'; alias: string; server: string; protocol: 'simplestreams'; mode: 'pull' };
+
+/** Prefix of the aliases this driver gives the images it imports; the rest is the tarball's digest. */
+export const IMAGE_ALIAS_PREFIX = 'execenv-img-';
+
+/** Image property recording that this driver imported the image. */
+export const IMAGE_PROPERTY = 'execenv.imported';
+
+/** What resolving an image needs. */
+export interface ImageContext {
+  client: LxdClient;
+  cacheDir: string;
+  servers?: { lxc?: string; simplestreams?: string };
+  onEvent?: (e: ExecenvEvent) => void;
+  signal?: AbortSignal;
+}
+
+const importing = new Map<string, Promise<string>>();
+
+/** The alias an imported tarball of this digest gets. */
+export function aliasOfDigest(digest: string): string {
+  return `${IMAGE_ALIAS_PREFIX}${digest.slice(0, 32)}`;
+}
+
+/**
+ * Resolves an image reference to an LXD image source: `lxd:ALIAS` as it is,
+ * `simplestreams:https://SERVER#ALIAS` pulled by the daemon from a simplestreams remote, and local files (rootfs tarballs
+ * converted to unified tarballs, unified tarballs, split images, index
+ * images) imported once under an alias keyed by their digest.
+ */
+export async function lxdImageSource(reference: string, ctx: ImageContext): Promise<LxdImageSource> {
+  const remote = /^simplestreams:(https:\/\/[^#\s]+)#([^\s]+)$/.exec(reference);
+  if (remote) return { type: 'image', alias: remote[2]!, server: remote[1]!, protocol: 'simplestreams', mode: 'pull' };
+  const cache = new ImageCache({ dir: join(ctx.cacheDir, 'images') });
+  const runner = hostRunner();
+  ctx.onEvent?.({ type: 'image-resolve', reference });
+  const resolved = await resolveImage(reference, {
+    cache,
+    runner,
+    servers: ctx.servers,
+    onEvent: ctx.onEvent,
+    signal: ctx.signal,
+  });
+  return sourceOf(reference, resolved, ctx, cache, runner);
+}
+
+async function sourceOf(
+  reference: string,
+  img: ResolvedImage,
+  ctx: ImageContext,
+  cache: ImageCache,
+  runner: ReturnType<typeof hostRunner>,
+): Promise<LxdImageSource> {
+  switch (img.kind) {
+    case 'lxd-alias':
+      return { type: 'image', alias: img.alias };
+    case 'lxd-unified': {
+      const digest = await fileDigest(img.path, cache);
+      return { type: 'image', alias: await importOnce(ctx.client, digest, [img.path]) };
+    }
+    case 'lxd-split':
+    case 'lxc-download': {
+      // lxc-download metadata is not LXD's: lxdImageFiles converts it (metadata.yaml, templates) first.
+      const files = await lxdImageFiles(img, { cache, runner, onEvent: ctx.onEvent });
+      if (files.kind !== 'split') throw new Error(`lxd: expected a split image for ${reference}`);
+      const digest = `${await fileDigest(files.meta, cache)}${await fileDigest(files.rootfs, cache)}`;
+      const combined = createHash('sha256').update(digest).digest('hex');
+      return { type: 'image', alias: await importOnce(ctx.client, combined, [files.meta, files.rootfs]) };
+    }
+    case 'rootfs-tarball': {
+      ctx.onEvent?.({ type: 'image-convert', reference, from: 'rootfs-tarball', to: 'lxd-unified' });
+      const unified = await convertToLxdUnified(
+        img.path,
+        { architecture: hostArch(), os: 'execenv', release: 'rootfs' },
+        { cache, runner, onEvent: ctx.onEvent },
+      );
+      return { type: 'image', alias: await importOnce(ctx.client, unified.digest, [unified.path]) };
+    }
+    default:
+      throw new InvalidSpecError(
+        'image',
+        `"${reference}" is a ${img.kind} image; the lxd driver takes rootfs tarballs, LXD images (unified or split), index: references and lxd: aliases`,
+        { driver: 'lxd', op: 'open' },
+      );
+  }
+}
+
+/** Imports a unified tarball (one file) or a split image (two) once per digest; returns its alias. */
+export function importOnce(client: LxdClient, digest: string, files: readonly string[]): Promise<string> {
+  const alias = aliasOfDigest(digest);
+  const key = `${client.address} ${client.project ?? ''} ${alias}`;
+  let p = importing.get(key);
+  if (!p) {
+    p = importImage(client, alias, files).finally(() => importing.delete(key));
+    importing.set(key, p);
+  }
+  return p;
+}
+
+async function aliasExists(client: LxdClient, alias: string): Promise<boolean> {
+  try {
+    await client.get(`/1.0/images/aliases/${encodeURIComponent(alias)}`);
+    return true;
+  } catch (err) {
+    if (err instanceof LxdApiError && err.status === 404) return false;
+    throw err;
+  }
+}
+
+async function importImage(client: LxdClient, alias: string, files: readonly string[]): Promise<string> {
+  if (await aliasExists(client, alias)) return alias;
+  let op: LxdOperation;
+  if (files.length === 1) {
+    op = await client.run({
+      method: 'POST',
+      path: '/1.0/images',
+      headers: { 'Content-Type': 'application/octet-stream', 'X-LXD-properties': `${IMAGE_PROPERTY}=${alias}` },
+      body: createReadStream(files[0]!, { highWaterMark: 1 << 20 }),
+    });
+  } else {
+    const { multipart, contentType } = splitImageBody(files[0]!, files[1]!);
+    op = await client.run({
+      method: 'POST',
+      path: '/1.0/images',
+      headers: { 'Content-Type': contentType, 'X-LXD-properties': `${IMAGE_PROPERTY}=${alias}` },
+      body: multipart,
+    });
+  }
+  const fingerprint = (op.metadata as { fingerprint?: string } | null)?.fingerprint;
+  if (!fingerprint) throw new ImageNotFoundError(alias, 'LXD imported the image but gave no fingerprint');
+  try {
+    await client.call({ method: 'POST', path: '/1.0/images/aliases', body: { name: alias, target: fingerprint } });
+  } catch (err) {
+    // Another process imported the same tarball and named it first: the same content, so the same image.
+    if (!(err instanceof LxdApiError && err.status === 409) && !(await aliasExists(client, alias))) throw err;
+  }
+  return alias;
+}
+
+/** The multipart body `POST /1.0/images` takes for a split image: the metadata tarball, then the rootfs. */
+function splitImageBody(meta: string, rootfs: string) {
+  const boundary = `execenv${Math.random().toString(16).slice(2)}`;
+  const part = (name: string) =>
+    Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="${name}"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+    );
+  async function* body() {
+    yield part('metadata');
+    for await (const c of createReadStream(meta)) yield c as Buffer;
+    yield Buffer.from('\r\n');
+    yield part('rootfs');
+    for await (const c of createReadStream(rootfs, { highWaterMark: 1 << 20 })) yield c as Buffer;
+    yield Buffer.from(`\r\n--${boundary}--\r\n`);
+  }
+  return { multipart: Readable.from(body()), contentType: `multipart/form-data; boundary=${boundary}` };
+}

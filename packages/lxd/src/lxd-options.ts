@@ -1,0 +1,51 @@
+import type { LxdEndpoint } from './lxd-client.js';
+
+/** How an LxdDriver reaches its daemon and where it keeps its things. */
+export interface LxdDriverOptions {
+  /**
+   * The daemon: a unix socket or a remote HTTPS endpoint with a client certificate.
+   * @default the first local socket found: `$LXD_SOCKET`, `$LXD_DIR/unix.socket`, Debian's, the snap's, Incus's
+   */
+  endpoint?: LxdEndpoint;
+  /** LXD project of every instance, image and profile. @default the daemon's default project */
+  project?: string;
+  /** Directory for leases. @default OpenOptions.stateDir, else defaultStateDir() */
+  stateDir?: string;
+  /** Directory for converted images. @default defaultCacheDir() */
+  cacheDir?: string;
+  /** How long an image this driver imported may stay unused before gc() removes it. @default 7 days */
+  imageMaxIdleMs?: number;
+  /** Servers for `index:` image references. */
+  imageServers?: { lxc?: string; simplestreams?: string };
+}
+
+/** What the `driverOptions` of an EnvSpec may say to the LXD driver. */
+export interface LxdEnvOptions {
+  /** @default 'container' */
+  type?: 'container' | 'virtual-machine';
+  /** Run the container privileged (`security.privileged`). @default false */
+  privileged?: boolean;
+  /** Extra `raw.lxc` lines (containers only). */
+  rawLxc?: string[];
+  /** cloud-init vendor-data passed through as `cloud-init.vendor-data`. */
+  vendorData?: string;
+  /** Storage pool of the root disk. @default the default profile's */
+  storagePool?: string;
+  /**
+   * Init the container runs when its image has none (`lxc.init.cmd`); `auto`
+   * keeps the image's /sbin/init when it exists, else `/bin/sleep infinity`.
+   * @default 'auto'
+   */
+  init?: 'auto' | 'image' | string[];
+  /** Milliseconds to wait until the instance runs commands. @default 60000 (containers), 300000 (VMs) */
+  readyTimeoutMs?: number;
+  /** More instance config keys, passed as they are. */
+  config?: Record<string, string>;
+}
+
+/** Names of the local sockets looked for, in order, after $LXD_SOCKET and $LXD_DIR. */
+export const LOCAL_SOCKETS = [
+  '/var/lib/lxd/unix.socket',
+  '/var/snap/lxd/common/lxd/unix.socket',
+  '/var/lib/incus/unix.socket',
+] as const;
