@@ -12,10 +12,10 @@ step() { current_step=$*; printf '\n=== %s\n' "$*"; }
 run() { "$@" || { status=1; failed_steps+=("$current_step"); }; }
 
 step "npm dependencies"
-# npm install, not npm ci: it installs the versions package-lock.json pins, while npm ci also demands
-# lock entries for biome's other-platform binaries, which the reachable registry does not serve.
+# npm ci installs exactly what package-lock.json pins, and fails when the lock and package.json
+# disagree (after a dependency change: npm install, then node tools/lockfile-platforms.mjs).
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm install --no-audit --no-fund || exit 1
+  npm ci --no-audit --no-fund || exit 1
 fi
 
 step "host setup"
@@ -26,6 +26,8 @@ fixtures=$(bash tools/fixtures/all.sh) || exit 1
 echo "$fixtures"
 export EXECENV_FIXTURE_BUSYBOX=$(sed -n 's/^busybox=//p' <<<"$fixtures")
 export EXECENV_FIXTURE_MINBASE=$(sed -n 's/^minbase=//p' <<<"$fixtures")
+export EXECENV_FIXTURE_SYSTEMD=$(sed -n 's/^systemd=//p' <<<"$fixtures")
+export EXECENV_QEMU_KERNEL=$(sed -n 's/^qemu-kernel=//p' <<<"$fixtures")
 
 find packages e2e -path '*/test-results/vitest.json' -not -path '*/node_modules/*' -delete
 
