@@ -85,8 +85,10 @@ function rewriteTar(tar: Readable, change: (h: Record<string, unknown>) => Recor
       const chunks: Buffer[] = [];
       for await (const c of entry as AsyncIterable<Buffer>) chunks.push(c);
       const h = change({ ...entry.header });
-      if (h.type === 'file') out.entry(h as never, Buffer.concat(chunks));
-      else out.entry(h as never);
+      // The consumer may have refused the archive already; an entry written then fails on its own.
+      if (out.destroyed) break;
+      const sink = h.type === 'file' ? out.entry(h as never, Buffer.concat(chunks)) : out.entry(h as never);
+      sink.on('error', () => {});
     }
     out.finalize();
   })().catch((err: Error) => out.destroy(err));

@@ -1,9 +1,10 @@
 import { lstat, mkdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
-import { extract as tarExtract, pack as tarPack } from 'tar-stream';
+import { extract as tarExtract } from 'tar-stream';
 import type { Environment, ExecProcess } from '../../contract.js';
 import { type Check, type CheckContext, unique } from '../context.js';
+import { archiveOf } from './archive-of.js';
 import { hostState } from './host.js';
 
 /** Longest wait for one file operation; past it the operation counts as hung. */
@@ -53,10 +54,7 @@ function bounded<T>(p: Promise<T>, ms: number): Promise<T | typeof HUNG> {
 }
 
 function tarOf(name: string, content: string): Readable {
-  const p = tarPack();
-  p.entry({ name, mode: 0o644 }, content);
-  p.finalize();
-  return p as unknown as Readable;
+  return archiveOf([{ name, content }]);
 }
 
 /** What an archive pulled during the race gave away, if anything; reads at most ARCHIVE_LIMIT bytes. */

@@ -1,9 +1,10 @@
 import { lstat, mkdir, readFile, realpath, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { extract as tarExtract, pack as tarPack } from 'tar-stream';
+import { extract as tarExtract } from 'tar-stream';
 import { ExecenvError } from '../../errors.js';
 import { type Check, type CheckContext, codeOf, rejection, unique } from '../context.js';
+import { type ArchiveEntry, archiveOf } from './archive-of.js';
 import { describeTree, sha256 } from './host.js';
 
 /** Writes `bytes` of a deterministic pattern without holding them in memory. */
@@ -165,10 +166,7 @@ async function pushThroughSymlink(ctx: CheckContext): Promise<void> {
 }
 
 function tarOf(entries: { name: string; content: string }[]): Readable {
-  const p = tarPack();
-  for (const e of entries) p.entry({ name: e.name, mode: 0o644 }, e.content);
-  p.finalize();
-  return p as unknown as Readable;
+  return archiveOf(entries);
 }
 
 async function unsafeArchive(ctx: CheckContext): Promise<void> {
@@ -263,14 +261,14 @@ async function modeBits(ctx: CheckContext): Promise<void> {
     [await modeOf(`${dir}/sticky`), await modeOf(`${dir}/setuid`), await modeOf(`${dir}/setgid`)],
     ['1777', '4755', '2755'],
   );
-  const p = tarPack();
-  p.entry({ name: 'sticky', type: 'directory', mode: 0o1777 });
-  p.entry({ name: 'setuid', mode: 0o4755 }, 'x');
-  p.entry({ name: 'setgid', mode: 0o2755 }, 'x');
-  p.finalize();
+  const modes = archiveOf([
+    { name: 'sticky', type: 'directory', mode: 0o1777 },
+    { name: 'setuid', mode: 0o4755, content: 'x' },
+    { name: 'setgid', mode: 0o2755, content: 'x' },
+  ]);
   const unpacked = `/tmp/${unique('mode-archive')}`;
   await env.exec(['mkdir', '-p', unpacked], { check: true });
-  await env.pushArchive(p as unknown as Readable, unpacked);
+  await env.pushArchive(modes, unpacked);
   ctx.expect(
     env.id,
     `modes of archive entries extracted in ${unpacked}`,
@@ -358,18 +356,7 @@ async function archiveNames(stream: Readable): Promise<string[]> {
   return names;
 }
 
-type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string; content?: string };
-
-function archiveOf(entries: Entry[]): Readable {
-  const p = tarPack();
-  for (const e of entries) {
-    if (e.type === 'directory') p.entry({ name: e.name, type: 'directory', mode: 0o755 });
-    else if (e.type === 'symlink' || e.type === 'link') p.entry({ name: e.name, type: e.type, linkname: e.linkname });
-    else p.entry({ name: e.name, mode: 0o644 }, e.content ?? '');
-  }
-  p.finalize();
-  return p as unknown as Readable;
-}
+type Entry = ArchiveEntry;
 
 /**
  * Archives may hold symlinks and hardlinks: they arrive as links. Links

@@ -1,7 +1,6 @@
 import { access, mkdir, readdir, realpath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { pack as tarPack } from 'tar-stream';
 import {
   isPublishable,
   isRebootable,
@@ -17,6 +16,7 @@ import type { Environment, OpenOptions } from '../../contract.js';
 import { ExecenvError } from '../../errors.js';
 import type { ExecenvEvent } from '../../events.js';
 import { type Check, type CheckContext, codeOf, HUNG, rejection, unique } from '../context.js';
+import { archiveOf } from './archive-of.js';
 import { hostEvidence } from './evidence.js';
 import { hostState } from './host.js';
 
@@ -72,9 +72,7 @@ export function drained(stream: Readable): Promise<void> {
 }
 
 function emptyTar(): Readable {
-  const p = tarPack();
-  p.finalize();
-  return p as unknown as Readable;
+  return archiveOf([]);
 }
 
 /** Every operation after close rejects with CLOSED, promptly, and changes nothing on the host. */
