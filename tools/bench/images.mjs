@@ -24,6 +24,7 @@ import {
   rootfsDirectory,
 } from '@execenv/images';
 import { generateSigningKey, ImageServer } from '@execenv/images/testing';
+import { median } from './measure.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -37,7 +38,6 @@ const rootfs = values.rootfs ?? process.env.EXECENV_FIXTURE_MINBASE;
 if (!rootfs)
   throw new Error('give --rootfs or set EXECENV_FIXTURE_MINBASE (tools/fixtures/minbase-rootfs.sh prints it)');
 const runs = Number(values.runs);
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const sh = (argv) =>
   new Promise((resolve, reject) =>
     spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] }).on('exit', (c) =>

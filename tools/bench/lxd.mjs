@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { LxdDriver } from '@execenv/lxd';
+import { median, time as timed } from './measure.mjs';
 
 const run = promisify(execFile);
 const { values } = parseArgs({
@@ -30,15 +31,6 @@ const transferRuns = Number(values['transfer-runs']);
 const launchRuns = Number(values['launch-runs']);
 const mb = Number(values.mb);
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-async function timed(fn) {
-  const t = performance.now();
-  await fn();
-  return performance.now() - t;
-}
 async function series(n, fn) {
   const out = [];
   for (let i = 0; i < n; i++) out.push(await timed(() => fn(i)));

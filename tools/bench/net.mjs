@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createRunner } from '@execenv/core';
 import { Networks } from '@execenv/net';
+import { median } from './measure.mjs';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '20' } } });
 const runs = Number(values.runs);
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const tag = randomBytes(3).toString('hex');
 const host = `exvbench${tag}-h`;
 const env = `exvbench${tag}-e`;

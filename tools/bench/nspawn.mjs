@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { NspawnDriver } from '@execenv/nspawn';
+import { median, time } from './measure.mjs';
 
 const run = promisify(execFile);
 const { values } = parseArgs({
@@ -30,11 +31,6 @@ async function fixtureImage() {
   return stdout.trim().split('\n').at(-1);
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 function sh(argv, env) {
   return new Promise((resolve, reject) => {
     const p = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], env });
@@ -43,12 +39,6 @@ function sh(argv, env) {
     p.once('error', reject);
     p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${argv.join(' ')}: exit ${code}: ${err}`))));
   });
-}
-
-async function time(fn) {
-  const t = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t) / 1e6;
 }
 
 const fmt = (ms) => `${ms.toFixed(ms < 10 ? 2 : 1)} ms`;

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PodmanDriver } from '@execenv/podman';
+import { median, time } from './measure.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -25,7 +26,6 @@ const only = new Set(values.only.split(','));
 const rootfs = values.rootfs ?? process.env.EXECENV_FIXTURE_BUSYBOX;
 if (!rootfs) throw new Error('give --rootfs or set EXECENV_FIXTURE_BUSYBOX (a busybox rootfs tarball)');
 const runs = Number(values.runs);
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const sh = (argv) =>
   new Promise((resolve, reject) =>
     spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] }).on('exit', (c) =>
@@ -39,11 +39,6 @@ const output = (argv) =>
     p.stdout.on('data', (c) => (out += c));
     p.on('exit', (c) => (c === 0 ? resolve(out.trim()) : reject(new Error(`${argv.join(' ')}: ${c}`))));
   });
-async function time(fn) {
-  const t = performance.now();
-  await fn();
-  return performance.now() - t;
-}
 async function measure(fn, n = runs) {
   const xs = [];
   for (let i = 0; i < n; i++) xs.push(await time(fn));

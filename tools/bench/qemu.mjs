@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { loadKernel, moduleLoadOrder, packCpio, QemuDriver, qemuArgv } from '@execenv/qemu';
+import { median, tarPipe, time } from './measure.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -31,26 +32,6 @@ const fixture = (script) =>
     .at(-1);
 const kernelDir = values.kernel ?? process.env.EXECENV_QEMU_KERNEL ?? fixture('qemu-kernel.sh');
 const image = values.image ?? process.env.EXECENV_FIXTURE_BUSYBOX ?? fixture('busybox-rootfs.sh');
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-async function time(fn) {
-  const t = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t) / 1e6;
-}
-function tarPipe(from, to) {
-  return new Promise((resolve, reject) => {
-    const c = spawn('tar', ['-C', from, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const x = spawn('tar', ['-C', to, '-xf', '-'], { stdio: ['pipe', 'ignore', 'inherit'] });
-    c.stdout.pipe(x.stdin);
-    let left = 2;
-    const done = (code) => (code === 0 ? --left === 0 && resolve() : reject(new Error(`tar exit ${code}`)));
-    c.once('exit', done);
-    x.once('exit', done);
-  });
-}
 
 const work = await mkdtemp(join(tmpdir(), 'execenv-bench-qemu-'));
 const stateDir = join(work, 'state');

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { parseArgs, promisify } from 'node:util';
 import { ChrootDriver } from '@execenv/chroot';
+import { median, tarPipe, time } from './measure.mjs';
 
 const run = promisify(execFile);
 const { values } = parseArgs({
@@ -35,35 +36,12 @@ async function fixtureImage() {
   return stdout.trim().split('\n').at(-1);
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 function sh(argv) {
   return new Promise((resolve, reject) => {
     const p = spawn(argv[0], argv.slice(1), { stdio: 'ignore' });
     p.once('error', reject);
     p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${argv.join(' ')}: exit ${code}`))));
   });
-}
-
-function tarPipe(fromDir, toDir) {
-  return new Promise((resolve, reject) => {
-    const c = spawn('tar', ['-C', fromDir, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const x = spawn('tar', ['-C', toDir, '-xf', '-'], { stdio: ['pipe', 'ignore', 'inherit'] });
-    c.stdout.pipe(x.stdin);
-    let left = 2;
-    const done = (code) => (code === 0 ? --left === 0 && resolve() : reject(new Error(`tar exit ${code}`)));
-    c.once('exit', done);
-    x.once('exit', done);
-  });
-}
-
-async function time(fn) {
-  const t = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t) / 1e6;
 }
 
 /** Runs fn while sampling rss; returns [ms, peak rss growth in MiB]. */
