@@ -90,9 +90,10 @@ describe('execenv in a real terminal', () => {
   });
 
   it('closes the environment when its terminal goes away (SIGHUP)', async () => {
-    await terminal('hangup', ['shell', '--image', busyboxTarball()]);
+    // A state directory of its own: only this terminal's environment is looked for.
+    const state = join(work, 'hangup-state');
+    await terminal('hangup', ['shell', '--image', busyboxTarball()], { EXECENV_STATE_DIR: state });
     await waitFor('hangup', /^\/ #/m);
-    const state = join(work, 'state');
     expect((await mountPoints()).some((m) => m.startsWith(state))).toBe(true);
     await tmux('kill-session', '-t', 'hangup');
     let left = true;

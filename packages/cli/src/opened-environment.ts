@@ -50,11 +50,17 @@ export async function openEnvironment(ctx: CommandContext, flags: EnvironmentFla
   const progress = createProgress(ctx.io.stderr, progressMode(ctx.io.stderr, flags.quiet), flags.verbose);
   try {
     const env = await open(driver, spec, { onEvent: progress.onEvent });
+    // A hangup often comes twice (tmux, then the kernel as the terminal goes): every one after
+    // the first is absorbed until the environment is closed, then the signal takes its course.
     const onHangup = () => {
+      if (ctx.hungUp) return;
       ctx.hungUp = true;
-      void env.close().finally(() => process.kill(process.pid, 'SIGHUP'));
+      void env.close().finally(() => {
+        process.off('SIGHUP', onHangup);
+        process.kill(process.pid, 'SIGHUP');
+      });
     };
-    process.once('SIGHUP', onHangup);
+    process.on('SIGHUP', onHangup);
     return {
       env,
       done: () => progress.done(),
