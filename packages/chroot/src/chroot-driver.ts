@@ -27,7 +27,7 @@ import {
   validateSpec,
 } from '@execenv/core';
 import { agentError, findBinary, HOST_PATH, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
-import { ImageCache, imageRootDirectory, imageSettings, mergeImageSettings, resolveImage } from '@execenv/images';
+import { driverImages, imageRootDirectory, resolveImage } from '@execenv/images';
 import { MAX_SOCKET_PATH, startAgentServer } from './agent-server.js';
 import { ChrootEnvironment } from './chroot-environment.js';
 import { createNetworkNamespace, type MountContext, mountOverlay, type RootLayout } from './chroot-mounts.js';
@@ -248,14 +248,7 @@ export class ChrootDriver implements Driver {
 
   /** Image settings (the user's configuration and EXECENV_* variables, then the driver's, then the spec's) and their cache. */
   async #images(forEnvironment?: ChrootImageSources) {
-    const images = mergeImageSettings(await imageSettings(), this.#options.images, forEnvironment);
-    const cache = new ImageCache({
-      dir: this.#options.cacheDir
-        ? join(this.#options.cacheDir, 'images')
-        : (images.cacheDir ?? join(this.#cacheDir, 'images')),
-      budgetBytes: images.budgetBytes,
-    });
-    return { images, cache };
+    return driverImages(this.#options.cacheDir, this.#options.images, forEnvironment);
   }
 
   /** The agent binary for this host, shipped in @execenv/agent. */

@@ -206,3 +206,18 @@ export function imageCacheOf(settings: ImageSettings, env: NodeJS.ProcessEnv = p
     budgetBytes: settings.budgetBytes,
   });
 }
+
+/**
+ * A driver's effective image settings and their cache: the user's
+ * configuration and EXECENV_* variables (imageSettings), then `layers` in
+ * order (the driver's options, the spec's). A driver given a cache root of
+ * its own keeps its images under `<cacheDir>/images`, whatever the settings say.
+ */
+export async function driverImages(
+  cacheDir: string | undefined,
+  ...layers: readonly (ImageSettings | undefined)[]
+): Promise<{ images: ImageSettings; cache: ImageCache }> {
+  const images = mergeImageSettings(await imageSettings(), ...layers);
+  const cache = imageCacheOf(cacheDir ? { ...images, cacheDir: join(cacheDir, 'images') } : images);
+  return { images, cache };
+}

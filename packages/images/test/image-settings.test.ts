@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   DEFAULT_IMAGE_SERVERS,
+  driverImages,
   imageCacheOf,
   imageSettings,
   LINUXCONTAINERS_KEY_FINGERPRINT,
@@ -67,6 +68,25 @@ describe('imageSettings', () => {
       maxIndexAgeMs: 60_000,
     });
     expect(imageCacheOf(await imageSettings({ env }))).toMatchObject({ dir: '/cache', budgetBytes: 20 * 2 ** 30 });
+  });
+
+  it("gives a driver its settings over the user's, and its own cache root where it has one", async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      EXECENV_CONFIG: join(dir, 'absent.json'),
+      EXECENV_IMAGE_CACHE_DIR: '/settings-cache',
+      EXECENV_IMAGE_BUDGET: '1G',
+    });
+    try {
+      const plain = await driverImages(undefined, { verify: true }, { verify: false });
+      expect(plain.images).toMatchObject({ verify: false, cacheDir: '/settings-cache' });
+      expect(plain.cache).toMatchObject({ dir: '/settings-cache', budgetBytes: 2 ** 30 });
+      const own = await driverImages('/driver-root');
+      expect(own.cache).toMatchObject({ dir: '/driver-root/images', budgetBytes: 2 ** 30 });
+    } finally {
+      for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+      Object.assign(process.env, saved);
+    }
   });
 
   it('EXECENV_CONFIG names another file; a malformed file or variable is INVALID_SPEC naming it', async () => {

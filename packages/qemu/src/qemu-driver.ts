@@ -24,15 +24,7 @@ import {
   validateSpec,
 } from '@execenv/core';
 import { findBinary, HOST_PATH, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
-import {
-  convertToQcow2,
-  ImageCache,
-  imageRootDirectory,
-  imageSettings,
-  mergeImageSettings,
-  QemuImg,
-  resolveImage,
-} from '@execenv/images';
+import { convertToQcow2, driverImages, imageRootDirectory, QemuImg, resolveImage } from '@execenv/images';
 import { type AccelChoice, chooseAccel, hostTscKhz, kvmFacts } from './accel.js';
 import { startGuest } from './guest.js';
 import { buildInitramfs, guestInitramfs, isStaticElf } from './initramfs.js';
@@ -67,7 +59,7 @@ const SYSTEM_BINARY: Readonly<Record<string, string>> = {
 export class QemuDriver implements Driver {
   readonly name = DRIVER_NAME;
   readonly #options: Readonly<QemuDriverOptions>;
-  #initramfs: Map<string, Promise<string>> = new Map();
+  readonly #initramfs = new Map<string, Promise<string>>();
 
   constructor(options: QemuDriverOptions = {}) {
     this.#options = Object.freeze({ ...options });
@@ -277,13 +269,7 @@ export class QemuDriver implements Driver {
   async #baseDisk(image: string, opts: OpenOptions): Promise<{ path: string; format: string }> {
     const runner = this.#runner;
     emit(opts.onEvent, { type: 'image-resolve', reference: image });
-    const images = mergeImageSettings(await imageSettings(), this.#options.images);
-    const cache = new ImageCache({
-      dir: this.#options.cacheDir
-        ? join(this.#options.cacheDir, 'images')
-        : (images.cacheDir ?? join(this.#cacheDir, 'images')),
-      budgetBytes: images.budgetBytes,
-    });
+    const { images, cache } = await driverImages(this.#options.cacheDir, this.#options.images);
     const resolved = await resolveImage(image, {
       ...images,
       cache,
