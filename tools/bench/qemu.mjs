@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { loadKernel, moduleLoadOrder, packCpio, QemuDriver, qemuArgv } from '@execenv/qemu';
+import { hostTscKhz, loadKernel, moduleLoadOrder, packCpio, QemuDriver, qemuArgv } from '@execenv/qemu';
 import { median, tarPipe, time } from './measure.mjs';
 
 const { values } = parseArgs({
@@ -83,7 +83,7 @@ exec /bin/busybox sh <>"$port" >&0 2>&0
     agentSocket: join(work, 'shell.sock'),
     qmpSocket: join(work, 'shell-qmp.sock'),
     consoleLog: join(work, 'shell-console.log'),
-    tscKhz: Math.round(Number(/^cpu MHz\s*:\s*([0-9.]+)/m.exec(await readFile('/proc/cpuinfo', 'utf8'))[1]) * 1000),
+    tscKhz: await hostTscKhz(),
   });
   const qemu = spawn(argv[0], argv.slice(1), { stdio: 'ignore' });
   let socket;

@@ -6,7 +6,7 @@
 import { register } from '@execenv/core';
 import { QemuDriver } from './qemu-driver.js';
 
-export { type AccelChoice, chooseAccel, type KvmFacts } from './accel.js';
+export { type AccelChoice, chooseAccel, hostTscKhz, type KvmFacts } from './accel.js';
 export { type CpioEntry, packCpio } from './cpio.js';
 export { AGENT_PORT_NAME, buildInitramfs, type InitramfsInputs, initScript } from './initramfs.js';
 export { BOOT_MODULES, loadKernel, moduleLoadOrder, type QemuKernel } from './kernel.js';
