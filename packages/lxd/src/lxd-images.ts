@@ -82,7 +82,11 @@ async function sourceOf(
     case 'lxc-download': {
       // lxc-download metadata is not LXD's: lxdImageFiles converts it (metadata.yaml, templates) first.
       const files = await lxdImageFiles(img, { cache, runner, onEvent: ctx.onEvent });
-      if (files.kind !== 'split') throw new Error(`lxd: expected a split image for ${reference}`);
+      if (files.kind !== 'split')
+        throw new InvalidSpecError('image', `"${reference}" did not resolve to an LXD split image`, {
+          driver: 'lxd',
+          op: 'open',
+        });
       const digest = `${await fileDigest(files.meta, cache)}${await fileDigest(files.rootfs, cache)}`;
       const combined = createHash('sha256').update(digest).digest('hex');
       return { type: 'image', alias: await importOnce(ctx.client, combined, [files.meta, files.rootfs]) };
