@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { DriverUnavailableError } from '@execenv/core';
 import { LxdApiError, type LxdClient } from './lxd-client.js';
 
 /** The LXD-managed bridge `network: 'nat'` attaches instances to. */
@@ -59,7 +60,7 @@ export function freeSubnet(routes: readonly Ipv4Net[], taken: readonly Ipv4Net[]
       const net = { base: toNumber(`10.${second}.${third}.0`), prefix: 24 };
       if (![...routes, ...taken].some((r) => overlaps(r, net))) return `${toText(net.base + 1)}/24`;
     }
-  throw new Error('no free /24 under 10.123.0.0 - 10.200.255.0 for a bridge');
+  throw new DriverUnavailableError('lxd', 'no free /24 under 10.123.0.0 - 10.200.255.0 for the execenv bridge');
 }
 
 /**

@@ -1,6 +1,6 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ProcessRunner, processStartTime, removeTree } from '@execenv/core';
+import { ExecenvError, type ProcessRunner, processStartTime, removeTree } from '@execenv/core';
 import { hostEnv } from '@execenv/core/driver';
 import type { Subnet } from './ipv4.js';
 
@@ -97,14 +97,15 @@ export async function startDnsmasq(
   await runner.run(dnsmasqArgv(bridge, subnet, dir, upstream), { env: hostEnv() });
   const pid = Number((await readFile(files(dir).pid, 'utf8')).trim());
   const startTime = Number.isInteger(pid) && pid > 0 ? await processStartTime(pid) : undefined;
-  if (startTime === undefined) throw new Error(`execenv: dnsmasq for ${bridge} exited right after starting`);
+  if (startTime === undefined)
+    throw new ExecenvError('EXEC_FAILED', `execenv: dnsmasq for ${bridge} exited right after starting`);
   return { pid, startTime };
 }
 
 /** Tells a running dnsmasq to re-read its host lists. */
 export async function reloadDnsmasq(proc: DnsmasqProcess): Promise<void> {
   if ((await processStartTime(proc.pid)) !== proc.startTime)
-    throw new Error(`execenv: dnsmasq (pid ${proc.pid}) is no longer running`);
+    throw new ExecenvError('EXEC_FAILED', `execenv: dnsmasq (pid ${proc.pid}) is no longer running`);
   process.kill(proc.pid, 'SIGHUP');
 }
 
@@ -150,7 +151,7 @@ async function stopProcess(proc: DnsmasqProcess): Promise<void> {
     }
     if (sig) signal(sig);
   }
-  throw new Error(`execenv: dnsmasq (pid ${proc.pid}) did not exit after SIGKILL`);
+  throw new ExecenvError('EXEC_FAILED', `execenv: dnsmasq (pid ${proc.pid}) did not exit after SIGKILL`);
 }
 
 async function isZombie(pid: number): Promise<boolean> {

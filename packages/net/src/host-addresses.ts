@@ -1,4 +1,4 @@
-import type { ProcessRunner } from '@execenv/core';
+import { ExecenvError, type ProcessRunner } from '@execenv/core';
 import { hostEnv } from '@execenv/core/driver';
 import { type Range, rangeOf } from './ipv4.js';
 import { type Range6, range6Of } from './ipv6.js';
@@ -16,7 +16,7 @@ function parseJson<T>(text: string, what: string): T[] {
     const parsed = JSON.parse(text || '[]') as unknown;
     return Array.isArray(parsed) ? (parsed as T[]) : [];
   } catch (err) {
-    throw new Error(`execenv: cannot parse the output of ${what}: ${(err as Error).message}`);
+    throw new ExecenvError('EXEC_FAILED', `execenv: cannot parse the output of ${what}: ${(err as Error).message}`);
   }
 }
 

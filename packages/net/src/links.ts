@@ -1,4 +1,4 @@
-import type { ProcessRunner } from '@execenv/core';
+import { ExecenvError, type ProcessRunner } from '@execenv/core';
 import { hostEnv } from '@execenv/core/driver';
 import type { Subnet } from './ipv4.js';
 import type { Subnet6 } from './ipv6.js';
@@ -34,7 +34,7 @@ export async function linkExists(runner: ProcessRunner, name: string): Promise<b
 export async function deleteLink(runner: ProcessRunner, name: string): Promise<void> {
   const r = await runner.run(['ip', 'link', 'del', 'dev', name], { env: hostEnv(), check: false });
   if (r.exitCode !== 0 && (await linkExists(runner, name)))
-    throw new Error(`execenv: cannot delete interface ${name}: ${r.stderr.trim()}`);
+    throw new ExecenvError('EXEC_FAILED', `execenv: cannot delete interface ${name}: ${r.stderr.trim()}`);
 }
 
 /** Creates a bridge holding the subnet's gateway address and brings it up. */

@@ -1,4 +1,4 @@
-import type { ProcessRunner } from '@execenv/core';
+import { ExecenvError, type ProcessRunner } from '@execenv/core';
 import { hostEnv } from '@execenv/core/driver';
 import type { Firewall, NetworkRules } from './firewall.js';
 import { NAME_PREFIX, NFT_TABLE } from './names.js';
@@ -64,7 +64,7 @@ export class NftFirewall implements Firewall {
     });
     if (listed.exitCode !== 0) {
       if (/No such file or directory|does not exist/i.test(listed.stderr)) return;
-      throw new Error(`execenv: cannot list nftables table ${T}: ${listed.stderr.trim()}`);
+      throw new ExecenvError('EXEC_FAILED', `execenv: cannot list nftables table ${T}: ${listed.stderr.trim()}`);
     }
     const rules = ((JSON.parse(listed.stdout) as { nftables?: NftRule[] }).nftables ?? [])
       .map((item) => item.rule)
