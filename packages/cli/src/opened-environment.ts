@@ -50,15 +50,25 @@ export async function openEnvironment(ctx: CommandContext, flags: EnvironmentFla
   const progress = createProgress(ctx.io.stderr, progressMode(ctx.io.stderr, flags.quiet), flags.verbose);
   try {
     const env = await open(driver, spec, { onEvent: progress.onEvent });
+    // One close, whoever asks first. The hangup handler stays installed until it has finished:
+    // a terminal that goes away also ends the shell's input, so the command's own close can be
+    // under way when SIGHUP comes, and Node's default action would end the process mid-close.
+    let closing: Promise<void> | undefined;
+    const closeOnce = () => {
+      closing ??= env.close();
+      return closing;
+    };
     // A hangup often comes twice (tmux, then the kernel as the terminal goes): every one after
     // the first is absorbed until the environment is closed, then the signal takes its course.
     const onHangup = () => {
       if (ctx.hungUp) return;
       ctx.hungUp = true;
-      void env.close().finally(() => {
-        process.off('SIGHUP', onHangup);
-        process.kill(process.pid, 'SIGHUP');
-      });
+      void closeOnce()
+        .catch(() => {})
+        .finally(() => {
+          process.off('SIGHUP', onHangup);
+          process.kill(process.pid, 'SIGHUP');
+        });
     };
     process.on('SIGHUP', onHangup);
     return {
@@ -66,8 +76,11 @@ export async function openEnvironment(ctx: CommandContext, flags: EnvironmentFla
       done: () => progress.done(),
       close: async () => {
         progress.done();
-        process.off('SIGHUP', onHangup);
-        await env.close();
+        try {
+          await closeOnce();
+        } finally {
+          if (!ctx.hungUp) process.off('SIGHUP', onHangup);
+        }
       },
     };
   } catch (err) {
