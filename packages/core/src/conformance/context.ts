@@ -29,6 +29,8 @@ export interface ConformanceOptions {
   /**
    * Milliseconds the file-race check races host-side file operations against
    * a symlink swapped inside the environment, for each of its three link targets.
+   * Where neither swapped path has been seen as a symlink by then, the race
+   * goes on until both have, for at most 10 s more (scaled by `timeScale`).
    * @default 4000
    */
   raceMs?: number;

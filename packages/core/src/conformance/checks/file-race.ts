@@ -130,13 +130,16 @@ function operations(race: Race, seen: { dir: Set<string>; file: Set<string> }): 
   ];
 }
 
+/** Longest the race goes on past `raceMs` while neither swapped path has yet been seen as a symlink. */
+const SWAP_UNSEEN_EXTRA_MS = 10_000;
+
 /**
- * Runs `op` again and again until the deadline, yielding to the event loop
+ * Runs `op` again and again while `going()`, yielding to the event loop
  * between calls so a driver that answers without I/O cannot starve the
  * others; returns false when one call hung.
  */
-async function lane(deadline: number, opTimeoutMs: number, op: () => Promise<void>): Promise<boolean> {
-  while (Date.now() < deadline) {
+async function lane(going: () => boolean, opTimeoutMs: number, op: () => Promise<void>): Promise<boolean> {
+  while (going()) {
     const settled = await bounded(
       op().catch(() => {}),
       opTimeoutMs,
@@ -213,9 +216,19 @@ async function race(ctx: CheckContext, env: Environment, host: HostSide, target:
   ];
   const seen = { dir: new Set<string>(), file: new Set<string>() };
   try {
+    // On a slow or loaded backend a few stats in raceMs may all miss the swap; the race then goes
+    // on while the loops run, until both paths were seen as symlinks (proof the loops swapped while
+    // the host side ran), for at most SWAP_UNSEEN_EXTRA_MS more.
     const deadline = Date.now() + (ctx.options.raceMs ?? 4000);
+    const last = deadline + ctx.ms(SWAP_UNSEEN_EXTRA_MS);
+    const going = () => {
+      const now = Date.now();
+      if (now < deadline) return true;
+      const swapsUnseen = !(seen.dir.has('symlink') && seen.file.has('symlink'));
+      return swapsUnseen && now < last && loops.every((l) => !l.ended);
+    };
     const ops = operations(r, seen);
-    const finished = await Promise.all(ops.map(([, op]) => lane(deadline, ctx.ms(OP_TIMEOUT_MS), op)));
+    const finished = await Promise.all(ops.map(([, op]) => lane(going, ctx.ms(OP_TIMEOUT_MS), op)));
     for (const [i, ok] of finished.entries())
       if (!ok)
         ctx.problem(
