@@ -16,7 +16,21 @@ export const AGENT_COMPILERS: Readonly<Record<string, string>> = {
   riscv64: 'riscv64-linux-gnu-gcc',
 };
 
-/** AgentBinaryError says the agent binary for an architecture is missing or corrupt, and how to get it. */
+/**
+ * AgentBinaryError says the agent binary for an architecture is missing or corrupt, and how to get it.
+ *
+ * @example
+ * ```ts
+ * import { AgentBinaryError, agentBinaryPath } from '@execenv/agent';
+ *
+ * try {
+ *   await agentBinaryPath('riscv64');
+ * } catch (err) {
+ *   if (!(err instanceof AgentBinaryError)) throw err;
+ *   console.error(`no usable agent for ${err.arch}: ${err.message}`); // err.code is 'AGENT_BINARY'
+ * }
+ * ```
+ */
 export class AgentBinaryError extends Error {
   /** The stable code of this error. */
   readonly code = 'AGENT_BINARY';
@@ -33,6 +47,15 @@ export class AgentBinaryError extends Error {
 /**
  * agentArchOf names a Node.js architecture (`process.arch`) the Debian way.
  * @throws AgentBinaryError for an architecture the agent is not built for.
+ *
+ * @example
+ * ```ts
+ * import { agentArchOf, agentBinaryPath } from '@execenv/agent';
+ *
+ * agentArchOf('x64'); // 'amd64'
+ * agentArchOf('arm'); // 'armhf'
+ * const agent = await agentBinaryPath(agentArchOf()); // the host's own agent
+ * ```
  */
 export function agentArchOf(nodeArch: string = process.arch): string {
   try {
@@ -49,6 +72,16 @@ const verified = new Map<string, string>();
  * architecture (the host's by default), checked against the SHA256SUMS the
  * build wrote. `EXECENV_AGENT_PATH`, when set, is returned as is, unchecked.
  * @throws AgentBinaryError when the binary is missing or its checksum does not match.
+ *
+ * @example
+ * ```ts
+ * import { spawn } from 'node:child_process';
+ * import { AgentSession, agentBinaryPath } from '@execenv/agent';
+ *
+ * const agent = spawn(await agentBinaryPath(), ['--stdio'], { stdio: ['pipe', 'pipe', 'inherit'] });
+ * const session = await AgentSession.over(agent.stdout, agent.stdin);
+ * const arm64 = await agentBinaryPath('arm64'); // to copy into an arm64 VM's image
+ * ```
  */
 export async function agentBinaryPath(arch?: string): Promise<string> {
   const override = process.env.EXECENV_AGENT_PATH;

@@ -22,7 +22,17 @@ import {
   StreamId,
 } from './frames.js';
 
-/** Options of a session. */
+/**
+ * Options of a session.
+ *
+ * @example
+ * ```ts
+ * import { AgentSession, type AgentSessionOptions } from '@execenv/agent';
+ *
+ * const opts: AgentSessionOptions = { handshakeTimeoutMs: 60_000 }; // an emulated VM's agent starts slowly
+ * const session = await AgentSession.connect('/run/execenv/env-1/agent.sock', opts);
+ * ```
+ */
 export interface AgentSessionOptions {
   /** Milliseconds the handshake may take before the session is given up. @default 10000 */
   handshakeTimeoutMs?: number;
@@ -37,6 +47,19 @@ const SHUTDOWN_GRACE_MS = 5000;
  * any number may run at once. When the connection is lost or closed, every
  * pending operation and running command fails promptly with
  * AgentTransportError; the agent kills what the session still ran.
+ *
+ * @example
+ * ```ts
+ * import { AgentSession } from '@execenv/agent';
+ *
+ * const session = await AgentSession.connect('/run/execenv/env-1/agent.sock'); // an agent started with --listen
+ * try {
+ *   await session.mkdir('/work/out', 0o755);
+ *   console.log((await session.stat('/work/out', true))?.type); // 'directory'
+ * } finally {
+ *   session.close();
+ * }
+ * ```
  */
 export class AgentSession implements AgentSessionLike, AsyncDisposable {
   readonly #readable: Readable;

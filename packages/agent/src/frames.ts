@@ -1,21 +1,76 @@
 import { AgentTransportError } from './agent-errors.js';
 
-/** The protocol version this client speaks (PROTOCOL.md, Handshake). */
+/**
+ * The protocol version this client speaks (PROTOCOL.md, Handshake).
+ *
+ * @example
+ * ```ts
+ * import { AgentSession, PROTOCOL_VERSION } from '@execenv/agent';
+ *
+ * const session = await AgentSession.connect('/run/execenv/env-1/agent.sock');
+ * session.info.protocol === PROTOCOL_VERSION; // true: the handshake refuses any other version
+ * ```
+ */
 export const PROTOCOL_VERSION = 1;
 
 /** The HELLO greeting both sides open with. */
 export const HELLO_GREETING = `execenv-agent ${PROTOCOL_VERSION}`;
 
-/** Size of a frame header: length (4), channel (4), type (1). */
+/**
+ * Size of a frame header: length (4), channel (4), type (1).
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameType, HEADER_SIZE } from '@execenv/agent';
+ *
+ * const frame = encodeFrame(FrameType.PING, 0, Buffer.from('hi'));
+ * frame.length === HEADER_SIZE + 2; // true
+ * frame.subarray(HEADER_SIZE).toString(); // 'hi'
+ * ```
+ */
 export const HEADER_SIZE = 9;
 
-/** Largest payload a frame may carry: 1 MiB. */
+/**
+ * Largest payload a frame may carry: 1 MiB.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameType, MAX_PAYLOAD, StreamId } from '@execenv/agent';
+ *
+ * // A DATA payload is the stream byte, then the bytes: at most MAX_PAYLOAD - 1 of them per frame.
+ * const part = data.subarray(0, Math.min(MAX_PAYLOAD - 1, window));
+ * socket.write(encodeFrame(FrameType.DATA, channel, Uint8Array.of(StreamId.INPUT), part));
+ * ```
+ */
 export const MAX_PAYLOAD = 1 << 20;
 
-/** Window each stream starts with, in each direction. */
+/**
+ * Window each stream starts with, in each direction.
+ *
+ * @example
+ * ```ts
+ * import { FrameType, INITIAL_WINDOW, StreamId } from '@execenv/agent';
+ *
+ * let stdinWindow = INITIAL_WINDOW; // what the client may send on stream 0 of a new channel
+ * for (const frame of decoder.push(chunk))
+ *   if (frame.type === FrameType.WINDOW && frame.payload[0] === StreamId.INPUT)
+ *     stdinWindow += frame.payload.readUInt32BE(1);
+ * ```
+ */
 export const INITIAL_WINDOW = 262144;
 
-/** Frame types of protocol version 1. */
+/**
+ * Frame types of protocol version 1.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameType } from '@execenv/agent';
+ *
+ * socket.write(encodeFrame(FrameType.HELLO, 0, Buffer.from('execenv-agent 1')));
+ * for (const frame of decoder.push(chunk))
+ *   if (frame.type === FrameType.ERROR) console.error(`agent: ${frame.payload.toString('utf8')}`);
+ * ```
+ */
 export const FrameType = {
   HELLO: 0x01,
   OPEN: 0x02,
@@ -31,10 +86,33 @@ export const FrameType = {
   ERROR: 0x0c,
 } as const;
 
-/** One of the FrameType values. */
+/**
+ * One of the FrameType values.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameType, type FrameTypeCode } from '@execenv/agent';
+ *
+ * const control = (type: FrameTypeCode, channel: number) => socket.write(encodeFrame(type, channel));
+ * control(FrameType.KILL, 3); // kill channel 3's operation and its whole process tree
+ * ```
+ */
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 
-/** Stream ids within a channel. */
+/**
+ * Stream ids within a channel.
+ *
+ * @example
+ * ```ts
+ * import { FrameType, StreamId } from '@execenv/agent';
+ *
+ * for (const frame of decoder.push(chunk)) {
+ *   if (frame.type !== FrameType.DATA) continue;
+ *   const target = frame.payload[0] === StreamId.STDERR ? process.stderr : process.stdout;
+ *   target.write(frame.payload.subarray(1));
+ * }
+ * ```
+ */
 export const StreamId = {
   /** Client → agent: stdin, a write's content, a tar-in's archive. */
   INPUT: 0,
@@ -44,7 +122,19 @@ export const StreamId = {
   STDERR: 2,
 } as const;
 
-/** One decoded frame. */
+/**
+ * One decoded frame.
+ *
+ * @example
+ * ```ts
+ * import { type Frame, FrameType } from '@execenv/agent';
+ *
+ * const ends: Frame[] = [];
+ * for (const frame of decoder.push(chunk))
+ *   // The payload is a view into the received bytes: copy it to keep the frame.
+ *   if (frame.type === FrameType.END) ends.push({ ...frame, payload: Buffer.from(frame.payload) });
+ * ```
+ */
 export interface Frame {
   /** Channel id; 0 is the session itself. */
   channel: number;
@@ -59,6 +149,15 @@ const KNOWN_TYPES = new Set<number>(Object.values(FrameType));
 /**
  * encodeFrame builds one frame from its parts.
  * @throws RangeError when the payload exceeds MAX_PAYLOAD.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameType } from '@execenv/agent';
+ *
+ * // OPEN channel 1: stat /etc/passwd, following symlinks; every field is NUL-terminated.
+ * const fields = ['stat', '/etc/passwd', '1'].map((f) => `${f}\0`).join('');
+ * socket.write(encodeFrame(FrameType.OPEN, 1, Buffer.from(fields)));
+ * ```
  */
 export function encodeFrame(type: FrameTypeCode, channel: number, ...payload: Uint8Array[]): Buffer {
   const length = payload.reduce((sum, part) => sum + part.length, 0);
@@ -94,6 +193,19 @@ export function encodeWindow(stream: number, increment: number): Buffer {
 /**
  * FrameDecoder turns a byte stream into frames, whatever the chunking: a
  * frame may arrive split anywhere, several may arrive in one chunk.
+ *
+ * @example
+ * ```ts
+ * import { createConnection } from 'node:net';
+ * import { encodeFrame, FrameDecoder, FrameType } from '@execenv/agent';
+ *
+ * const socket = createConnection('/run/execenv/env-1/agent.sock');
+ * const decoder = new FrameDecoder(); // frames may arrive split anywhere, or several in one chunk
+ * socket.on('data', (chunk: Buffer) => {
+ *   for (const frame of decoder.push(chunk)) console.log(frame.type, frame.channel, frame.payload.length);
+ * });
+ * socket.write(encodeFrame(FrameType.HELLO, 0, Buffer.from('execenv-agent 1')));
+ * ```
  */
 export class FrameDecoder {
   readonly #chunks: Buffer[] = [];

@@ -7,6 +7,16 @@ import { loadPlugins, type PluginLoad } from './plugins.js';
  * CommandContext is what every command runs with: the streams, the
  * settings (read once, on first use) and the plugins they name (imported
  * once, on first use), and the exit code the command leaves.
+ *
+ * @example
+ * ```ts
+ * import { CommandContext, processIO } from '@execenv/cli';
+ *
+ * const ctx = new CommandContext(processIO());
+ * const { driver, image } = await ctx.settings(); // read once, on first use
+ * console.log(`driver ${driver.value} (${driver.source}), image ${image.value ?? "the driver's default"}`);
+ * await ctx.loadPlugins(); // the configured plugins register their drivers; failures are warned about
+ * ```
  */
 export class CommandContext {
   /** Streams, variables and working directory. */

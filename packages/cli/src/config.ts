@@ -3,10 +3,34 @@ import { join } from 'node:path';
 import { defaultCacheDir, defaultStateDir, InvalidSpecError } from '@execenv/core';
 import { defaultConfigDir } from '@execenv/images';
 
-/** Where a setting's effective value came from. */
+/**
+ * Where a setting's effective value came from.
+ *
+ * @example
+ * ```ts
+ * import { cliSettings, type SettingSource } from '@execenv/cli';
+ *
+ * const from: Record<SettingSource, string> = { default: 'default', file: 'file', env: 'variable', flag: 'flag' };
+ * const { driver } = await cliSettings(process.env);
+ * console.log(`driver ${driver.value}, from the ${from[driver.source]} ${driver.origin}`);
+ * ```
+ */
 export type SettingSource = 'default' | 'file' | 'env' | 'flag';
 
-/** One effective setting: its value and where it came from. */
+/**
+ * One effective setting: its value and where it came from.
+ *
+ * @example
+ * ```ts
+ * import { cliSettings, type Setting } from '@execenv/cli';
+ *
+ * function describe(name: string, s: Setting<unknown>): string {
+ *   return `${name} = ${JSON.stringify(s.value)} (${s.source}: ${s.origin})`;
+ * }
+ * const settings = await cliSettings(process.env);
+ * console.log(describe('driver', settings.driver)); // driver = "podman" (env: $EXECENV_DRIVER)
+ * ```
+ */
 export interface Setting<T> {
   /** The value; undefined when nothing sets it and it has no default. */
   value: T | undefined;
@@ -16,7 +40,18 @@ export interface Setting<T> {
   origin: string;
 }
 
-/** The command line's own settings (the image settings are @execenv/images'). */
+/**
+ * The command line's own settings (the image settings are @execenv/images').
+ *
+ * @example
+ * ```ts
+ * import { type CliSettings, cliSettings } from '@execenv/cli';
+ *
+ * const settings: CliSettings = await cliSettings({ ...process.env, EXECENV_PLUGINS: './drivers/in-house.mjs' });
+ * settings.plugins.value; // ['./drivers/in-house.mjs']
+ * settings.stateDir.value; // $EXECENV_STATE_DIR, else $XDG_STATE_HOME/execenv
+ * ```
+ */
 export interface CliSettings {
   /** The driver `run`, `shell` and `image` use without `--driver`. */
   driver: Setting<string>;
@@ -30,13 +65,32 @@ export interface CliSettings {
   cacheDir: Setting<string>;
 }
 
-/** The driver used when nothing else names one: the one that needs no daemon. */
+/**
+ * The driver used when nothing else names one: the one that needs no daemon.
+ *
+ * @example
+ * ```ts
+ * import { cliSettings, DEFAULT_DRIVER } from '@execenv/cli';
+ *
+ * const { driver } = await cliSettings(process.env);
+ * if (driver.source === 'default') console.log(`no driver configured: using ${DEFAULT_DRIVER}`); // chroot
+ * ```
+ */
 export const DEFAULT_DRIVER = 'chroot';
 
 /**
  * The configuration file: `$EXECENV_CONFIG`, else
  * `$XDG_CONFIG_HOME/execenv/config.json`, else `~/.config/execenv/config.json`.
  * The same file holds the `images` section @execenv/images reads.
+ *
+ * @example
+ * ```ts
+ * import { configFilePath, readConfigFile } from '@execenv/cli';
+ *
+ * configFilePath({ XDG_CONFIG_HOME: '/etc/xdg' }); // '/etc/xdg/execenv/config.json'
+ * configFilePath({ EXECENV_CONFIG: './ci.json' }); // './ci.json', as given
+ * const file = await readConfigFile(configFilePath(process.env));
+ * ```
  */
 export function configFilePath(env: NodeJS.ProcessEnv): string {
   if (env.EXECENV_CONFIG) return env.EXECENV_CONFIG;
@@ -47,7 +101,18 @@ function invalid(where: string, problem: string): InvalidSpecError {
   return new InvalidSpecError('config', `${where}: ${problem}`);
 }
 
-/** Reads the configuration file as an object; a missing file is an empty one. */
+/**
+ * Reads the configuration file as an object; a missing file is an empty one.
+ *
+ * @example
+ * ```ts
+ * import { configFilePath, readConfigFile } from '@execenv/cli';
+ *
+ * // {} when there is no file; InvalidSpecError (field 'config') when it is not a JSON object
+ * const file = await readConfigFile(configFilePath(process.env));
+ * const images = (file.images ?? {}) as Record<string, unknown>; // the section @execenv/images reads
+ * ```
+ */
 export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
@@ -99,6 +164,15 @@ function layered<T>(
  * file (`driver`, `image`, `plugins`), then `EXECENV_DRIVER`,
  * `EXECENV_IMAGE` and `EXECENV_PLUGINS` (module specifiers separated by `:`).
  * Throws InvalidSpecError (field `config`) naming a malformed file.
+ *
+ * @example
+ * ```ts
+ * import { cliSettings } from '@execenv/cli';
+ *
+ * const { driver, image } = await cliSettings({ ...process.env, EXECENV_DRIVER: 'podman' });
+ * driver; // { value: 'podman', source: 'env', origin: '$EXECENV_DRIVER' }
+ * image.value; // the file's "image" or $EXECENV_IMAGE; undefined lets the driver pick
+ * ```
  */
 export async function cliSettings(env: NodeJS.ProcessEnv): Promise<CliSettings> {
   const path = configFilePath(env);

@@ -4,6 +4,15 @@ import type { ExecResult } from '@execenv/core';
 /**
  * Exit codes of the `execenv` command. `run` and `shell` exit with the
  * command's own code; the codes here are what execenv itself says.
+ *
+ * @example
+ * ```ts
+ * import { EXIT, runCli } from '@execenv/cli';
+ *
+ * const code = await runCli(['run', '--timeout', '60', '--', 'make', 'check']);
+ * if (code === EXIT.TIMEOUT) console.error('make check ran past 60 s');
+ * else if (code === EXIT.RUN_FAILED) console.error('execenv failed around the command');
+ * ```
  */
 export const EXIT = Object.freeze({
   /** Everything worked. */
@@ -24,7 +33,17 @@ export const EXIT = Object.freeze({
   SIGNAL_BASE: 128,
 });
 
-/** The exit codes as documented in `execenv --help` and the README. */
+/**
+ * The exit codes as documented in `execenv --help` and the README.
+ *
+ * @example
+ * ```ts
+ * import { EXIT_CODES_HELP } from '@execenv/cli';
+ *
+ * // A wrapper that passes execenv's exit code on documents the codes in its own usage.
+ * const usage = `usage: ci-run JOB\n\n${EXIT_CODES_HELP}\n`;
+ * ```
+ */
 export const EXIT_CODES_HELP = `Exit codes:
   0    success
   1    an operation failed
@@ -36,7 +55,23 @@ export const EXIT_CODES_HELP = `Exit codes:
   125  execenv failed around the command (open, push, pull, close)
   128+N  the command was killed by signal N`;
 
-/** The exit code a finished command maps to: its own, 124 after a timeout, 128 + N after signal N. */
+/**
+ * The exit code a finished command maps to: its own, 124 after a timeout, 128 + N after signal N.
+ *
+ * @example
+ * ```ts
+ * import { open } from '@execenv/core';
+ * import { commandExitCode } from '@execenv/cli';
+ *
+ * const env = await open('chroot', {});
+ * try {
+ *   const r = await env.exec(['make', 'check'], { timeout: 600_000 });
+ *   process.exitCode = commandExitCode(r); // its own code, 124 after the timeout, 128 + N after signal N
+ * } finally {
+ *   await env.close();
+ * }
+ * ```
+ */
 export function commandExitCode(r: Pick<ExecResult, 'exitCode' | 'signal' | 'timedOut'>): number {
   if (r.timedOut) return EXIT.TIMEOUT;
   if (r.exitCode !== null) return r.exitCode;

@@ -3,7 +3,17 @@ import type { Command } from 'commander';
 import type { CommandContext } from './command-context.js';
 import { createProgress, progressMode } from './progress.js';
 
-/** The flags that say which environment `run` and `shell` open, and how much they say. */
+/**
+ * The flags that say which environment `run` and `shell` open, and how much they say.
+ *
+ * @example
+ * ```ts
+ * import { CommandContext, type EnvironmentFlags, openEnvironment, processIO } from '@execenv/cli';
+ *
+ * const flags: EnvironmentFlags = { driver: 'podman', image: 'oci:docker.io/library/debian:bookworm', quiet: true };
+ * const { env, close } = await openEnvironment(new CommandContext(processIO()), flags);
+ * ```
+ */
 export interface EnvironmentFlags {
   driver?: string;
   image?: string;
@@ -23,7 +33,22 @@ export function withEnvironmentOptions(command: Command): Command {
     .option('--network <name>', "network: none, or one the driver knows (chroot: host) (default: the driver's, none)");
 }
 
-/** An environment `run` or `shell` opened, with the end of its progress and its close. */
+/**
+ * An environment `run` or `shell` opened, with the end of its progress and its close.
+ *
+ * @example
+ * ```ts
+ * import { CommandContext, type OpenedEnvironment, openEnvironment, processIO } from '@execenv/cli';
+ *
+ * const opened: OpenedEnvironment = await openEnvironment(new CommandContext(processIO()), { driver: 'nspawn' });
+ * try {
+ *   opened.done(); // ready: the progress display ends before the command's output
+ *   await opened.env.exec(['apt-get', 'update']);
+ * } finally {
+ *   await opened.close();
+ * }
+ * ```
+ */
 export interface OpenedEnvironment {
   /** The environment. */
   env: Environment;
@@ -37,6 +62,19 @@ export interface OpenedEnvironment {
  * Opens the environment `run` and `shell` work in, with progress on stderr.
  * Core closes environments on SIGINT and SIGTERM; a closed terminal sends
  * SIGHUP, which closes it here before the signal takes its course.
+ *
+ * @example
+ * ```ts
+ * import { CommandContext, openEnvironment, processIO } from '@execenv/cli';
+ *
+ * const { env, done, close } = await openEnvironment(new CommandContext(processIO()), { image: './bookworm.tar.zst' });
+ * try {
+ *   done();
+ *   console.log((await env.exec(['cat', '/etc/debian_version'])).stdout);
+ * } finally {
+ *   await close();
+ * }
+ * ```
  */
 export async function openEnvironment(ctx: CommandContext, flags: EnvironmentFlags): Promise<OpenedEnvironment> {
   await ctx.loadPlugins();

@@ -35,7 +35,18 @@ function wire(command: Command, ctx: CommandContext, path: string): void {
   for (const sub of command.commands) wire(sub, ctx, `${path} ${sub.name()}`);
 }
 
-/** Builds the `execenv` command tree, wired to `ctx`. */
+/**
+ * Builds the `execenv` command tree, wired to `ctx`.
+ *
+ * @example
+ * ```ts
+ * import { CommandContext, createProgram, processIO } from '@execenv/cli';
+ *
+ * const program = createProgram(new CommandContext(processIO()));
+ * program.commands.map((c) => c.name()); // ['run', 'shell', 'drivers', 'image', 'ps', 'gc', 'config']
+ * const help = program.helpInformation(); // e.g. for a man page
+ * ```
+ */
 export function createProgram(ctx: CommandContext): Command {
   const program = new Command('execenv')
     .description(

@@ -4,7 +4,19 @@ import cliProgress, { type MultiBar, type Params, type SingleBar } from 'cli-pro
 import type { OutputStream } from './cli-io.js';
 import { formatBytes } from './output.js';
 
-/** Turns an environment's events into what a person watching sees. */
+/**
+ * Turns an environment's events into what a person watching sees.
+ *
+ * @example
+ * ```ts
+ * import { open } from '@execenv/core';
+ * import { createProgress, type ProgressReporter, progressMode } from '@execenv/cli';
+ *
+ * const progress: ProgressReporter = createProgress(process.stderr, progressMode(process.stderr, false));
+ * const env = await open('qemu', { image: 'index:debian/bookworm/amd64' }, { onEvent: progress.onEvent });
+ * progress.done(); // ready: the terminal is clean for the command's output
+ * ```
+ */
 export interface ProgressReporter {
   /** Receives every event (an OpenOptions.onEvent). */
   readonly onEvent: (event: ExecenvEvent) => void;
@@ -12,16 +24,47 @@ export interface ProgressReporter {
   done(): void;
 }
 
-/** How progress is shown: bars on a terminal, plain lines elsewhere, or not at all. */
+/**
+ * How progress is shown: bars on a terminal, plain lines elsewhere, or not at all.
+ *
+ * @example
+ * ```ts
+ * import { createProgress, type ProgressMode } from '@execenv/cli';
+ *
+ * const mode: ProgressMode = process.env.CI ? 'lines' : 'bars'; // CI logs get plain lines
+ * const progress = createProgress(process.stderr, mode);
+ * ```
+ */
 export type ProgressMode = 'bars' | 'lines' | 'off';
 
-/** Bars when `stream` is a terminal, lines when it is not, nothing when quiet. */
+/**
+ * Bars when `stream` is a terminal, lines when it is not, nothing when quiet.
+ *
+ * @example
+ * ```ts
+ * import { progressMode } from '@execenv/cli';
+ *
+ * progressMode(process.stderr, false); // 'bars' on a terminal, 'lines' when redirected
+ * progressMode(process.stderr, true); // 'off', as with --quiet
+ * ```
+ */
 export function progressMode(stream: OutputStream, quiet: boolean | undefined): ProgressMode {
   if (quiet) return 'off';
   return stream.isTTY ? 'bars' : 'lines';
 }
 
-/** A short name for a reference in one line: the last path segment of a file or URL. */
+/**
+ * A short name for a reference in one line: the last path segment of a file or URL.
+ *
+ * @example
+ * ```ts
+ * import { shortReference } from '@execenv/cli';
+ *
+ * shortReference('https://images.example.org/debian/rootfs.tar.xz?sig=ab12'); // 'rootfs.tar.xz'
+ * shortReference('/var/cache/images/bookworm.tar.zst'); // 'bookworm.tar.zst'
+ * shortReference('index:debian/bookworm/amd64'); // kept whole: a scheme without //
+ * ```
+ */
 export function shortReference(reference: string): string {
   if (/^[a-z-]+:(?!\/)/.test(reference)) return reference;
   return basename(reference.replace(/[?#].*$/, '')) || reference;
@@ -35,7 +78,20 @@ type Step =
   | { kind: 'settle' }
   | { kind: 'line'; text: string; verbose: boolean };
 
-/** Reads one event as the steps a reporter shows. */
+/**
+ * Reads one event as the steps a reporter shows.
+ *
+ * @example
+ * ```ts
+ * import type { ExecenvEvent } from '@execenv/core';
+ * import { stepsOf } from '@execenv/cli';
+ *
+ * // Progress into a logger of one's own: only the lines a person would see without --verbose.
+ * const onEvent = (e: ExecenvEvent) => {
+ *   for (const step of stepsOf(e)) if (step.kind === 'line' && !step.verbose) logger.info(step.text);
+ * };
+ * ```
+ */
 export function stepsOf(e: ExecenvEvent): Step[] {
   switch (e.type) {
     case 'image-resolve':
@@ -99,7 +155,24 @@ export function stepsOf(e: ExecenvEvent): Step[] {
   }
 }
 
-/** Creates the reporter for a mode; `verbose` adds each exec, copy and destroy. */
+/**
+ * Creates the reporter for a mode; `verbose` adds each exec, copy and destroy.
+ *
+ * @example
+ * ```ts
+ * import { open } from '@execenv/core';
+ * import { createProgress } from '@execenv/cli';
+ *
+ * const progress = createProgress(process.stderr, 'lines', true); // verbose: each exec, copy and destroy too
+ * const env = await open('chroot', {}, { onEvent: progress.onEvent });
+ * try {
+ *   await env.exec(['true']); // execenv: execenv-...: exec ["true"]
+ * } finally {
+ *   await env.close();
+ *   progress.done();
+ * }
+ * ```
+ */
 export function createProgress(stream: OutputStream, mode: ProgressMode, verbose = false): ProgressReporter {
   if (mode === 'off') return { onEvent: () => {}, done: () => {} };
   return mode === 'bars' ? new BarProgress(stream, verbose) : new LineProgress(stream, verbose);
@@ -177,7 +250,20 @@ export interface BarPayload {
   total?: number;
 }
 
-/** Renders one bar line: a download with its size, a busy task with its time, or a finished task. */
+/**
+ * Renders one bar line: a download with its size, a busy task with its time, or a finished task.
+ *
+ * @example
+ * ```ts
+ * import { renderBar } from '@execenv/cli';
+ *
+ * const params = { startTime: 0, stopTime: null };
+ * renderBar(params, { label: 'downloading rootfs.tar.xz', busy: false, bytes: 512, total: 1024 }, 3000);
+ * // '↓ downloading rootfs.tar.xz  ███████████████░░░░░░░░░░░░░░░ 50%  512 B / 1.0 KiB'
+ * renderBar(params, { label: 'converting rootfs.tar.xz', busy: true, bytes: 0, note: 'done' });
+ * // '✔ converting rootfs.tar.xz: done'
+ * ```
+ */
 export function renderBar(params: Pick<Params, 'startTime' | 'stopTime'>, p: BarPayload, now = Date.now()): string {
   if (p.note !== undefined) return `✔ ${p.label}: ${p.note}`;
   const seconds = Math.floor((now - params.startTime) / 1000);

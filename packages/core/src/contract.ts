@@ -5,6 +5,14 @@ import type { EnvSpec } from './spec.js';
 /**
  * Capability names an environment declares. The isolation names say how far
  * the environment is separated from the host, as autopkgtest does.
+ *
+ * @example
+ * ```ts
+ * import type { Capability } from '@execenv/core';
+ * const needed: Capability[] = ['isolation-machine', 'reboot'];
+ * const missing = needed.filter((c) => !env.capabilities.has(c));
+ * if (missing.length > 0) throw new Error(`${env.driver} lacks ${missing.join(', ')}`);
+ * ```
  */
 export type Capability =
   | 'isolation-chroot'
@@ -19,7 +27,17 @@ export type Capability =
   | 'port-forwarding'
   | 'resource-limits';
 
-/** Availability is what Driver.probe reports about the backend on this host. */
+/**
+ * Availability is what Driver.probe reports about the backend on this host.
+ *
+ * @example
+ * ```ts
+ * import { getDriver } from '@execenv/core';
+ * const availability = await (await getDriver('podman')).probe();
+ * if (!availability.available) console.error(`podman: ${availability.reason}`);
+ * else console.log(availability.version, availability.capabilities.join(', '));
+ * ```
+ */
 export interface Availability {
   /** Whether open() can work here. */
   available: boolean;
@@ -33,7 +51,20 @@ export interface Availability {
   details?: Record<string, string>;
 }
 
-/** OpenOptions control how an environment is opened, not what it is. */
+/**
+ * OpenOptions control how an environment is opened, not what it is.
+ *
+ * @example
+ * ```ts
+ * import { type OpenOptions, open } from '@execenv/core';
+ * const options: OpenOptions = {
+ *   onEvent: (e) => console.error(e.type),
+ *   signal: AbortSignal.timeout(300_000), // give up opening after 5 minutes
+ *   stateDir: '/var/lib/ci/execenv',
+ * };
+ * const env = await open('chroot', { image: './bookworm.tar.zst' }, options);
+ * ```
+ */
 export interface OpenOptions {
   /** Receives progress and lifecycle events. Must not throw. */
   onEvent?: (event: ExecenvEvent) => void;
@@ -54,6 +85,22 @@ export interface OpenOptions {
 /**
  * Driver opens environments of one backend. Only probe and open are
  * required; list and gc are optional and discovered at run time.
+ *
+ * @example
+ * ```ts
+ * import type { Availability, Driver, EnvSpec, OpenOptions } from '@execenv/core';
+ * import { register, validateSpec } from '@execenv/core';
+ * class FooDriver implements Driver {
+ *   readonly name = 'foo';
+ *   async probe(): Promise<Availability> {
+ *     return { available: true, capabilities: ['isolation-container', 'root'] };
+ *   }
+ *   open(spec: EnvSpec, opts?: OpenOptions) {
+ *     return openFoo(validateSpec(spec, 'foo'), opts); // your backend
+ *   }
+ * }
+ * register('foo', new FooDriver());
+ * ```
  */
 export interface Driver {
   /** The registry name, e.g. `chroot`. */
@@ -74,7 +121,17 @@ export interface Driver {
   gc?(opts?: { stateDir?: string }): Promise<GcReport>;
 }
 
-/** EnvironmentInfo is one entry of Driver.list. */
+/**
+ * EnvironmentInfo is one entry of Driver.list.
+ *
+ * @example
+ * ```ts
+ * import { getDriver } from '@execenv/core';
+ * const driver = await getDriver('chroot');
+ * for (const info of (await driver.list?.()) ?? [])
+ *   if (!info.ownerAlive) console.log(`${info.id} (${info.driver}) left ${info.resources.join(', ')}`);
+ * ```
+ */
 export interface EnvironmentInfo {
   /** The environment id (`execenv-<random>`). */
   id: string;
@@ -86,7 +143,17 @@ export interface EnvironmentInfo {
   resources: string[];
 }
 
-/** GcReport lists what a garbage collection removed. */
+/**
+ * GcReport lists what a garbage collection removed.
+ *
+ * @example
+ * ```ts
+ * import { gc } from '@execenv/core';
+ * const report = await gc({ drivers: ['chroot', 'podman'] });
+ * console.log(`removed ${report.removed.length} environment(s)`);
+ * for (const line of report.errors) console.error(line);
+ * ```
+ */
 export interface GcReport {
   /** Environment ids whose leftovers were removed. */
   removed: string[];
@@ -94,7 +161,22 @@ export interface GcReport {
   errors: string[];
 }
 
-/** ExecOptions shape one command run inside an environment. */
+/**
+ * ExecOptions shape one command run inside an environment.
+ *
+ * @example
+ * ```ts
+ * import type { ExecOptions } from '@execenv/core';
+ * const opts: ExecOptions = {
+ *   cwd: '/src',
+ *   env: { LANG: 'C.UTF-8' },
+ *   timeout: 600_000,
+ *   check: true,
+ *   onStdout: (chunk) => process.stdout.write(chunk),
+ * };
+ * await env.exec(['make', '-j4'], opts);
+ * ```
+ */
 export interface ExecOptions {
   /** Environment variables, added to the environment's defaults (PATH). The host's never leak in. */
   env?: Record<string, string>;
@@ -123,11 +205,27 @@ export interface ExecOptions {
    * @default true
    */
   buffer?: boolean;
-  /** Reject with ExecError when the command exits non-zero, dies by a signal or times out. @default false */
+  /**
+   * Reject with ExecError when the command exits non-zero or dies by a signal,
+   * and with ExecTimeoutError (code `TIMEOUT`) when it times out.
+   * @default false
+   */
   check?: boolean;
 }
 
-/** ExecResult is what a finished command left. A non-zero exit is a result, not an error. */
+/**
+ * ExecResult is what a finished command left. A non-zero exit is a result, not an error.
+ *
+ * @example
+ * ```ts
+ * import type { ExecResult } from '@execenv/core';
+ * function describe(r: ExecResult): string {
+ *   if (r.timedOut) return `timed out after ${r.durationMs} ms`;
+ *   return r.signal ? `killed by ${r.signal}` : `exit ${r.exitCode}: ${r.stderr.trim()}`;
+ * }
+ * console.log(describe(await env.exec(['make', 'check'])));
+ * ```
+ */
 export interface ExecResult {
   /** The argv that ran. */
   readonly argv: readonly string[];
@@ -149,7 +247,17 @@ export interface ExecResult {
   readonly durationMs: number;
 }
 
-/** ExecProcess is a running command with its streams; see Environment.spawn. */
+/**
+ * ExecProcess is a running command with its streams; see Environment.spawn.
+ *
+ * @example
+ * ```ts
+ * const proc = env.spawn(['sh', '-c', 'while read -r line; do echo "got $line"; done']);
+ * proc.stdout.pipe(process.stdout);
+ * proc.stdin?.end('one\ntwo\n');
+ * const { exitCode } = await proc.result; // 0 once the loop has read to the end
+ * ```
+ */
 export interface ExecProcess extends AsyncDisposable {
   /** Writable standard input, or null when stdin was given in the options. */
   readonly stdin: Writable | null;
@@ -163,7 +271,16 @@ export interface ExecProcess extends AsyncDisposable {
   kill(): void;
 }
 
-/** FileOptions shape a push. */
+/**
+ * FileOptions shape a push.
+ *
+ * @example
+ * ```ts
+ * import type { FileOptions } from '@execenv/core';
+ * const script: FileOptions = { mode: 0o755, uid: 1000, gid: 1000 };
+ * await env.push('./ci/build.sh', '/home/builder/build.sh', script);
+ * ```
+ */
 export interface FileOptions {
   /** File mode. @default the source's mode for host files, else 0o644 */
   mode?: number;
@@ -173,7 +290,17 @@ export interface FileOptions {
   gid?: number;
 }
 
-/** FileStat describes a path inside an environment without following a final symlink. */
+/**
+ * FileStat describes a path inside an environment without following a final symlink.
+ *
+ * @example
+ * ```ts
+ * const st = await env.stat('/etc/resolv.conf');
+ * if (st === null) console.log('missing');
+ * else if (st.type === 'symlink') console.log(`link to ${st.linkTarget}`);
+ * else console.log(`${st.type}, ${st.size} bytes, mode ${st.mode.toString(8)}, owner ${st.uid}:${st.gid}`);
+ * ```
+ */
 export interface FileStat {
   /** The kind of entry. */
   type: 'file' | 'directory' | 'symlink' | 'other';
@@ -195,6 +322,19 @@ export interface FileStat {
  * Environment is one started container, VM or chroot. Every method except
  * close rejects with ClosedError after close. Methods may be called
  * concurrently.
+ *
+ * @example
+ * ```ts
+ * import { type Environment, open } from '@execenv/core';
+ * const env: Environment = await open('chroot', { image: './bookworm.tar.zst' });
+ * try {
+ *   await env.push('./src', '/build/src');
+ *   await env.exec(['make', '-C', '/build/src'], { check: true });
+ *   await env.pull('/build/src/out', './out');
+ * } finally {
+ *   await env.close();
+ * }
+ * ```
  */
 export interface Environment extends AsyncDisposable {
   /** `execenv-<random>`, unique per host. */

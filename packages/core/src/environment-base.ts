@@ -14,7 +14,21 @@ import { closeOnSignal, forgetOnSignal } from './lifecycle/signals.js';
 import { throwIfAborted } from './process-exec.js';
 import { envProblem } from './spec.js';
 
-/** What every environment is built from. */
+/**
+ * What every environment is built from.
+ *
+ * @example
+ * ```ts
+ * import { type EnvironmentInit, newEnvironmentId } from '@execenv/core';
+ * const init: EnvironmentInit = {
+ *   id: newEnvironmentId(),
+ *   driver: 'foo',
+ *   capabilities: ['isolation-container', 'root'],
+ *   onEvent: opts.onEvent,
+ * };
+ * const env = new FooEnvironment(init); // class FooEnvironment extends BaseEnvironment
+ * ```
+ */
 export interface EnvironmentInit {
   /** `execenv-<random>`. */
   id: string;
@@ -39,6 +53,19 @@ function errorStream(err: Error): Readable {
  * everywhere: closed-state checks, idempotent close, `await using`, signal
  * handling and exec events. Drivers implement the protected `do*` methods and
  * `destroy`.
+ *
+ * @example
+ * ```ts
+ * import { BaseEnvironment, type EnvironmentInit, type ExecOptions, superviseExec } from '@execenv/core';
+ * class FooEnvironment extends BaseEnvironment {
+ *   constructor(init: EnvironmentInit, private readonly box: FooBox) { super(init); }
+ *   protected doExec(argv: string[], opts: ExecOptions) {
+ *     const control = { killTree: () => this.box.killAll(), context: this.context('exec') };
+ *     return superviseExec(this.box.start(argv, opts), argv, opts, control);
+ *   }
+ *   // doSpawn, doPush, doPull, doPushArchive, doPullArchive, doStat, doReadDir and destroy likewise
+ * }
+ * ```
  */
 export abstract class BaseEnvironment implements Environment {
   /** `execenv-<random>`. */
@@ -193,7 +220,17 @@ export abstract class BaseEnvironment implements Environment {
   protected abstract destroy(): Promise<void>;
 }
 
-/** Throws InvalidSpecError naming the first bad exec option: env, cwd or user. */
+/**
+ * Throws InvalidSpecError naming the first bad exec option: env, cwd or user.
+ *
+ * @example
+ * ```ts
+ * import { validateArgv, validateExecOptions } from '@execenv/core';
+ * // first in an Environment.exec that does not extend BaseEnvironment:
+ * validateArgv(argv);
+ * validateExecOptions(opts); // { cwd: 'src' } throws InvalidSpecError for field 'cwd'
+ * ```
+ */
 export function validateExecOptions(opts: ExecOptions): void {
   if (opts.env !== undefined) {
     const problem = envProblem(opts.env);
@@ -205,7 +242,20 @@ export function validateExecOptions(opts: ExecOptions): void {
     throw new InvalidSpecError('user', `must be a user name or uid[:gid], got ${JSON.stringify(opts.user)}`);
 }
 
-/** Throws InvalidSpecError unless argv is a non-empty array of strings without NUL bytes. */
+/**
+ * Throws InvalidSpecError unless argv is a non-empty array of strings without NUL bytes.
+ *
+ * @example
+ * ```ts
+ * import { hasCode, validateArgv } from '@execenv/core';
+ * try {
+ *   validateArgv(['echo', 'a\0b']);
+ * } catch (err) {
+ *   // execenv: invalid argv[1]: must be a string without NUL bytes, got "a\u0000b"
+ *   if (hasCode(err, 'INVALID_SPEC')) console.error(err.message);
+ * }
+ * ```
+ */
 export function validateArgv(argv: unknown): asserts argv is string[] {
   if (!Array.isArray(argv) || argv.length === 0)
     throw new InvalidSpecError('argv', 'must be a non-empty array of strings');

@@ -4,10 +4,33 @@ import { AbortedError, type ErrorContext, ExecenvError, TransportError } from '.
 import { checkResult, execResult } from './exec-result.js';
 import type { RunningProcess } from './runner.js';
 
-/** Default ExecOptions.maxBuffer: 100 MiB per stream. */
+/**
+ * Default ExecOptions.maxBuffer: 100 MiB per stream.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_BUFFER } from '@execenv/core';
+ * // a verbose build: keep ten times the default 100 MiB of each stream before the command is killed
+ * await env.exec(['make', 'V=1'], { maxBuffer: 10 * DEFAULT_MAX_BUFFER });
+ * ```
+ */
 export const DEFAULT_MAX_BUFFER = 100 * 1024 * 1024;
 
-/** How a driver stops a command: kill the whole tree inside the environment. */
+/**
+ * How a driver stops a command: kill the whole tree inside the environment.
+ *
+ * @example
+ * ```ts
+ * import { type ProcessControl, superviseExec } from '@execenv/core';
+ * const control: ProcessControl = {
+ *   killTree: async () => {
+ *     await runner.run(['foo', 'kill', '--all', this.id]); // every process of the command, inside
+ *   },
+ *   context: { envId: this.id, driver: 'foo' },
+ * };
+ * return superviseExec(proc, argv, opts, control);
+ * ```
+ */
 export interface ProcessControl {
   /** Kills every process the command started inside the environment. Called at most once per reason. */
   killTree(): void | Promise<void>;
@@ -15,7 +38,16 @@ export interface ProcessControl {
   context: ErrorContext;
 }
 
-/** Throws AbortedError when `signal` is already aborted; drivers call it before starting a command. */
+/**
+ * Throws AbortedError when `signal` is already aborted; drivers call it before starting a command.
+ *
+ * @example
+ * ```ts
+ * import { throwIfAborted } from '@execenv/core';
+ * // first in FooDriver.open, before anything is created:
+ * throwIfAborted(opts.signal, ['open'], { driver: 'foo', op: 'open' }); // AbortedError
+ * ```
+ */
 export function throwIfAborted(signal: AbortSignal | undefined, argv: readonly string[], context: ErrorContext): void {
   if (signal?.aborted) throw abortedError(argv, context, signal.reason);
 }
@@ -177,7 +209,17 @@ function supervise(
   return finish();
 }
 
-/** Runs a host process as an exec: buffered result, callbacks, limits, cancellation. */
+/**
+ * Runs a host process as an exec: buffered result, callbacks, limits, cancellation.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner, superviseExec } from '@execenv/core';
+ * // in a BaseEnvironment's doExec(argv, opts); fooExecArgv puts cwd, user and env on foo's command line
+ * const proc = hostRunner().spawn(fooExecArgv(this.id, argv, opts));
+ * return superviseExec(proc, argv, opts, { killTree: () => fooKillAll(this.id), context: this.context('exec') });
+ * ```
+ */
 export function superviseExec(
   proc: RunningProcess,
   argv: readonly string[],
@@ -193,7 +235,17 @@ export function superviseExec(
   });
 }
 
-/** Wraps a host process as an ExecProcess whose streams the caller reads. */
+/**
+ * Wraps a host process as an ExecProcess whose streams the caller reads.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner, superviseSpawn } from '@execenv/core';
+ * // in a BaseEnvironment's doSpawn(argv, opts): the caller reads the streams of the ExecProcess
+ * const proc = hostRunner().spawn(fooExecArgv(this.id, argv, opts));
+ * return superviseSpawn(proc, argv, opts, { killTree: () => fooKillAll(this.id), context: this.context('spawn') });
+ * ```
+ */
 export function superviseSpawn(
   proc: RunningProcess,
   argv: readonly string[],
@@ -210,7 +262,17 @@ export function superviseSpawn(
   return execProcess({ stdin: opts.stdin === undefined ? proc.stdin : null, stdout, stderr, result, kill });
 }
 
-/** An ExecProcess of its parts; disposing it kills the command and waits for its end. */
+/**
+ * An ExecProcess of its parts; disposing it kills the command and waits for its end.
+ *
+ * @example
+ * ```ts
+ * import { execProcess } from '@execenv/core';
+ * // a backend session with streams and a Promise<ExecResult> of its own:
+ * const s = await fooSession.start(argv);
+ * return execProcess({ stdin: s.stdin, stdout: s.stdout, stderr: s.stderr, result: s.result, kill: () => s.kill() });
+ * ```
+ */
 export function execProcess(parts: Omit<ExecProcess, typeof Symbol.asyncDispose>): ExecProcess {
   return {
     ...parts,

@@ -2,12 +2,33 @@ import type { Driver, Environment, OpenOptions } from './contract.js';
 import { InvalidSpecError, UnknownDriverError } from './errors.js';
 import type { EnvSpec } from './spec.js';
 
-/** Imports a module by specifier; injectable so tests need no real packages. */
+/**
+ * Imports a module by specifier; injectable so tests need no real packages.
+ *
+ * @example
+ * ```ts
+ * import { type ModuleImporter, Registry } from '@execenv/core';
+ * // stands in for `import('@execenv/foo')`, which registers the driver as a side effect
+ * const importer: ModuleImporter = async () => {
+ *   registry.register('foo', new FooDriver());
+ * };
+ * const registry = new Registry(importer);
+ * const driver = await registry.driver('foo'); // imported on first use
+ * ```
+ */
 export type ModuleImporter = (specifier: string) => Promise<unknown>;
 
 const DRIVER_NAME = /^[a-z0-9][a-z0-9._-]*$/;
 
-/** Package names tried, in order, for a driver that is not registered yet. */
+/**
+ * Package names tried, in order, for a driver that is not registered yet.
+ *
+ * @example
+ * ```ts
+ * import { driverPackages } from '@execenv/core';
+ * driverPackages('bwrap'); // ['@execenv/bwrap', 'execenv-driver-bwrap']: what open('bwrap', ...) imports
+ * ```
+ */
 export function driverPackages(name: string): string[] {
   return [`@execenv/${name}`, `execenv-driver-${name}`];
 }
@@ -27,6 +48,14 @@ function isModuleNotFound(err: unknown, specifier: string): boolean {
  * copy, a `file:` dependency, two versions side by side) finds the same
  * registry under it, so a driver registered through one copy is opened
  * through any other.
+ *
+ * @example
+ * ```ts
+ * import { REGISTRY_KEY } from '@execenv/core';
+ * // every copy of @execenv/core in the process keeps its drivers under this one key
+ * console.log(REGISTRY_KEY === Symbol.for('@execenv/core/registry')); // true
+ * console.log(REGISTRY_KEY in globalThis); // true once core is loaded
+ * ```
  */
 export const REGISTRY_KEY: unique symbol = Symbol.for('@execenv/core/registry');
 
@@ -94,6 +123,15 @@ function unknownDriverDetail(name: string, tried: readonly string[], imported: r
  * registry lives on `globalThis` under REGISTRY_KEY and is shared by every
  * copy of `@execenv/core` in the process. A `new Registry()` is private to
  * its creator (tests, embedding).
+ *
+ * @example
+ * ```ts
+ * import { Registry } from '@execenv/core';
+ * import { FakeDriver } from '@execenv/core/testing';
+ * const registry = new Registry(); // private: the process-wide open() does not see it
+ * registry.register('fake', new FakeDriver());
+ * const env = await registry.open('fake', {});
+ * ```
  */
 export class Registry {
   readonly #drivers: Map<string, Driver>;

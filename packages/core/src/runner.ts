@@ -2,7 +2,20 @@ import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { execa } from 'execa';
 import { ExecenvError } from './errors.js';
 
-/** Options for one host command. */
+/**
+ * Options for one host command.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner, type RunOptions } from '@execenv/core';
+ * const opts: RunOptions = {
+ *   env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, // exactly this: nothing of the host's
+ *   timeout: 30_000,
+ *   check: false, // a non-zero exit is a result, not a HostCommandError
+ * };
+ * const r = await hostRunner().run(['mountpoint', '-q', '/srv/rootfs'], opts);
+ * ```
+ */
 export interface RunOptions {
   /** The exact environment of the command; the host's is used when absent. */
   env?: Record<string, string>;
@@ -18,7 +31,16 @@ export interface RunOptions {
   check?: boolean;
 }
 
-/** What a finished host command left. */
+/**
+ * What a finished host command left.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner, type RunResult } from '@execenv/core';
+ * const r: RunResult = await hostRunner().run(['findmnt', '-n', '-o', 'FSTYPE', '/srv'], { check: false });
+ * const fstype = r.exitCode === 0 ? r.stdout.trim() : undefined;
+ * ```
+ */
 export interface RunResult {
   /** The argv that ran, after any prefix. */
   argv: readonly string[];
@@ -32,10 +54,29 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Stdio of a spawned host process: a pipe, nothing, or a stream to connect. */
+/**
+ * Stdio of a spawned host process: a pipe, nothing, or this process's own
+ * stream (`inherit`).
+ *
+ * @example
+ * ```ts
+ * import { hostRunner, type StdioOption } from '@execenv/core';
+ * const stdout: StdioOption = process.env.DEBUG ? 'inherit' : 'ignore';
+ * const daemon = hostRunner().spawn(['foo-daemon', '--foreground'], { stdin: 'ignore', stdout, stderr: 'pipe' });
+ * ```
+ */
 export type StdioOption = 'pipe' | 'ignore' | 'inherit';
 
-/** Options for a long-running host process. */
+/**
+ * Options for a long-running host process.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner, type SpawnOptions } from '@execenv/core';
+ * const opts: SpawnOptions = { env: { PATH: '/usr/bin:/bin' }, cwd: '/var/lib/foo', stdin: 'ignore', detached: true };
+ * const daemon = hostRunner().spawn(['foo-daemon', '--foreground'], opts);
+ * ```
+ */
 export interface SpawnOptions {
   /** The exact environment of the process; the host's is used when absent. */
   env?: Record<string, string>;
@@ -51,7 +92,19 @@ export interface SpawnOptions {
   detached?: boolean;
 }
 
-/** A host process started by ProcessRunner.spawn. */
+/**
+ * A host process started by ProcessRunner.spawn.
+ *
+ * @example
+ * ```ts
+ * import { createWriteStream } from 'node:fs';
+ * import { hostRunner, type RunningProcess } from '@execenv/core';
+ * const tar: RunningProcess = hostRunner().spawn(['tar', '-C', '/srv/rootfs', '-cf', '-', '.'], { stdin: 'ignore' });
+ * tar.stdout?.pipe(createWriteStream('/tmp/rootfs.tar'));
+ * const { exitCode, signal } = await tar.exited;
+ * if (exitCode !== 0) throw new Error(`tar failed: ${signal ?? exitCode}`);
+ * ```
+ */
 export interface RunningProcess {
   /** Host pid, once started. */
   readonly pid: number | undefined;
@@ -70,6 +123,15 @@ export interface RunningProcess {
 /**
  * ProcessRunner is the one way the SDK runs host commands: argv arrays,
  * never a shell string. Tests hand drivers a fake one that records argv.
+ *
+ * @example
+ * ```ts
+ * import { ChrootDriver } from '@execenv/chroot';
+ * import type { ProcessRunner } from '@execenv/core';
+ * import { FakeRunner } from '@execenv/core/testing';
+ * const runner: ProcessRunner = new FakeRunner(); // records argv, runs nothing
+ * const driver = new ChrootDriver({ runner });
+ * ```
  */
 export interface ProcessRunner {
   /** Runs argv to completion and returns its output. */
@@ -78,7 +140,20 @@ export interface ProcessRunner {
   spawn(argv: readonly string[], opts?: SpawnOptions): RunningProcess;
 }
 
-/** HostCommandError says a host command the SDK ran failed; it carries argv and stderr. */
+/**
+ * HostCommandError says a host command the SDK ran failed; it carries argv and stderr.
+ *
+ * @example
+ * ```ts
+ * import { HostCommandError, hostRunner } from '@execenv/core';
+ * try {
+ *   await hostRunner().run(['umount', '/srv/rootfs/proc']);
+ * } catch (err) {
+ *   if (!(err instanceof HostCommandError)) throw err;
+ *   console.error(err.result.exitCode, err.result.stderr); // e.g. 32 'umount: /srv/rootfs/proc: not mounted.'
+ * }
+ * ```
+ */
 export class HostCommandError extends ExecenvError {
   /** The command's result. */
   readonly result: RunResult;
@@ -97,7 +172,17 @@ export class HostCommandError extends ExecenvError {
   }
 }
 
-/** Options of the execa-based runner. */
+/**
+ * Options of the execa-based runner.
+ *
+ * @example
+ * ```ts
+ * import { createRunner, type ExecaRunnerOptions } from '@execenv/core';
+ * const opts: ExecaRunnerOptions = { sudo: ['doas', '-n'] }; // `true` means ['sudo', '-n', '--']
+ * const runner = createRunner(opts);
+ * await runner.run(['mount', '--bind', '/srv/src', '/srv/rootfs/src']); // runs `doas -n mount --bind ...`
+ * ```
+ */
 export interface ExecaRunnerOptions {
   /**
    * Prefix every command with this argv, e.g. `['sudo', '-n', '--']` on hosts
@@ -119,7 +204,16 @@ function envOptions(env: Record<string, string> | undefined) {
   return env ? { env, extendEnv: false } : {};
 }
 
-/** Creates the execa-backed ProcessRunner every driver uses by default. */
+/**
+ * Creates the execa-backed ProcessRunner every driver uses by default.
+ *
+ * @example
+ * ```ts
+ * import { createRunner } from '@execenv/core';
+ * const runner = createRunner({ sudo: true }); // every command as `sudo -n -- argv`
+ * const { stdout } = await runner.run(['losetup', '--find', '--show', '/srv/disk.img']);
+ * ```
+ */
 export function createRunner(opts: ExecaRunnerOptions = {}): ProcessRunner {
   const prefix = prefixOf(opts);
   return {
@@ -192,7 +286,16 @@ function held(stream: Readable | null): Readable | null {
 
 let defaultRunner: ProcessRunner | undefined;
 
-/** The process-wide runner (no prefix) used when a driver is given none. */
+/**
+ * The process-wide runner (no prefix) used when a driver is given none.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * const r = await hostRunner().run(['podman', 'version', '--format', '{{.Client.Version}}'], { check: false });
+ * if (r.exitCode === 0) console.log(r.stdout.trim());
+ * ```
+ */
 export function hostRunner(): ProcessRunner {
   defaultRunner ??= createRunner();
   return defaultRunner;

@@ -1,6 +1,15 @@
 import { InvalidSpecError } from './errors.js';
 
-/** Resources an environment may use. Drivers that cannot enforce them say so through capabilities. */
+/**
+ * Resources an environment may use. Drivers that cannot enforce them say so through capabilities.
+ *
+ * @example
+ * ```ts
+ * import { open, type ResourceSpec } from '@execenv/core';
+ * const resources: ResourceSpec = { cpu: 2, memory: '2G', disk: '20G' };
+ * const env = await open('qemu', { image: './bookworm.tar.zst', resources });
+ * ```
+ */
 export interface ResourceSpec {
   /** Number of CPUs. */
   cpu?: number;
@@ -10,7 +19,19 @@ export interface ResourceSpec {
   disk?: number | string;
 }
 
-/** A host directory made visible inside the environment. */
+/**
+ * A host directory made visible inside the environment.
+ *
+ * @example
+ * ```ts
+ * import { type MountSpec, open } from '@execenv/core';
+ * const mounts: MountSpec[] = [
+ *   { source: '/home/me/src', target: '/src', readOnly: true },
+ *   { source: '/var/cache/apt', target: '/var/cache/apt' },
+ * ];
+ * const env = await open('nspawn', { image: './bookworm.tar.zst', mounts });
+ * ```
+ */
 export interface MountSpec {
   /** Absolute host path. */
   source: string;
@@ -20,15 +41,46 @@ export interface MountSpec {
   readOnly?: boolean;
 }
 
-/** Architecture names accepted in EnvSpec.arch (Debian spelling). */
+/**
+ * Architecture names accepted in EnvSpec.arch (Debian spelling).
+ *
+ * @example
+ * ```ts
+ * import { type Arch, open } from '@execenv/core';
+ * const arch: Arch = 'i386'; // Debian's spelling
+ * const env = await open('chroot', { image: './bookworm-i386.tar.zst', arch }); // i386 on an amd64 host
+ * ```
+ */
 export type Arch = 'amd64' | 'arm64' | 'armhf' | 'i386' | 'ppc64el' | 's390x' | 'riscv64';
 
-/** All accepted EnvSpec.arch values. */
+/**
+ * All accepted EnvSpec.arch values.
+ *
+ * @example
+ * ```ts
+ * import { ARCHES, type Arch } from '@execenv/core';
+ * const wanted = process.env.ARCH ?? 'amd64';
+ * if (!(ARCHES as readonly string[]).includes(wanted)) throw new Error(`ARCH must be one of ${ARCHES.join(', ')}`);
+ * const arch = wanted as Arch;
+ * ```
+ */
 export const ARCHES: readonly Arch[] = ['amd64', 'arm64', 'armhf', 'i386', 'ppc64el', 's390x', 'riscv64'];
 
 /**
  * EnvSpec says what environment to open. It is plain data: it can be
  * serialised, compared and logged.
+ *
+ * @example
+ * ```ts
+ * import { type EnvSpec, open } from '@execenv/core';
+ * const spec: EnvSpec = {
+ *   image: '/srv/images/bookworm-minbase.tar.zst',
+ *   env: { LANG: 'C.UTF-8' },
+ *   network: 'nat',
+ *   labels: { job: 'nightly' },
+ * };
+ * const env = await open('podman', spec);
+ * ```
  */
 export interface EnvSpec<DriverOptions = Record<string, unknown>> {
   /** An image reference the driver understands (a rootfs tarball, a directory, an alias, ...). */
@@ -54,7 +106,17 @@ export interface EnvSpec<DriverOptions = Record<string, unknown>> {
 const SIZE = /^(\d+)([KMGT]i?B?)?$/i;
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** Parses a size such as `512M`, `2GiB` or a number of bytes; returns undefined when it is not one. */
+/**
+ * Parses a size such as `512M`, `2GiB` or a number of bytes; returns undefined when it is not one.
+ *
+ * @example
+ * ```ts
+ * import { parseSize } from '@execenv/core';
+ * parseSize('512M'); // 536870912
+ * parseSize('2GiB'); // 2147483648
+ * parseSize('lots'); // undefined
+ * ```
+ */
 export function parseSize(value: number | string): number | undefined {
   if (typeof value === 'number') return Number.isSafeInteger(value) && value > 0 ? value : undefined;
   const m = SIZE.exec(value.trim());
@@ -69,6 +131,14 @@ export function parseSize(value: number | string): number | undefined {
  * nothing is: names must be valid shell names, values strings without NUL
  * bytes (which no process environment can hold). The field is `env` or
  * `env.NAME`, as InvalidSpecError names it.
+ *
+ * @example
+ * ```ts
+ * import { envProblem, InvalidSpecError } from '@execenv/core';
+ * const problem = envProblem({ 'MAKE-FLAGS': '-j4' });
+ * // { field: 'env.MAKE-FLAGS', problem: 'is not a valid variable name' }
+ * if (problem) throw new InvalidSpecError(problem.field, problem.problem);
+ * ```
  */
 export function envProblem(env: unknown): { field: string; problem: string } | undefined {
   if (!isRecordOfStrings(env)) return { field: 'env', problem: 'must map names to strings' };
@@ -88,6 +158,16 @@ function isRecordOfStrings(v: unknown): v is Record<string, string> {
 /**
  * Checks an EnvSpec before anything is created and returns a frozen copy.
  * Throws InvalidSpecError naming the first bad field.
+ *
+ * @example
+ * ```ts
+ * import { type EnvSpec, type OpenOptions, validateSpec } from '@execenv/core';
+ * // first in FooDriver.open: a bad field fails before anything is created
+ * async open(spec: EnvSpec<FooOptions>, opts: OpenOptions = {}) {
+ *   const checked = validateSpec(spec, 'foo'); // a frozen copy
+ *   return createFoo(checked, opts); // your backend
+ * }
+ * ```
  */
 export function validateSpec<T extends EnvSpec<unknown>>(spec: T, driver?: string): Readonly<T> {
   const ctx = { driver, op: 'open' };

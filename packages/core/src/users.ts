@@ -1,6 +1,15 @@
 import { InvalidSpecError } from './errors.js';
 
-/** Numeric identity a command runs as. */
+/**
+ * Numeric identity a command runs as.
+ *
+ * @example
+ * ```ts
+ * import { type ResolvedUser, resolveUser } from '@execenv/core';
+ * const who: ResolvedUser = resolveUser(opts.user ?? 'root', passwd, group, this.id);
+ * const setpriv = ['setpriv', `--reuid=${who.uid}`, `--regid=${who.gid}`, `--groups=${who.groups.join(',')}`, '--'];
+ * ```
+ */
 export interface ResolvedUser {
   /** User id. */
   uid: number;
@@ -37,6 +46,15 @@ function groupsOf(groupText: string, name: string, primary: number): number[] {
  * Resolves ExecOptions.user (a name, `uid` or `uid:gid`) against an
  * environment's /etc/passwd and /etc/group text. Throws InvalidSpecError for
  * a name that is not there.
+ *
+ * @example
+ * ```ts
+ * import { resolveUser } from '@execenv/core';
+ * // passwd and group: the text of the environment's /etc/passwd and /etc/group
+ * resolveUser('nobody', passwd, group); // { uid: 65534, gid: 65534, groups: [65534] }
+ * resolveUser('1000:100', passwd, group); // { uid: 1000, gid: 100, groups: [100] }
+ * resolveUser('nosuchuser', passwd, group); // throws InvalidSpecError for field 'user'
+ * ```
  */
 export function resolveUser(user: string, passwd: string, group: string, envId?: string): ResolvedUser {
   const numeric = /^(\d+)(?::(\d+))?$/.exec(user);

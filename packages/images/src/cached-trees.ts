@@ -12,10 +12,34 @@ import { isAlive, type Owner, ownerOf } from '@execenv/core';
  * naming the holding process. Pruning never removes a held tree.
  */
 
-/** The file that marks a tree complete, beside its root/. */
+/**
+ * The file that marks a tree complete, beside its root/.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { ImageCache, rootfsDirectory, TREE_COMPLETE } from '@execenv/images';
+ * import { stat } from 'node:fs/promises';
+ * import { dirname, join } from 'node:path';
+ * const root = await rootfsDirectory('./bookworm.tar.zst', { cache: new ImageCache(), runner: hostRunner() });
+ * const marker = await stat(join(dirname(root), TREE_COMPLETE)); // beside the tree's root/
+ * console.log('tree last used', marker.mtime);
+ * ```
+ */
 export const TREE_COMPLETE = '.execenv-complete';
 
-/** One extracted tree in the cache. */
+/**
+ * One extracted tree in the cache.
+ *
+ * @example
+ * ```ts
+ * import { ImageCache } from '@execenv/images';
+ * for (const tree of await new ImageCache().listTrees()) {
+ *   const used = new Date(tree.lastUsed).toISOString();
+ *   console.log(tree.digest.slice(0, 12), `v${tree.version}`, tree.size, used, tree.inUse ? 'held' : '');
+ * }
+ * ```
+ */
 export interface TreeEntry {
   /** sha256 of the tarball it was extracted from. */
   digest: string;
@@ -31,7 +55,17 @@ export interface TreeEntry {
   inUse: boolean;
 }
 
-/** A tree looked up within this window is kept by prune: it may be about to be held. */
+/**
+ * A tree looked up within this window is kept by prune: it may be about to be held.
+ *
+ * @example
+ * ```ts
+ * import { ImageCache, RECENT_USE_MS } from '@execenv/images';
+ * const trees = await new ImageCache().listTrees();
+ * const prunable = trees.filter((t) => !t.inUse && Date.now() - t.lastUsed >= RECENT_USE_MS);
+ * console.log(`prune may remove ${prunable.length} of ${trees.length} trees`);
+ * ```
+ */
 export const RECENT_USE_MS = 60_000;
 
 const HEX64 = /^[a-f0-9]{64}$/;

@@ -3,7 +3,22 @@ import { get } from './http-get.js';
 import type { CacheEntry, ImageCache } from './image-cache.js';
 import { PERMANENT_STATUSES, type RetryPolicy, TransientFetchError, withRetries } from './retry.js';
 
-/** Options of download. */
+/**
+ * Options of download.
+ *
+ * @example
+ * ```ts
+ * import { type DownloadOptions, download, ImageCache, loadKeys } from '@execenv/images';
+ * const url = 'https://example.org/rootfs.tar.xz';
+ * const [ring, asc] = await Promise.all([loadKeys(['./images.gpg']), fetch(`${url}.asc`).then((r) => r.text())]);
+ * const opts: DownloadOptions = {
+ *   cache: new ImageCache(),
+ *   cacheKey: `${url}\nverified ${ring.id}`, // a copy cached under this key was checked against these keys
+ *   verify: (path) => ring.verifyDetached({ path }, asc, url), // throwing keeps the file out of the cache
+ * };
+ * const entry = await download(url, opts);
+ * ```
+ */
 export interface DownloadOptions extends RetryPolicy {
   /** Where the file is stored. */
   cache: ImageCache;
@@ -73,6 +88,17 @@ async function attempt(url: string, opts: DownloadOptions): Promise<CacheEntry> 
  * Transient failures are retried with exponential backoff; a permanent one
  * (404, 403, ...) throws ImageNotFoundError naming the URL; a sha256 or
  * signature mismatch throws ImageVerifyFailedError and keeps nothing.
+ *
+ * @example
+ * ```ts
+ * import { download, ImageCache } from '@execenv/images';
+ * const entry = await download('https://example.org/images/rootfs.tar.xz', {
+ *   cache: new ImageCache(),
+ *   expectedSha256: '2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae',
+ *   onEvent: (e) => e.type === 'image-download' && console.error(e.bytes, '/', e.total),
+ * });
+ * console.log(entry.path); // in the cache: read it, never write it
+ * ```
  */
 export async function download(url: string, opts: DownloadOptions): Promise<CacheEntry> {
   const key = opts.cacheKey ?? `${url}\n${opts.expectedSha256 ?? ''}`;

@@ -9,7 +9,17 @@ import { holdTree, listTrees, RECENT_USE_MS, removeTree, type TreeEntry } from '
 import { sweepStaleTemporaries } from './stale-temporaries.js';
 import { ownedTempName } from './temp-names.js';
 
-/** One blob in the cache. */
+/**
+ * One blob in the cache.
+ *
+ * @example
+ * ```ts
+ * import { ImageCache } from '@execenv/images';
+ * for (const e of await new ImageCache().list()) {
+ *   console.log(e.digest.slice(0, 12), e.size, e.name, new Date(e.lastUsed).toISOString());
+ * }
+ * ```
+ */
 export interface CacheEntry {
   /** sha256 of the content, hex. */
   digest: string;
@@ -23,7 +33,16 @@ export interface CacheEntry {
   lastUsed: number;
 }
 
-/** Options of ImageCache. */
+/**
+ * Options of ImageCache.
+ *
+ * @example
+ * ```ts
+ * import { ImageCache, type ImageCacheOptions } from '@execenv/images';
+ * const opts: ImageCacheOptions = { dir: '/var/cache/execenv/images', budgetBytes: 20 * 2 ** 30 };
+ * const cache = new ImageCache(opts); // put() evicts least recently used blobs past 20 GiB
+ * ```
+ */
 export interface ImageCacheOptions {
   /** @default `<defaultCacheDir()>/images` */
   dir?: string;
@@ -31,7 +50,21 @@ export interface ImageCacheOptions {
   budgetBytes?: number;
 }
 
-/** Options of ImageCache.put. */
+/**
+ * Options of ImageCache.put.
+ *
+ * @example
+ * ```ts
+ * import { ImageCache, type PutOptions } from '@execenv/images';
+ * import { createReadStream } from 'node:fs';
+ * const opts: PutOptions = {
+ *   name: 'rootfs.tar.xz',
+ *   expectedSha256: '2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae', // other content is refused
+ *   onProgress: (bytes) => console.error(bytes, 'bytes'),
+ * };
+ * const entry = await new ImageCache().put(createReadStream('./rootfs.tar.xz'), opts);
+ * ```
+ */
 export interface PutOptions {
   /** What the content is (a URL, a file name), for list(). */
   name: string;
@@ -49,6 +82,15 @@ const HEX64 = /^[a-f0-9]{64}$/;
  * ImageCache stores image files by the sha256 of their content. Writes go to
  * a temporary file and are renamed into place, so a reader never sees a
  * partial blob; `withKey` serialises work on the same key across processes.
+ *
+ * @example
+ * ```ts
+ * import { ImageCache } from '@execenv/images';
+ * const cache = new ImageCache(); // <defaultCacheDir()>/images
+ * for (const e of await cache.list()) console.log(e.name, e.size);
+ * const removed = await cache.prune(20 * 2 ** 30); // down to 20 GiB; held and just-used trees stay
+ * console.log(`freed ${removed.reduce((n, e) => n + e.size, 0)} bytes`);
+ * ```
  */
 export class ImageCache {
   /** The cache directory. */

@@ -12,6 +12,19 @@ import type { TrustedKeys } from './signature.js';
  * ImageSettings is where images come from and how they are kept: what
  * every driver and the command line read from one configuration (see
  * imageSettings), and what a caller may override per driver or per open.
+ *
+ * @example
+ * ```ts
+ * import { open } from '@execenv/core';
+ * import type { ImageSettings } from '@execenv/images';
+ * const images: ImageSettings = { servers: { lxc: 'https://images.example.org' }, keys: ['/etc/execenv/keys/a.gpg'] };
+ * const env = await open('chroot', { image: 'index:debian/bookworm/amd64', driverOptions: { images } });
+ * try {
+ *   console.log((await env.exec(['cat', '/etc/os-release'])).stdout);
+ * } finally {
+ *   await env.close();
+ * }
+ * ```
  */
 export interface ImageSettings extends IndexFreshness, RetryPolicy {
   /** Servers for `index:` references. @default DEFAULT_IMAGE_SERVERS */
@@ -26,7 +39,17 @@ export interface ImageSettings extends IndexFreshness, RetryPolicy {
   budgetBytes?: number;
 }
 
-/** The public lxc-download image server, used for `index:` references when nothing else is configured. */
+/**
+ * The public lxc-download image server, used for `index:` references when nothing else is configured.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_IMAGE_SERVERS, imageSettings } from '@execenv/images';
+ * const { servers } = await imageSettings();
+ * if (servers?.lxc !== DEFAULT_IMAGE_SERVERS.lxc)
+ *   console.error(`index: images come from ${servers?.lxc ?? servers?.simplestreams}`);
+ * ```
+ */
 export const DEFAULT_IMAGE_SERVERS: Readonly<ImageServers> = Object.freeze({
   lxc: 'https://images.linuxcontainers.org',
 });
@@ -36,10 +59,27 @@ export const DEFAULT_IMAGE_SERVERS: Readonly<ImageServers> = Object.freeze({
  * images, as the lxc-download template (compatibility level 5) pins it. Get
  * it with `gpg --keyserver hkps://keyserver.ubuntu.com --recv-keys <this>`
  * and `gpg --export <this> > ~/.config/execenv/keys/linuxcontainers.gpg`.
+ *
+ * @example
+ * ```ts
+ * import { imageSettings, LINUXCONTAINERS_KEY_FINGERPRINT, loadKeys } from '@execenv/images';
+ * const ring = await loadKeys((await imageSettings()).keys ?? []);
+ * if (!ring.fingerprints.includes(LINUXCONTAINERS_KEY_FINGERPRINT.toLowerCase()))
+ *   console.error(`put key ${LINUXCONTAINERS_KEY_FINGERPRINT} in ~/.config/execenv/keys/ for index: images`);
+ * ```
  */
 export const LINUXCONTAINERS_KEY_FINGERPRINT = 'E7FB0CAEC8173D669066514CBAEFF88C22F6E216';
 
-/** Where to read the settings from. */
+/**
+ * Where to read the settings from.
+ *
+ * @example
+ * ```ts
+ * import { imageSettings, type ImageSettingsSource } from '@execenv/images';
+ * const source: ImageSettingsSource = { env: { EXECENV_IMAGE_REFRESH: 'never' }, configFile: './test/config.json' };
+ * const settings = await imageSettings(source); // this file and these variables, not $EXECENV_CONFIG and process.env
+ * ```
+ */
 export interface ImageSettingsSource {
   /** @default process.env */
   env?: NodeJS.ProcessEnv;
@@ -47,7 +87,17 @@ export interface ImageSettingsSource {
   configFile?: string;
 }
 
-/** The execenv configuration directory: `$XDG_CONFIG_HOME/execenv`, else `~/.config/execenv`. */
+/**
+ * The execenv configuration directory: `$XDG_CONFIG_HOME/execenv`, else `~/.config/execenv`.
+ *
+ * @example
+ * ```ts
+ * import { defaultConfigDir } from '@execenv/images';
+ * import { join } from 'node:path';
+ * const keysDir = join(defaultConfigDir(), 'keys'); // its *.gpg, *.asc and *.pgp files are trusted by default
+ * const configFile = join(defaultConfigDir(), 'config.json');
+ * ```
+ */
 export function defaultConfigDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'execenv');
 }
@@ -173,6 +223,14 @@ async function keysInConfigDir(dir: string): Promise<string[]> {
 /**
  * Layers settings: each defined field of a later layer replaces the
  * earlier one's (`servers` and `keys` as a whole).
+ *
+ * @example
+ * ```ts
+ * import { imageSettings, mergeImageSettings } from '@execenv/images';
+ * const driverOptions = { refresh: 'always' as const };
+ * const specOptions = { servers: { simplestreams: 'https://images.example.org' } }; // replaces `servers` whole
+ * const settings = mergeImageSettings(await imageSettings(), driverOptions, specOptions);
+ * ```
  */
 export function mergeImageSettings(...layers: readonly (ImageSettings | undefined)[]): ImageSettings {
   const out: Record<string, unknown> = {};
@@ -188,6 +246,13 @@ export function mergeImageSettings(...layers: readonly (ImageSettings | undefine
  * `$XDG_CONFIG_HOME/execenv/config.json`), then `EXECENV_*` variables. A
  * malformed file or variable throws InvalidSpecError (field `images`)
  * naming it. Layer explicit options on top with mergeImageSettings.
+ *
+ * @example
+ * ```ts
+ * import { imageCacheOf, imageSettings, resolveImage } from '@execenv/images';
+ * const settings = await imageSettings(); // built-in defaults, then config.json, then EXECENV_* variables
+ * const image = await resolveImage('index:debian/bookworm/amd64', { ...settings, cache: imageCacheOf(settings) });
+ * ```
  */
 export async function imageSettings(source: ImageSettingsSource = {}): Promise<ImageSettings> {
   const env = source.env ?? process.env;
@@ -199,7 +264,16 @@ export async function imageSettings(source: ImageSettingsSource = {}): Promise<I
   return mergeImageSettings(defaults, await fromFile(file), fromEnv(env));
 }
 
-/** The ImageCache the settings describe: `cacheDir` (else `<defaultCacheDir()>/images`) with its budget. */
+/**
+ * The ImageCache the settings describe: `cacheDir` (else `<defaultCacheDir()>/images`) with its budget.
+ *
+ * @example
+ * ```ts
+ * import { imageCacheOf, imageSettings } from '@execenv/images';
+ * const cache = imageCacheOf(await imageSettings()); // settings.cacheDir, with settings.budgetBytes
+ * if (cache.budgetBytes !== undefined) await cache.prune(cache.budgetBytes);
+ * ```
+ */
 export function imageCacheOf(settings: ImageSettings, env: NodeJS.ProcessEnv = process.env): ImageCache {
   return new ImageCache({
     dir: settings.cacheDir ?? join(defaultCacheDir(env), 'images'),
@@ -212,6 +286,15 @@ export function imageCacheOf(settings: ImageSettings, env: NodeJS.ProcessEnv = p
  * configuration and EXECENV_* variables (imageSettings), then `layers` in
  * order (the driver's options, the spec's). A driver given a cache root of
  * its own keeps its images under `<cacheDir>/images`, whatever the settings say.
+ *
+ * @example
+ * ```ts
+ * import { driverImages, imageRootDirectory, resolveImage } from '@execenv/images';
+ * // In a driver's open(): the user's settings, then the driver's options, then the spec's.
+ * const { images, cache } = await driverImages(options.cacheDir, options.images, envOptions?.images);
+ * const resolved = await resolveImage(spec.image, { ...images, cache, runner, onEvent: opts.onEvent });
+ * const root = await imageRootDirectory(resolved, { cache, runner, onEvent: opts.onEvent });
+ * ```
  */
 export async function driverImages(
   cacheDir: string | undefined,

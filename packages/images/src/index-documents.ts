@@ -13,13 +13,48 @@ import type { ImageCache } from './image-cache.js';
  * With `if-stale` and `never`, a server that cannot be reached (network
  * errors, 5xx after every retry) falls back to the last verified copy, with
  * a `warning` event saying so; with `always` it fails with TransportError.
+ *
+ * @example
+ * ```ts
+ * import { imageCacheOf, imageSettings, type IndexRefresh, resolveImage } from '@execenv/images';
+ * const refresh: IndexRefresh = process.env.OFFLINE ? 'never' : 'if-stale';
+ * const settings = await imageSettings();
+ * const cache = imageCacheOf(settings);
+ * const image = await resolveImage('index:debian/bookworm/amd64', { ...settings, cache, refresh });
+ * ```
  */
 export type IndexRefresh = 'always' | 'if-stale' | 'never';
 
-/** How old a verified index may be before `if-stale` fetches it again: six hours. */
+/**
+ * How old a verified index may be before `if-stale` fetches it again: six hours.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_INDEX_AGE_MS, imageCacheOf, imageSettings, resolveImage } from '@execenv/images';
+ * const settings = await imageSettings();
+ * const image = await resolveImage('index:debian/bookworm/amd64', {
+ *   ...settings,
+ *   cache: imageCacheOf(settings),
+ *   maxIndexAgeMs: DEFAULT_MAX_INDEX_AGE_MS / 2, // look for new builds every three hours
+ * });
+ * ```
+ */
 export const DEFAULT_MAX_INDEX_AGE_MS = 6 * 3600_000;
 
-/** How indexes are kept between resolves. */
+/**
+ * How indexes are kept between resolves.
+ *
+ * @example
+ * ```ts
+ * import { ImageCache, type IndexFreshness, resolveIndex } from '@execenv/images';
+ * const offline: IndexFreshness = { refresh: 'never' }; // any verified copy in the cache, however old
+ * const { entry } = await resolveIndex(
+ *   'https://images.linuxcontainers.org',
+ *   { distribution: 'debian', release: 'bookworm', architecture: 'amd64', variant: 'default' },
+ *   { ...offline, cache: new ImageCache(), keys: ['/etc/execenv/keys/linuxcontainers.gpg'] },
+ * );
+ * ```
+ */
 export interface IndexFreshness {
   /** @default 'if-stale' */
   refresh?: IndexRefresh;

@@ -7,7 +7,22 @@ import { type IndexEntry, type IndexQuery, keyRingOf, resolveIndex } from './lxc
 import type { RetryPolicy } from './retry.js';
 import type { KeyRing, TrustedKeys } from './signature.js';
 
-/** Options of fetchIndexImage. */
+/**
+ * Options of fetchIndexImage.
+ *
+ * @example
+ * ```ts
+ * import { fetchIndexImage, ImageCache, type IndexImageOptions } from '@execenv/images';
+ * const opts: IndexImageOptions = {
+ *   server: 'https://images.linuxcontainers.org',
+ *   cache: new ImageCache(),
+ *   mode: 'user', // images for unprivileged containers (index-user)
+ *   keys: ['/etc/execenv/keys/linuxcontainers.gpg'],
+ * };
+ * const q = { distribution: 'debian', release: 'bookworm', architecture: 'amd64', variant: 'default' };
+ * const img = await fetchIndexImage(q, opts);
+ * ```
+ */
 export interface IndexImageOptions extends IndexFreshness, RetryPolicy {
   /** Base URL of the lxc-download server. */
   server: string;
@@ -29,6 +44,14 @@ export interface IndexImageOptions extends IndexFreshness, RetryPolicy {
  * A fetched lxc-download image: its index entry, root filesystem tarball and
  * lxc-download metadata tarball (`config`, `templates`, ... for LXC: not an
  * LXD metadata tarball; lxdImageFiles converts it).
+ *
+ * @example
+ * ```ts
+ * import { fetchIndexImage, type IndexImage } from '@execenv/images';
+ * const img: IndexImage = await fetchIndexImage(query, { server, cache, keys });
+ * console.log(`${img.entry.distribution} ${img.entry.release}, build ${img.entry.build}`);
+ * console.log(img.rootfs.path, img.meta.path); // both checked against their .asc, in the cache
+ * ```
  */
 export interface IndexImage {
   entry: IndexEntry;
@@ -63,6 +86,16 @@ async function signatureOf(url: string, opts: IndexImageOptions): Promise<string
  * verified once against the same keys is taken from the cache without
  * touching the network: with a fresh or fallback index, a warm resolve works
  * offline.
+ *
+ * @example
+ * ```ts
+ * import { fetchIndexImage, ImageCache } from '@execenv/images';
+ * const img = await fetchIndexImage(
+ *   { distribution: 'alpine', release: '3.20', architecture: 'amd64', variant: 'default' },
+ *   { server: 'https://images.linuxcontainers.org', cache: new ImageCache(), keys: ['./linuxcontainers.gpg'] },
+ * );
+ * console.log(img.entry.build, img.rootfs.path, img.meta.path);
+ * ```
  */
 export async function fetchIndexImage(q: IndexQuery, opts: IndexImageOptions): Promise<IndexImage> {
   const reference = `index:${q.distribution}/${q.release}/${q.architecture}/${q.variant}`;

@@ -9,13 +9,37 @@ import type { ImageOrigin } from './resolve-image.js';
 import { fileDigest, openTarball, type RootfsContext } from './rootfs-directory.js';
 import { detectTarball } from './tarball-format.js';
 
-/** Bumped whenever the LXD metadata this makes of lxc-download metadata changes. */
+/**
+ * Bumped whenever the LXD metadata this makes of lxc-download metadata changes.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { convertLxcDownloadMeta, ImageCache, LXC_META_CONVERTER_VERSION } from '@execenv/images';
+ * import { writeFile } from 'node:fs/promises';
+ * const image = { meta: './meta.tar.xz', rootfs: './rootfs.tar.xz' };
+ * const lxdMeta = await convertLxcDownloadMeta(image, { cache: new ImageCache(), runner: hostRunner() });
+ * // A build manifest records which converter made the metadata it ships.
+ * await writeFile('./manifest.json', JSON.stringify({ meta: lxdMeta.digest, converter: LXC_META_CONVERTER_VERSION }));
+ * ```
+ */
 export const LXC_META_CONVERTER_VERSION = 1;
 
 /** Largest file read out of a metadata tarball or, for a template, out of the root filesystem. */
 const SMALL_FILE = 1 << 20;
 
-/** What an lxc-download metadata tarball says: its `config`, and the files it lists as `templates`. */
+/**
+ * What an lxc-download metadata tarball says: its `config`, and the files it lists as `templates`.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { type LxcDownloadMeta, readLxcDownloadMeta } from '@execenv/images';
+ * const meta: LxcDownloadMeta = await readLxcDownloadMeta('./meta.tar.xz', hostRunner());
+ * const arch = /^lxc\.arch\s*=\s*(\S+)/m.exec(meta.config)?.[1]; // 'x86_64'
+ * console.log(arch, meta.templates, meta.created.toISOString());
+ * ```
+ */
 export interface LxcDownloadMeta {
   /** The `config` file: LXC configuration lines (`lxc.arch = x86_64`, `lxc.include = ...`). */
   config: string;
@@ -58,7 +82,18 @@ async function readSmallFiles(
   }
 }
 
-/** Reads an lxc-download metadata tarball (`meta.tar.xz`). Throws InvalidSpecError when it has no `config`. */
+/**
+ * Reads an lxc-download metadata tarball (`meta.tar.xz`). Throws InvalidSpecError when it has no `config`.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { readLxcDownloadMeta } from '@execenv/images';
+ * const meta = await readLxcDownloadMeta('./meta.tar.xz', hostRunner());
+ * console.log(meta.config); // lxc.include = LXC_TEMPLATE_CONFIG/debian.common.conf, lxc.arch = x86_64
+ * console.log(meta.templates); // ['/etc/hostname', '/etc/hosts']
+ * ```
+ */
 export async function readLxcDownloadMeta(meta: string, runner: ProcessRunner): Promise<LxcDownloadMeta> {
   const files = await readSmallFiles(meta, new Set(['config', 'templates']), runner);
   const config = files.get('config');
@@ -83,6 +118,16 @@ function configValue(config: string, key: string): string | undefined {
  * What LXD's metadata.yaml says of an lxc-download image: the architecture
  * from `lxc.arch` (else the index's), os and release from the index entry
  * (else the distribution of the `lxc.include`d common config).
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { lxdInfoFromLxcMeta, lxdMetadataYaml, readLxcDownloadMeta } from '@execenv/images';
+ * const meta = await readLxcDownloadMeta('./meta.tar.xz', hostRunner());
+ * const origin = { distribution: 'debian', release: 'bookworm', architecture: 'amd64', variant: 'default' };
+ * const info = lxdInfoFromLxcMeta(meta, origin); // { architecture: 'x86_64', os: 'debian', release: 'bookworm', ... }
+ * console.log(lxdMetadataYaml(info));
+ * ```
  */
 export function lxdInfoFromLxcMeta(meta: LxcDownloadMeta, origin?: ImageOrigin): LxdImageInfo {
   const arch = configValue(meta.config, 'lxc.arch') ?? origin?.architecture;
@@ -123,6 +168,15 @@ function gzipTar(entries: readonly { header: TarEntryHeader; body?: string | Buf
  * (`/etc/hostname` and `/etc/hosts` get LXD's usual templates when the
  * rootfs has none). With the rootfs tarball it makes a split image LXD
  * imports. Cached by both inputs' sha256 and the converter version.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { convertLxcDownloadMeta, ImageCache } from '@execenv/images';
+ * const ctx = { cache: new ImageCache(), runner: hostRunner() };
+ * const lxdMeta = await convertLxcDownloadMeta({ meta: './meta.tar.xz', rootfs: './rootfs.tar.xz' }, ctx);
+ * await ctx.runner.run(['lxc', 'image', 'import', lxdMeta.path, './rootfs.tar.xz', '--alias', 'bookworm']);
+ * ```
  */
 export async function convertLxcDownloadMeta(
   image: { meta: string; rootfs: string; origin?: ImageOrigin },

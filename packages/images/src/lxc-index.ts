@@ -5,7 +5,17 @@ import { type IndexFreshness, readIndexDocument } from './index-documents.js';
 import type { RetryPolicy } from './retry.js';
 import { KeyRing, type TrustedKeys } from './signature.js';
 
-/** One line of an lxc-download index (`distribution;release;architecture;variant;build;path`). */
+/**
+ * One line of an lxc-download index (`distribution;release;architecture;variant;build;path`).
+ *
+ * @example
+ * ```ts
+ * import { type IndexEntry, parseIndex } from '@execenv/images';
+ * const line = 'debian;bookworm;amd64;default;20250101_05:24;/images/debian/bookworm/amd64/default/20250101_05:24/';
+ * const [entry]: IndexEntry[] = parseIndex(`${line}\n`);
+ * console.log(`https://images.linuxcontainers.org${entry?.path}rootfs.tar.xz`);
+ * ```
+ */
 export interface IndexEntry {
   distribution: string;
   release: string;
@@ -15,7 +25,18 @@ export interface IndexEntry {
   path: string;
 }
 
-/** Parses an lxc-download `index-system` or `index-user` file; malformed lines are skipped. */
+/**
+ * Parses an lxc-download `index-system` or `index-user` file; malformed lines are skipped.
+ *
+ * @example
+ * ```ts
+ * import { findEntry, parseIndex } from '@execenv/images';
+ * import { readFile } from 'node:fs/promises';
+ * const entries = parseIndex(await readFile('./index-system', 'utf8')); // checked against its .asc beforehand
+ * const q = { distribution: 'debian', release: 'bookworm', architecture: 'amd64', variant: 'default' };
+ * console.log(findEntry(entries, q)?.build);
+ * ```
+ */
 export function parseIndex(text: string): IndexEntry[] {
   const entries: IndexEntry[] = [];
   for (const line of text.split('\n')) {
@@ -35,7 +56,16 @@ export function parseIndex(text: string): IndexEntry[] {
   return entries;
 }
 
-/** What to look for in an index. */
+/**
+ * What to look for in an index.
+ *
+ * @example
+ * ```ts
+ * import { type IndexQuery, resolveIndex } from '@execenv/images';
+ * const q: IndexQuery = { distribution: 'alpine', release: '3.20', architecture: 'arm64', variant: 'default' };
+ * const { entry, base } = await resolveIndex('https://images.linuxcontainers.org', q, { keys: ['./lxc.gpg'] });
+ * ```
+ */
 export interface IndexQuery {
   distribution: string;
   release: string;
@@ -43,7 +73,19 @@ export interface IndexQuery {
   variant: string;
 }
 
-/** The newest build (by build string) of the entries matching `q`, or undefined. */
+/**
+ * The newest build (by build string) of the entries matching `q`, or undefined.
+ *
+ * @example
+ * ```ts
+ * import { findEntry, parseIndex } from '@execenv/images';
+ * const entries = parseIndex(indexText);
+ * const q = { distribution: 'debian', release: 'bookworm', architecture: 'amd64', variant: 'cloud' };
+ * const newest = findEntry(entries, q); // the newest build of that variant
+ * if (!newest) throw new Error('not in the index');
+ * console.log(newest.build, newest.path);
+ * ```
+ */
 export function findEntry(entries: readonly IndexEntry[], q: IndexQuery): IndexEntry | undefined {
   return entries
     .filter(
@@ -56,7 +98,21 @@ export function findEntry(entries: readonly IndexEntry[], q: IndexQuery): IndexE
     .sort((a, b) => (a.build < b.build ? 1 : a.build > b.build ? -1 : 0))[0];
 }
 
-/** Options of resolveIndex. */
+/**
+ * Options of resolveIndex.
+ *
+ * @example
+ * ```ts
+ * import { ImageCache, resolveIndex, type ResolveIndexOptions } from '@execenv/images';
+ * const opts: ResolveIndexOptions = {
+ *   mode: 'user',
+ *   compatLevel: 5, // index-user.5 when the server has it, else index-user
+ *   keys: ['/etc/execenv/keys/linuxcontainers.gpg'],
+ *   cache: new ImageCache(), // keeps the verified index for warm and offline resolves
+ * };
+ * const { entry, base } = await resolveIndex('https://images.linuxcontainers.org', query, opts);
+ * ```
+ */
 export interface ResolveIndexOptions extends IndexFreshness, RetryPolicy {
   /** `system` (images for privileged containers) or `user` (unprivileged), as lxc-download's modes. @default 'system' */
   mode?: 'system' | 'user';
@@ -73,7 +129,18 @@ export interface ResolveIndexOptions extends IndexFreshness, RetryPolicy {
   signal?: AbortSignal;
 }
 
-/** The key ring of `keys`, loaded unless it is one already. */
+/**
+ * The key ring of `keys`, loaded unless it is one already.
+ *
+ * @example
+ * ```ts
+ * import { type KeyRing, keyRingOf, type TrustedKeys } from '@execenv/images';
+ * async function checkIndex(text: string, asc: string, keys: TrustedKeys | KeyRing): Promise<void> {
+ *   const ring = await keyRingOf(keys); // key files read now; a KeyRing passes through as it is
+ *   await ring.verifyDetached({ bytes: Buffer.from(text, 'utf8') }, asc, 'index-system');
+ * }
+ * ```
+ */
 export async function keyRingOf(keys: TrustedKeys | KeyRing | undefined): Promise<KeyRing> {
   return keys instanceof KeyRing ? keys : KeyRing.load(keys ?? []);
 }
@@ -106,6 +173,17 @@ async function fetchSignedIndex(url: string, ring: KeyRing | undefined, opts: Re
  * be reached. Returns the entry and the URL of its directory. Throws
  * ImageNotFoundError listing what the server offers, ImageVerifyFailedError
  * for an unsigned or badly signed index.
+ *
+ * @example
+ * ```ts
+ * import { ImageCache, resolveIndex } from '@execenv/images';
+ * const { entry, base } = await resolveIndex(
+ *   'https://images.linuxcontainers.org',
+ *   { distribution: 'debian', release: 'bookworm', architecture: 'amd64', variant: 'default' },
+ *   { keys: ['/etc/execenv/keys/linuxcontainers.gpg'], cache: new ImageCache() },
+ * );
+ * console.log(entry.build, `${base}/rootfs.tar.xz`);
+ * ```
  */
 export async function resolveIndex(
   server: string,

@@ -4,7 +4,18 @@ import { convertToLxdUnified, type LxdImageInfo } from './lxd-unified.js';
 import type { ResolvedImage } from './resolve-image.js';
 import type { RootfsContext } from './rootfs-directory.js';
 
-/** Files `lxc image import` takes: one unified tarball, or a metadata tarball and a root filesystem. */
+/**
+ * Files `lxc image import` takes: one unified tarball, or a metadata tarball and a root filesystem.
+ *
+ * @example
+ * ```ts
+ * import type { LxdImageFiles } from '@execenv/images';
+ * function importArgv(files: LxdImageFiles, alias: string): string[] {
+ *   const paths = files.kind === 'unified' ? [files.path] : [files.meta, files.rootfs];
+ *   return ['lxc', 'image', 'import', ...paths, '--alias', alias];
+ * }
+ * ```
+ */
 export type LxdImageFiles = { kind: 'unified'; path: string } | { kind: 'split'; meta: string; rootfs: string };
 
 /**
@@ -13,6 +24,17 @@ export type LxdImageFiles = { kind: 'unified'; path: string } | { kind: 'split';
  * config, its templates mapped); a rootfs tarball converted to a unified
  * tarball described by `info`. Directories, disks, aliases and OCI names
  * throw InvalidSpecError (field `image`).
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { ImageCache, lxdImageFiles, resolveImage } from '@execenv/images';
+ * const ctx = { cache: new ImageCache(), runner: hostRunner() };
+ * const image = await resolveImage('./rootfs.tar.zst', { cache: ctx.cache });
+ * const files = await lxdImageFiles(image, ctx, { architecture: 'amd64', os: 'debian', release: 'bookworm' });
+ * const paths = files.kind === 'unified' ? [files.path] : [files.meta, files.rootfs];
+ * await ctx.runner.run(['lxc', 'image', 'import', ...paths, '--alias', 'bookworm']);
+ * ```
  */
 export async function lxdImageFiles(
   image: ResolvedImage,

@@ -4,7 +4,18 @@ import { ArchiveGuard, HostCommandError, normaliseEntryName, type ProcessRunner 
 import { HOST_PATH } from '@execenv/core/driver';
 import { type Header, extract as tarExtract, pack as tarPack } from 'tar-stream';
 
-/** A tar entry's header for writing: a name and whatever else is known (tar-stream's fields, kept here). */
+/**
+ * A tar entry's header for writing: a name and whatever else is known (tar-stream's fields, kept here).
+ *
+ * @example
+ * ```ts
+ * import type { TarEntryHeader } from '@execenv/images';
+ * import { tarOf } from '@execenv/images/testing';
+ * const etc: TarEntryHeader = { name: './etc/', type: 'directory', mode: 0o755 };
+ * const motd: TarEntryHeader = { name: './etc/motd', mode: 0o644, uid: 0, gid: 0, mtime: new Date() };
+ * const rootfs = await tarOf([{ header: etc }, { header: motd, body: 'welcome\n' }]);
+ * ```
+ */
 export interface TarEntryHeader {
   name: string;
   type?: 'file' | 'link' | 'symlink' | 'character-device' | 'block-device' | 'directory' | 'fifo' | 'contiguous-file';
@@ -29,10 +40,34 @@ import type { CacheEntry } from './image-cache.js';
 import type { RootfsContext } from './rootfs-directory.js';
 import { convertTarball, type TarballTransform } from './tarball-conversion.js';
 
-/** Bumped whenever the unified tarball this produces changes. */
+/**
+ * Bumped whenever the unified tarball this produces changes.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { convertToLxdUnified, ImageCache, LXD_CONVERTER_VERSION } from '@execenv/images';
+ * const ctx = { cache: new ImageCache(), runner: hostRunner() };
+ * const info = { architecture: 'amd64', os: 'debian', release: 'bookworm' };
+ * const unified = await convertToLxdUnified('./rootfs.tar.zst', info, ctx);
+ * const property = `execenv.converter=${LXD_CONVERTER_VERSION}`; // which converter made it, as an image property
+ * await ctx.runner.run(['lxc', 'image', 'import', unified.path, '--alias', 'bookworm', property]);
+ * ```
+ */
 export const LXD_CONVERTER_VERSION = 3;
 
-/** What metadata.yaml says about the image. */
+/**
+ * What metadata.yaml says about the image.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { convertToLxdUnified, ImageCache, type LxdImageInfo } from '@execenv/images';
+ * const info: LxdImageInfo = { architecture: 'x86_64', os: 'debian', release: 'bookworm' }; // written as LXD's name
+ * const ctx = { cache: new ImageCache(), runner: hostRunner() };
+ * const unified = await convertToLxdUnified('./rootfs.tar.zst', info, ctx);
+ * ```
+ */
 export interface LxdImageInfo {
   /** Architecture in any naming (`amd64`, `x86_64`, ...); written as LXD's name. */
   architecture: string;
@@ -46,7 +81,19 @@ export interface LxdImageInfo {
   creationDate?: Date;
 }
 
-/** A template of an LXD image: the file it writes in the instance, and its name under `templates/`. */
+/**
+ * A template of an LXD image: the file it writes in the instance, and its name under `templates/`.
+ *
+ * @example
+ * ```ts
+ * import { type LxdTemplate, lxdMetadataYaml } from '@execenv/images';
+ * const templates: LxdTemplate[] = [
+ *   { path: '/etc/hostname', template: 'hostname.tpl' },
+ *   { path: '/etc/mailname', template: 'mailname.tpl' }, // templates/mailname.tpl must be in the metadata tarball
+ * ];
+ * const yaml = lxdMetadataYaml({ architecture: 'amd64', os: 'debian', release: 'bookworm' }, templates);
+ * ```
+ */
 export interface LxdTemplate {
   path: string;
   template: string;
@@ -56,7 +103,16 @@ const HOSTNAME_TPL = '{{ container.name }}\n';
 const HOSTS_TPL =
   '127.0.0.1   localhost\n127.0.1.1   {{ container.name }}\n::1         localhost ip6-localhost ip6-loopback\n';
 
-/** LXD's usual templates for /etc/hostname and /etc/hosts, by path. */
+/**
+ * LXD's usual templates for /etc/hostname and /etc/hosts, by path.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_LXD_TEMPLATES } from '@execenv/images';
+ * for (const [path, t] of DEFAULT_LXD_TEMPLATES) console.log(`${path} <- templates/${t.template}`);
+ * console.log(DEFAULT_LXD_TEMPLATES.get('/etc/hostname')?.body); // '{{ container.name }}\n'
+ * ```
+ */
 export const DEFAULT_LXD_TEMPLATES: ReadonlyMap<string, { template: string; body: string }> = new Map([
   ['/etc/hostname', { template: 'hostname.tpl', body: HOSTNAME_TPL }],
   ['/etc/hosts', { template: 'hosts.tpl', body: HOSTS_TPL }],
@@ -65,6 +121,14 @@ export const DEFAULT_LXD_TEMPLATES: ReadonlyMap<string, { template: string; body
 /**
  * The metadata.yaml of an LXD image, with `templates` (default: those for
  * /etc/hostname and /etc/hosts) applied on create and copy.
+ *
+ * @example
+ * ```ts
+ * import { lxdMetadataYaml } from '@execenv/images';
+ * const yaml = lxdMetadataYaml({ architecture: 'amd64', os: 'debian', release: 'bookworm' });
+ * // architecture: "x86_64", properties (description "debian bookworm x86_64", os, release),
+ * // and templates for /etc/hostname and /etc/hosts, applied on create and copy
+ * ```
  */
 export function lxdMetadataYaml(
   info: LxdImageInfo,
@@ -88,6 +152,15 @@ export function lxdMetadataYaml(
  * The entries of an LXD image's metadata: `metadata.yaml` and the templates
  * it names (the whole metadata tarball of a split image, the head of a
  * unified one).
+ *
+ * @example
+ * ```ts
+ * import { lxdMetadataEntries } from '@execenv/images';
+ * import { tarOf } from '@execenv/images/testing';
+ * import { writeFile } from 'node:fs/promises';
+ * const meta = await tarOf(lxdMetadataEntries({ architecture: 'amd64', os: 'debian', release: 'bookworm' }));
+ * await writeFile('./meta.tar', meta); // lxc image import ./meta.tar ./rootfs.tar.xz
+ * ```
  */
 export function lxdMetadataEntries(info: LxdImageInfo): { header: TarEntryHeader; body?: string }[] {
   const mtime = info.creationDate ?? new Date();
@@ -106,6 +179,15 @@ export function lxdMetadataEntries(info: LxdImageInfo): { header: TarEntryHeader
  * templates first, then every entry under `rootfs/`, hardlink targets
  * rewritten to match, as launchpad-buildd's converter does. Unsafe entries
  * error the output stream with UnsafePathError. Memory stays flat.
+ *
+ * @example
+ * ```ts
+ * import { toLxdUnified } from '@execenv/images';
+ * import { createReadStream, createWriteStream } from 'node:fs';
+ * import { pipeline } from 'node:stream/promises';
+ * const info = { architecture: 'amd64', os: 'debian', release: 'bookworm' };
+ * await pipeline(toLxdUnified(createReadStream('./rootfs.tar'), info), createWriteStream('./unified.tar'));
+ * ```
  */
 export function toLxdUnified(rootfs: Readable, info: LxdImageInfo): Readable {
   const out = tarPack();
@@ -197,6 +279,16 @@ function zstdCompress(input: Readable, runner: ProcessRunner): TarballTransform 
  * Converts the rootfs tarball at `image` into a zstd-compressed LXD unified
  * tarball in the cache (keyed by the tarball's sha256, the metadata and the
  * converter version), ready for `lxc image import`.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { convertToLxdUnified, ImageCache } from '@execenv/images';
+ * const ctx = { cache: new ImageCache(), runner: hostRunner() };
+ * const info = { architecture: 'amd64', os: 'debian', release: 'bookworm' };
+ * const unified = await convertToLxdUnified('./rootfs.tar.xz', info, ctx); // unified.format === 'zstd'
+ * await ctx.runner.run(['lxc', 'image', 'import', unified.path, '--alias', 'bookworm']);
+ * ```
  */
 export async function convertToLxdUnified(
   image: string,

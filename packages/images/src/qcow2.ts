@@ -6,10 +6,30 @@ import type { CacheEntry } from './image-cache.js';
 import { QemuImg } from './qemu-img.js';
 import { fileDigest, type RootfsContext, rootfsDirectory } from './rootfs-directory.js';
 
-/** Bumped whenever the disk this produces changes. */
+/**
+ * Bumped whenever the disk this produces changes.
+ *
+ * @example
+ * ```ts
+ * import { convertToQcow2, QCOW2_CONVERTER_VERSION } from '@execenv/images';
+ * import { writeFile } from 'node:fs/promises';
+ * const disk = await convertToQcow2('./rootfs.tar.zst', { size: '4G' }, ctx);
+ * // A build manifest records which converter made the disk it ships.
+ * await writeFile('./disk.json', JSON.stringify({ sha256: disk.digest, converter: QCOW2_CONVERTER_VERSION }));
+ * ```
+ */
 export const QCOW2_CONVERTER_VERSION = 1;
 
-/** Options of convertToQcow2. */
+/**
+ * Options of convertToQcow2.
+ *
+ * @example
+ * ```ts
+ * import { convertToQcow2, type Qcow2Options } from '@execenv/images';
+ * const opts: Qcow2Options = { size: '10G', label: 'root' }; // the guest mounts LABEL=root
+ * const disk = await convertToQcow2('./rootfs.tar.zst', opts, { cache, runner });
+ * ```
+ */
 export interface Qcow2Options {
   /** Virtual disk size, as mkfs.ext4 takes it. @default '2G' */
   size?: string;
@@ -22,6 +42,16 @@ export interface Qcow2Options {
  * one ext4 filesystem: `mkfs.ext4 -d` from the extracted tree, then
  * `qemu-img convert`. Cached by the input's sha256, the options and the
  * converter version.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { convertToQcow2, ImageCache, QemuImg } from '@execenv/images';
+ * const ctx = { cache: new ImageCache(), runner: hostRunner() };
+ * const disk = await convertToQcow2('./rootfs.tar.zst', { size: '8G' }, ctx);
+ * // One ext4 filesystem labelled 'rootfs'; run each VM on an overlay, never on the cached disk itself.
+ * await new QemuImg().create('/tmp/vm-1.qcow2', { backingFile: disk.path });
+ * ```
  */
 export async function convertToQcow2(image: string, opts: Qcow2Options, ctx: RootfsContext): Promise<CacheEntry> {
   const size = opts.size ?? '2G';

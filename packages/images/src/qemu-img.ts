@@ -7,7 +7,16 @@ import {
 } from '@execenv/core';
 import { hostEnv } from '@execenv/core/driver';
 
-/** An internal snapshot of a qcow2 image. */
+/**
+ * An internal snapshot of a qcow2 image.
+ *
+ * @example
+ * ```ts
+ * import { QemuImg, type QemuSnapshot } from '@execenv/images';
+ * const snapshots: QemuSnapshot[] = await new QemuImg().snapshots('./vm.qcow2');
+ * for (const s of snapshots) console.log(s.id, s.name, s.date.toISOString(), s.vmStateSize > 0 ? 'with VM state' : '');
+ * ```
+ */
 export interface QemuSnapshot {
   id: string;
   name: string;
@@ -16,7 +25,18 @@ export interface QemuSnapshot {
   date: Date;
 }
 
-/** What `qemu-img info` says about an image. */
+/**
+ * What `qemu-img info` says about an image.
+ *
+ * @example
+ * ```ts
+ * import { QemuImg, type QemuImageInfo } from '@execenv/images';
+ * const qemuImg = new QemuImg();
+ * const info: QemuImageInfo = await qemuImg.info('./disk.qcow2');
+ * if (info.virtualSize < 8 * 2 ** 30) await qemuImg.resize('./disk.qcow2', '8G');
+ * console.log(info.format, info.backingFile ?? 'no backing file');
+ * ```
+ */
 export interface QemuImageInfo {
   /** `qcow2`, `raw`, ... */
   format: string;
@@ -31,7 +51,17 @@ export interface QemuImageInfo {
   snapshots: QemuSnapshot[];
 }
 
-/** Options of QemuImg.create. */
+/**
+ * Options of QemuImg.create.
+ *
+ * @example
+ * ```ts
+ * import { type CreateOptions, QemuImg } from '@execenv/images';
+ * const overlay: CreateOptions = { backingFile: '/var/cache/execenv/base.qcow2', backingFormat: 'qcow2' };
+ * await new QemuImg().create('/tmp/run-1.qcow2', overlay); // as large as its backing file
+ * await new QemuImg().create('/tmp/scratch.raw', { format: 'raw', size: '1G' });
+ * ```
+ */
 export interface CreateOptions {
   /** @default 'qcow2' */
   format?: string;
@@ -48,6 +78,18 @@ const HOST_ENV = hostEnv();
 /**
  * QemuImg wraps the qemu-img command: typed results, argv arrays through the
  * one process runner, errors that say what failed and how to fix it.
+ *
+ * @example
+ * ```ts
+ * import { hasCode } from '@execenv/core';
+ * import { QemuImg } from '@execenv/images';
+ * const qemuImg = new QemuImg(); // the host's qemu-img, through hostRunner()
+ * await qemuImg.create('./overlay.qcow2', { backingFile: '/var/cache/execenv/base.qcow2' }).catch((err: unknown) => {
+ *   if (hasCode(err, 'DRIVER_UNAVAILABLE')) console.error(err.message); // says what to install
+ *   throw err;
+ * });
+ * await qemuImg.snapshotCreate('./overlay.qcow2', 'clean');
+ * ```
  */
 export class QemuImg {
   readonly #runner: ProcessRunner;

@@ -1,7 +1,18 @@
 import { InvalidSpecError } from '@execenv/core';
 import { archNames } from './arch.js';
 
-/** A parsed image reference. */
+/**
+ * A parsed image reference.
+ *
+ * @example
+ * ```ts
+ * import { InvalidSpecError } from '@execenv/core';
+ * import { type ImageReference, parseReference } from '@execenv/images';
+ * const ref: ImageReference = parseReference(spec.image); // INVALID_SPEC (field `image`) when malformed
+ * if (ref.kind === 'lxd' || ref.kind === 'oci')
+ *   throw new InvalidSpecError('image', `${spec.image} names an image of another driver`, { driver: 'chroot' });
+ * ```
+ */
 export type ImageReference =
   | { kind: 'file'; path: string }
   | { kind: 'url'; url: string }
@@ -26,6 +37,15 @@ function bad(reference: string, problem: string): InvalidSpecError {
  * - `lxd:ALIAS`: an image already known to LXD;
  * - `oci:NAME[:TAG]`: an OCI image (podman).
  * Throws InvalidSpecError (field `image`) saying what is wrong.
+ *
+ * @example
+ * ```ts
+ * import { parseReference } from '@execenv/images';
+ * parseReference('index:debian/bookworm/x86_64');
+ * // { kind: 'index', distribution: 'debian', release: 'bookworm', architecture: 'amd64', variant: 'default' }
+ * parseReference('lxd-split:./meta.tar.xz,./rootfs.squashfs'); // { kind: 'lxd-split', meta, rootfs }
+ * parseReference('oci:docker.io/library/debian:bookworm'); // kind 'oci': the podman driver's
+ * ```
  */
 export function parseReference(reference: string): ImageReference {
   if (typeof reference !== 'string' || reference.trim() === '')

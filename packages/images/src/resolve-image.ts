@@ -12,7 +12,19 @@ import type { KeyRing, TrustedKeys } from './signature.js';
 import { fetchStreamItems, resolveSimplestreams } from './simplestreams.js';
 import { detectTarball, type TarballFormat } from './tarball-format.js';
 
-/** What an image's index says it is, when it came from one. */
+/**
+ * What an image's index says it is, when it came from one.
+ *
+ * @example
+ * ```ts
+ * import { resolveImage } from '@execenv/images';
+ * const image = await resolveImage('index:alpine/3.20/amd64', { ...settings, cache });
+ * if (image.kind === 'lxc-download' && image.origin) {
+ *   const { distribution, release, architecture, variant } = image.origin; // 'alpine', '3.20', 'amd64', 'default'
+ *   console.log(`${distribution} ${release} ${architecture} (${variant})`);
+ * }
+ * ```
+ */
 export interface ImageOrigin {
   distribution: string;
   release: string;
@@ -21,7 +33,18 @@ export interface ImageOrigin {
   variant: string;
 }
 
-/** What an image reference resolved to, in the form drivers consume. */
+/**
+ * What an image reference resolved to, in the form drivers consume.
+ *
+ * @example
+ * ```ts
+ * import { resolveImage, type ResolvedImage } from '@execenv/images';
+ * const image: ResolvedImage = await resolveImage(reference, { cache });
+ * if (image.kind === 'disk') console.log('boot', image.path, image.format); // 'qcow2' or 'raw'
+ * else if (image.kind === 'lxc-download' || image.kind === 'lxd-split') console.log(image.meta, image.rootfs);
+ * else if ('path' in image) console.log(image.kind, image.path); // directory, rootfs-tarball, lxd-unified
+ * ```
+ */
 export type ResolvedImage =
   | { kind: 'directory'; path: string }
   | { kind: 'rootfs-tarball'; path: string; format: TarballFormat }
@@ -38,13 +61,37 @@ export type ResolvedImage =
   | { kind: 'lxd-alias'; alias: string }
   | { kind: 'oci'; name: string };
 
-/** Image servers for `index:` references: an lxc-download server, a simplestreams server, or both (lxc first). */
+/**
+ * Image servers for `index:` references: an lxc-download server, a simplestreams server, or both (lxc first).
+ *
+ * @example
+ * ```ts
+ * import { ImageCache, type ImageServers, resolveImage } from '@execenv/images';
+ * const servers: ImageServers = { simplestreams: 'https://images.example.org' }; // used only when no lxc is given
+ * const opts = { servers, keys: ['/etc/execenv/keys/images.gpg'], cache: new ImageCache() };
+ * const image = await resolveImage('index:ubuntu/noble/amd64', opts); // kind 'lxd-split'
+ * ```
+ */
 export interface ImageServers {
   lxc?: string;
   simplestreams?: string;
 }
 
-/** Options of resolveImage. */
+/**
+ * Options of resolveImage.
+ *
+ * @example
+ * ```ts
+ * import { ImageCache, type ResolveImageOptions, resolveImage } from '@execenv/images';
+ * const opts: ResolveImageOptions = {
+ *   cache: new ImageCache(),
+ *   servers: { lxc: 'https://images.linuxcontainers.org' },
+ *   keys: ['/etc/execenv/keys/linuxcontainers.gpg'],
+ *   signal: AbortSignal.timeout(10 * 60_000),
+ * };
+ * const image = await resolveImage('index:debian/bookworm/arm64', opts);
+ * ```
+ */
 export interface ResolveImageOptions extends IndexFreshness, RetryPolicy {
   cache: ImageCache;
   runner?: ProcessRunner;
@@ -95,7 +142,16 @@ async function metadataKind(
   }
 }
 
-/** Classifies a local file or directory. */
+/**
+ * Classifies a local file or directory.
+ *
+ * @example
+ * ```ts
+ * import { classifyLocal } from '@execenv/images';
+ * const image = await classifyLocal('/srv/images/bookworm.img'); // by content, not by name
+ * if (image.kind === 'disk') console.log(image.format); // 'qcow2' by its magic, else 'raw'
+ * ```
+ */
 export async function classifyLocal(path: string, runner: ProcessRunner = hostRunner()): Promise<ResolvedImage> {
   const info = await stat(path).catch(() => undefined);
   if (!info) throw new ImageNotFoundError(path, 'no such file or directory on the host', { op: 'resolve' });
@@ -151,6 +207,16 @@ async function classifySplit(meta: string, rootfs: string, runner: ProcessRunner
  * references fetched from the configured lxc-download or simplestreams
  * server with their checks; `lxd:` and `oci:` pass through for the drivers
  * that own them.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { imageCacheOf, imageRootDirectory, imageSettings, resolveImage } from '@execenv/images';
+ * const settings = await imageSettings();
+ * const cache = imageCacheOf(settings);
+ * const image = await resolveImage('index:debian/bookworm/amd64', { ...settings, cache });
+ * console.log(image.kind, await imageRootDirectory(image, { cache, runner: hostRunner() }));
+ * ```
  */
 export async function resolveImage(reference: string, opts: ResolveImageOptions): Promise<ResolvedImage> {
   const ref = parseReference(reference);

@@ -1,6 +1,15 @@
 import { type ExecenvEvent, emit, TransportError } from '@execenv/core';
 
-/** How often and how patiently a fetch is tried again after a transient failure. */
+/**
+ * How often and how patiently a fetch is tried again after a transient failure.
+ *
+ * @example
+ * ```ts
+ * import { download, ImageCache, type RetryPolicy } from '@execenv/images';
+ * const patient: RetryPolicy = { attempts: 8, backoffMs: 1000 }; // waits 1 s, 2 s, 4 s, ... between attempts
+ * const entry = await download('https://example.org/rootfs.tar.xz', { ...patient, cache: new ImageCache() });
+ * ```
+ */
 export interface RetryPolicy {
   /** Attempts for transient failures (network errors, 5xx, 429, truncation). @default 4 */
   attempts?: number;

@@ -9,6 +9,16 @@ import { type RootfsContext, rootfsDirectory } from './rootfs-directory.js';
  * one extracted safely, once, into the cache. Disks, LXD aliases and OCI
  * names are refused with InvalidSpecError (field `image`) saying which drivers
  * take them.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { ImageCache, imageRootDirectory, resolveImage } from '@execenv/images';
+ * const cache = new ImageCache();
+ * const image = await resolveImage('https://example.org/bookworm.tar.zst', { cache });
+ * const root = await imageRootDirectory(image, { cache, runner: hostRunner() }); // read-only: overlay it
+ * const hold = await cache.holdTree(root, 'env-1'); // prune leaves it while this process lives; remove when done
+ * ```
  */
 export async function imageRootDirectory(image: ResolvedImage, ctx: RootfsContext): Promise<string> {
   switch (image.kind) {

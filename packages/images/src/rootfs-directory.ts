@@ -18,19 +18,50 @@ import type { ImageCache } from './image-cache.js';
 import { decompressArgv, detectTarball, type TarballFormat } from './tarball-format.js';
 import { ownedTempName } from './temp-names.js';
 
-/** Bumped whenever the conversion's output changes, so old results are not reused. */
+/**
+ * Bumped whenever the conversion's output changes, so old results are not reused.
+ *
+ * @example
+ * ```ts
+ * import { DIRECTORY_CONVERTER_VERSION, ImageCache } from '@execenv/images';
+ * const trees = await new ImageCache().listTrees();
+ * const outdated = trees.filter((t) => t.version < DIRECTORY_CONVERTER_VERSION); // never reused, only pruned
+ * console.log(`${outdated.length} trees extracted by an older converter`);
+ * ```
+ */
 export const DIRECTORY_CONVERTER_VERSION = 2;
 
 const HOST_ENV = { PATH: HOST_PATH };
 
-/** What converting a root filesystem needs. */
+/**
+ * What converting a root filesystem needs.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { convertToQcow2, ImageCache, type RootfsContext, rootfsDirectory } from '@execenv/images';
+ * const ctx: RootfsContext = { cache: new ImageCache(), runner: hostRunner(), onEvent: (e) => console.error(e.type) };
+ * const root = await rootfsDirectory('./bookworm.tar.zst', ctx);
+ * const disk = await convertToQcow2('./bookworm.tar.zst', {}, ctx);
+ * ```
+ */
 export interface RootfsContext {
   cache: ImageCache;
   runner: ProcessRunner;
   onEvent?: (e: ExecenvEvent) => void;
 }
 
-/** The sha256 of a file's content, computed once per file identity (path, size, mtime, inode) and remembered. */
+/**
+ * The sha256 of a file's content, computed once per file identity (path, size, mtime, inode) and remembered.
+ *
+ * @example
+ * ```ts
+ * import { fileDigest, ImageCache } from '@execenv/images';
+ * const cache = new ImageCache();
+ * const digest = await fileDigest('./bookworm.tar.zst', cache); // hashed once per path, size, mtime and inode
+ * console.log(await cache.get(digest)); // its blob, when the cache holds one
+ * ```
+ */
 export async function fileDigest(path: string, cache: ImageCache): Promise<string> {
   const st = await stat(path);
   const key = `file-digest\n${path}\n${st.size}\n${st.mtimeMs}\n${st.ino}`;
@@ -51,6 +82,15 @@ export async function fileDigest(path: string, cache: ImageCache): Promise<strin
  * directory, whatever its name or links. Use the result read-only.
  * `subdirectory` names the tree inside the tarball that is the root
  * filesystem (`rootfs` for an LXD unified tarball).
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { ImageCache, rootfsDirectory } from '@execenv/images';
+ * const ctx = { cache: new ImageCache(), runner: hostRunner() };
+ * const root = await rootfsDirectory('./bookworm.tar.zst', ctx); // extracted once, then reused
+ * const unified = await rootfsDirectory('./bookworm-lxd.tar.gz', ctx, 'rootfs'); // its rootfs/ tree
+ * ```
  */
 export async function rootfsDirectory(image: string, ctx: RootfsContext, subdirectory?: string): Promise<string> {
   let path: string;
@@ -96,7 +136,21 @@ export async function rootfsDirectory(image: string, ctx: RootfsContext, subdire
   return rootOf();
 }
 
-/** Streams a tarball's decompressed content, through the host's decompressor. */
+/**
+ * Streams a tarball's decompressed content, through the host's decompressor.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { detectTarball, openTarball, scanArchive } from '@execenv/images';
+ * const format = await detectTarball('./rootfs.tar.xz');
+ * if (format) {
+ *   const tar = openTarball('./rootfs.tar.xz', format, hostRunner()); // xz -dc on the host
+ *   console.log(await scanArchive(tar.stream), 'bytes of file content');
+ *   await tar.done(); // rejects with HostCommandError when the decompressor failed
+ * }
+ * ```
+ */
 export function openTarball(
   path: string,
   format: TarballFormat,
@@ -128,6 +182,17 @@ export function openTarball(
  * Checks every entry of a tar stream with ArchiveGuard without writing
  * anything; rejects with UnsafePathError at the first bad one. Resolves
  * with the bytes of file content the archive holds.
+ *
+ * @example
+ * ```ts
+ * import { hasCode } from '@execenv/core';
+ * import { scanArchive } from '@execenv/images';
+ * import { createReadStream } from 'node:fs';
+ * const bytes = await scanArchive(createReadStream('./upload.tar')).catch((err: unknown) => {
+ *   if (hasCode(err, 'UNSAFE_PATH')) console.error('refused:', err.message);
+ *   throw err;
+ * });
+ * ```
  */
 export async function scanArchive(tar: Readable): Promise<number> {
   const extractor = tarExtract();

@@ -5,7 +5,18 @@ import { Readable } from 'node:stream';
 import { ImageVerifyFailedError, InvalidSpecError } from '@execenv/core';
 import * as openpgp from 'openpgp';
 
-/** Keys that may sign images: armored public keys, or paths of keyring files (armored or binary). */
+/**
+ * Keys that may sign images: armored public keys, or paths of keyring files (armored or binary).
+ *
+ * @example
+ * ```ts
+ * import { loadKeys, type TrustedKeys } from '@execenv/images';
+ * import { readFile } from 'node:fs/promises';
+ * const armored = await readFile('./ci-signing-key.asc', 'utf8');
+ * const keys: TrustedKeys = ['/etc/execenv/keys/linuxcontainers.gpg', armored]; // key file paths and armored keys
+ * const ring = await loadKeys(keys);
+ * ```
+ */
 export type TrustedKeys = readonly string[];
 
 const ARMORED_KEY = '-----BEGIN PGP PUBLIC KEY BLOCK-----';
@@ -14,6 +25,19 @@ const ARMORED_KEY = '-----BEGIN PGP PUBLIC KEY BLOCK-----';
  * KeyRing holds the public keys that may sign images and checks signatures
  * against them. Its keys are OpenPGP's own objects, kept private: nothing of
  * the OpenPGP library shows in this package's types.
+ *
+ * @example
+ * ```ts
+ * import { hasCode } from '@execenv/core';
+ * import { KeyRing } from '@execenv/images';
+ * import { readFile } from 'node:fs/promises';
+ * const ring = await KeyRing.load(['/etc/execenv/keys/linuxcontainers.gpg']); // ring.fingerprints: lower-case hex
+ * const asc = await readFile('./rootfs.tar.xz.asc', 'utf8');
+ * await ring.verifyDetached({ path: './rootfs.tar.xz' }, asc, 'rootfs.tar.xz').catch((err: unknown) => {
+ *   if (hasCode(err, 'IMAGE_VERIFY_FAILED')) console.error('untrusted:', err.message);
+ *   throw err;
+ * });
+ * ```
  */
 export class KeyRing {
   readonly #keys: openpgp.PublicKey[];
@@ -144,7 +168,16 @@ function badSignature(what: string, err: unknown): ImageVerifyFailedError {
   });
 }
 
-/** Reads every public key of `keys` (see KeyRing.load). */
+/**
+ * Reads every public key of `keys` (see KeyRing.load).
+ *
+ * @example
+ * ```ts
+ * import { imageSettings, loadKeys } from '@execenv/images';
+ * const ring = await loadKeys((await imageSettings()).keys ?? []); // a missing key file is INVALID_SPEC (keys)
+ * const json = await ring.verifyCleartext(signedText, 'streams/v1/index.sjson'); // the text that was signed
+ * ```
+ */
 export function loadKeys(keys: TrustedKeys): Promise<KeyRing> {
   return KeyRing.load(keys);
 }

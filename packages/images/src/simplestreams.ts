@@ -9,7 +9,20 @@ import { type IndexQuery, keyRingOf } from './lxc-index.js';
 import type { RetryPolicy } from './retry.js';
 import type { KeyRing, TrustedKeys } from './signature.js';
 
-/** Options of resolveSimplestreams. */
+/**
+ * Options of resolveSimplestreams.
+ *
+ * @example
+ * ```ts
+ * import { ImageCache, resolveSimplestreams, type SimplestreamsOptions } from '@execenv/images';
+ * const opts: SimplestreamsOptions = {
+ *   keys: ['/etc/execenv/keys/images.gpg'], // checks index.sjson and the products it lists
+ *   cache: new ImageCache(), // keeps the verified documents for warm and offline resolves
+ *   refresh: 'if-stale',
+ * };
+ * const image = await resolveSimplestreams('https://images.example.org', query, opts);
+ * ```
+ */
 export interface SimplestreamsOptions extends IndexFreshness, RetryPolicy {
   /** Keys that may sign the stream documents. Required unless verify is false. */
   keys?: TrustedKeys | KeyRing;
@@ -27,7 +40,17 @@ export interface SimplestreamsOptions extends IndexFreshness, RetryPolicy {
   signal?: AbortSignal;
 }
 
-/** One file of a simplestreams product version. */
+/**
+ * One file of a simplestreams product version.
+ *
+ * @example
+ * ```ts
+ * import { resolveSimplestreams, type StreamItem } from '@execenv/images';
+ * const image = await resolveSimplestreams(server, query, { keys });
+ * const rootfs: StreamItem | undefined = image.items['root.tar.xz'];
+ * console.log(rootfs?.path, rootfs?.sha256, rootfs?.size); // path relative to the server
+ * ```
+ */
 export interface StreamItem {
   ftype: string;
   path: string;
@@ -35,7 +58,17 @@ export interface StreamItem {
   size?: number;
 }
 
-/** A resolved simplestreams image: the product, its newest version and that version's files. */
+/**
+ * A resolved simplestreams image: the product, its newest version and that version's files.
+ *
+ * @example
+ * ```ts
+ * import { fetchStreamItems, resolveSimplestreams, type StreamImage } from '@execenv/images';
+ * const image: StreamImage = await resolveSimplestreams(server, query, { keys, cache });
+ * console.log(image.product, image.version, Object.keys(image.items)); // the newest version's files
+ * const files = await fetchStreamItems(server, image, { cache });
+ * ```
+ */
 export interface StreamImage {
   product: string;
   version: string;
@@ -117,6 +150,16 @@ function matches(p: Product, q: IndexQuery): boolean {
  * whose os/release/arch/variant match, and its newest version's items.
  * Throws ImageNotFoundError listing what the server offers, and
  * ImageVerifyFailedError when a document is unsigned or badly signed.
+ *
+ * @example
+ * ```ts
+ * import { fetchStreamItems, ImageCache, resolveSimplestreams } from '@execenv/images';
+ * const server = 'https://images.example.org';
+ * const cache = new ImageCache();
+ * const q = { distribution: 'ubuntu', release: 'noble', architecture: 'amd64', variant: 'default' };
+ * const image = await resolveSimplestreams(server, q, { keys: ['/etc/execenv/keys/images.gpg'], cache });
+ * const files = await fetchStreamItems(server, image, { cache }); // lxd.tar.xz and root.tar.xz
+ * ```
  */
 export async function resolveSimplestreams(
   server: string,
@@ -163,6 +206,14 @@ export async function resolveSimplestreams(
  * Downloads the named items (default: the LXD container files `lxd.tar.xz`
  * and `root.tar.xz`) of a resolved simplestreams image into the cache, each
  * checked against the sha256 the index gives.
+ *
+ * @example
+ * ```ts
+ * import { fetchStreamItems, resolveSimplestreams } from '@execenv/images';
+ * const image = await resolveSimplestreams(server, query, { keys, cache });
+ * const files = await fetchStreamItems(server, image, { cache, items: ['lxd.tar.xz', 'root.squashfs'] });
+ * console.log(files['lxd.tar.xz']?.path, files['root.squashfs']?.path); // each checked against its sha256
+ * ```
  */
 export async function fetchStreamItems(
   server: string,

@@ -4,7 +4,20 @@ import type { CacheEntry } from './image-cache.js';
 import { fileDigest, openTarball, type RootfsContext } from './rootfs-directory.js';
 import { detectTarball } from './tarball-format.js';
 
-/** What a conversion makes of a tarball's decompressed stream: the blob's content, and a check it must pass. */
+/**
+ * What a conversion makes of a tarball's decompressed stream: the blob's content, and a check it must pass.
+ *
+ * @example
+ * ```ts
+ * import { convertTarball, scanArchive, type TarballTransform } from '@execenv/images';
+ * import { PassThrough, type Readable } from 'node:stream';
+ * function checkedCopy(tar: Readable): TarballTransform {
+ *   const [output, scan] = [tar.pipe(new PassThrough()), tar.pipe(new PassThrough())];
+ *   return { output, verified: scanArchive(scan).then(() => {}), extension: '.tar' };
+ * }
+ * const entry = await convertTarball('./rootfs.tar.xz', 'checked-tar', 'v1', ctx, checkedCopy);
+ * ```
+ */
 export interface TarballTransform {
   /** The converted content to store. */
   output: Readable;
@@ -19,6 +32,19 @@ export interface TarballTransform {
  * `kind`, the tarball's sha256 and `variant` (converter version, options),
  * under the cache's inter-process lock. On failure the decompressor is
  * stopped and nothing is cached.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { convertTarball, ImageCache } from '@execenv/images';
+ * import { createGzip } from 'node:zlib';
+ * const ctx = { cache: new ImageCache(), runner: hostRunner() };
+ * // Any supported tarball recompressed as gzip, once per input sha256 and 'v1'.
+ * const gz = await convertTarball('./rootfs.tar.zst', 'gzip', 'v1', ctx, (tar) => ({
+ *   output: tar.pipe(createGzip()),
+ *   extension: '.tar.gz',
+ * }));
+ * ```
  */
 export async function convertTarball(
   image: string,

@@ -4,7 +4,18 @@ import { ExecenvError, type ProcessRunner, processStartTime, removeTree } from '
 import { hostEnv } from '@execenv/core/driver';
 import type { Subnet } from './ipv4.js';
 
-/** The DNS domain dnsmasq answers for: an environment is `<hostname>.execenv`. */
+/**
+ * The DNS domain dnsmasq answers for: an environment is `<hostname>.execenv`.
+ *
+ * @example
+ * ```ts
+ * import { DNS_DOMAIN, Networks } from '@execenv/net';
+ *
+ * const db = await new Networks().allocate({ network: 'builds', holder: 'env-db', hostname: 'db' });
+ * // Every environment on the network (with dns) reaches it by name:
+ * const url = `postgres://${db.hostname}.${DNS_DOMAIN}:5432/`; // postgres://db.execenv:5432/
+ * ```
+ */
 export const DNS_DOMAIN = 'execenv';
 
 /** One environment as dnsmasq knows it. */

@@ -25,5 +25,16 @@ export interface Firewall {
   remove(bridge: string): Promise<void>;
 }
 
-/** Which firewall backend a Networks uses: nftables, iptables, or nftables when installed. */
+/**
+ * Which firewall backend a Networks uses: nftables, iptables, or nftables when installed.
+ *
+ * @example
+ * ```ts
+ * import { type FirewallChoice, Networks } from '@execenv/net';
+ *
+ * // A host whose firewall is managed with iptables: keep execenv's rules there too.
+ * const firewall: FirewallChoice = 'iptables';
+ * const networks = new Networks({ firewall });
+ * ```
+ */
 export type FirewallChoice = 'nft' | 'iptables' | 'auto';

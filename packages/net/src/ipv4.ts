@@ -1,7 +1,18 @@
 import { InvalidSpecError } from '@execenv/core';
 import IPCIDR from 'ip-cidr';
 
-/** Subnet is an IPv4 network: its CIDR, first and last address, and what this package puts in it. */
+/**
+ * Subnet is an IPv4 network: its CIDR, first and last address, and what this package puts in it.
+ *
+ * @example
+ * ```ts
+ * import { parseSubnet, type Subnet } from '@execenv/net';
+ *
+ * const subnet: Subnet = parseSubnet('192.168.50.0/28');
+ * console.log(`${subnet.gateway}/${subnet.prefixLength} ${subnet.netmask} brd ${subnet.broadcast}`);
+ * // 192.168.50.1/28 255.255.255.240 brd 192.168.50.15
+ * ```
+ */
 export interface Subnet {
   /** Canonical CIDR, e.g. `10.213.4.0/24`. */
   readonly cidr: string;
@@ -42,6 +53,16 @@ function maskOf(prefixLength: number): number {
  * Parses an IPv4 CIDR into a Subnet. A host address with a prefix
  * (`10.1.2.3/24`) is taken as its network. Throws InvalidSpecError naming
  * `field` when it is not an IPv4 CIDR or is smaller than a /29.
+ *
+ * @example
+ * ```ts
+ * import { parseSubnet } from '@execenv/net';
+ *
+ * const subnet = parseSubnet('10.99.0.7/24'); // a host address is taken as its network
+ * subnet.cidr; // '10.99.0.0/24'
+ * subnet.gateway; // '10.99.0.1'
+ * parseSubnet('10.99.0.0/30', 'options.subnet'); // throws InvalidSpecError: smaller than a /29
+ * ```
  */
 export function parseSubnet(cidr: string, field = 'subnet'): Subnet {
   if (typeof cidr !== 'string' || !IPCIDR.isValidCIDR(cidr) || !cidr.includes('.'))
@@ -124,6 +145,14 @@ export function isHostAddress(subnet: Subnet, ip: string): boolean {
  * A stable, locally administered unicast MAC address for an IPv4 address
  * (`0a:58:` and the four address bytes), so DHCP can hand out the address
  * the allocator chose.
+ *
+ * @example
+ * ```ts
+ * import { macFor } from '@execenv/net';
+ *
+ * macFor('10.213.0.2'); // '0a:58:0a:d5:00:02'
+ * macFor(link.address) === link.mac; // true: the MAC DHCP hands the allocated address to
+ * ```
  */
 export function macFor(ip: string): string {
   const n = ipToNumber(ip);

@@ -4,10 +4,31 @@ import { InvalidSpecError } from '@execenv/core';
 /**
  * NAME_PREFIX starts the name of every interface this package creates
  * (bridges, veths, taps); the isolation rules match other networks by it.
+ *
+ * @example
+ * ```ts
+ * import { execFileSync } from 'node:child_process';
+ * import { NAME_PREFIX } from '@execenv/net';
+ *
+ * // The bridges, veths and taps execenv made on this host.
+ * const links: { ifname: string }[] = JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' }));
+ * console.log(links.map((l) => l.ifname).filter((name) => name.startsWith(NAME_PREFIX)));
+ * ```
  */
 export const NAME_PREFIX = 'exv';
 
-/** NFT_TABLE is the one nftables table (family inet) that holds every rule this package adds. */
+/**
+ * NFT_TABLE is the one nftables table (family inet) that holds every rule this package adds.
+ *
+ * @example
+ * ```ts
+ * import { execFileSync } from 'node:child_process';
+ * import { NFT_TABLE } from '@execenv/net';
+ *
+ * // Every NAT and isolation rule execenv added, each commented with its bridge.
+ * execFileSync('nft', ['list', 'table', 'inet', NFT_TABLE], { stdio: 'inherit' });
+ * ```
+ */
 export const NFT_TABLE = 'execenv';
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
@@ -37,6 +58,15 @@ const NETWORK_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 /**
  * Checks a network name: 1 to 63 lower-case letters, digits, `.`, `_` or `-`,
  * starting with a letter or digit; `none` and `host` are not networks.
+ *
+ * @example
+ * ```ts
+ * import { checkNetworkName } from '@execenv/net';
+ *
+ * checkNetworkName('build-net'); // 'build-net'
+ * checkNetworkName('host'); // throws InvalidSpecError: "host" is not a network the SDK creates
+ * checkNetworkName('Build Net', 'options.network'); // throws InvalidSpecError naming options.network
+ * ```
  */
 export function checkNetworkName(name: unknown, field = 'network'): string {
   if (typeof name !== 'string' || !NETWORK_NAME.test(name))
@@ -70,13 +100,35 @@ export function checkInterfaceName(name: unknown, field = 'ifname'): string {
   return name;
 }
 
-/** What `EnvSpec.network` asks for: no network, the host's, or a private network by name. */
+/**
+ * What `EnvSpec.network` asks for: no network, the host's, or a private network by name.
+ *
+ * @example
+ * ```ts
+ * import { type NetworkMode, networkMode } from '@execenv/net';
+ *
+ * const mode: NetworkMode = networkMode(spec.network);
+ * const unshare = mode.mode === 'host' ? [] : ['--net']; // 'none' and 'private' get a namespace of their own
+ * // ...start the environment's init with unshare, then:
+ * if (mode.mode === 'private') await networks.attachNamespace({ network: mode.network, holder: id, netns: { pid } });
+ * ```
+ */
 export type NetworkMode = { mode: 'none' } | { mode: 'host' } | { mode: 'private'; network: string };
 
 /**
  * Reads `EnvSpec.network` the way every driver should: absent or `none` is no
  * network, `host` the host's, anything else (`nat` included) the private
  * network of that name. Throws InvalidSpecError naming `network` for a bad name.
+ *
+ * @example
+ * ```ts
+ * import { networkMode } from '@execenv/net';
+ *
+ * networkMode(undefined); // { mode: 'none' }
+ * networkMode('host'); // { mode: 'host' }
+ * networkMode('nat'); // { mode: 'private', network: 'nat' }
+ * networkMode('Not A Name'); // throws InvalidSpecError naming network
+ * ```
  */
 export function networkMode(network: string | undefined): NetworkMode {
   if (network === undefined || network === 'none') return { mode: 'none' };

@@ -36,16 +36,58 @@ import type {
 import { NftFirewall } from './nft-firewall.js';
 import { type HolderRecord, type NetState, type NetworkRecord, StateStore, type Transaction } from './state-store.js';
 
-/** The private ranges subnets are taken from when a network names none, in order. */
+/**
+ * The private ranges subnets are taken from when a network names none, in order.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_POOLS, Networks } from '@execenv/net';
+ *
+ * // Take subnets from a range of the site's first, then from the usual ones.
+ * const networks = new Networks({ pools: ['10.250.0.0/16', ...DEFAULT_POOLS] });
+ * ```
+ */
 export const DEFAULT_POOLS: readonly string[] = ['10.213.0.0/16', '172.29.0.0/16', '192.168.213.0/24'];
 
-/** The network `EnvSpec.network: 'nat'` means: shared by every environment that asks for it. */
+/**
+ * The network `EnvSpec.network: 'nat'` means: shared by every environment that asks for it.
+ *
+ * @example
+ * ```ts
+ * import { NAT_NETWORK, Networks } from '@execenv/net';
+ *
+ * // The network every environment with `network: 'nat'` shares.
+ * const link = await new Networks().attachNamespace({ network: NAT_NETWORK, holder: env.id, netns: { pid } });
+ * ```
+ */
 export const NAT_NETWORK = 'nat';
 
-/** Where each bridge's dnsmasq keeps its host lists and pid file. */
+/**
+ * Where each bridge's dnsmasq keeps its host lists and pid file.
+ *
+ * @example
+ * ```ts
+ * import { readFile } from 'node:fs/promises';
+ * import { DEFAULT_RUN_DIR } from '@execenv/net';
+ *
+ * // The names a network's dnsmasq answers, for a Networks with the default runDir.
+ * console.log(await readFile(`${DEFAULT_RUN_DIR}/${info.bridge}/hosts`, 'utf8'));
+ * ```
+ */
 export const DEFAULT_RUN_DIR = '/run/execenv/net';
 
-/** The unique local prefix IPv6 /64s are taken from when a network asks for IPv6. */
+/**
+ * The unique local prefix IPv6 /64s are taken from when a network asks for IPv6.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_IPV6_POOL, Networks } from '@execenv/net';
+ *
+ * const alloc = await new Networks().allocate({ network: 'v6', holder: 'env-1', options: { ipv6: true } });
+ * console.log(alloc.network.subnet6); // a /64 of DEFAULT_IPV6_POOL, 'fd0e:78ec:e0e0::/48'
+ * const site = new Networks({ ipv6Pool: 'fd12:3456:789a::/48' }); // another unique local prefix
+ * ```
+ */
 export const DEFAULT_IPV6_POOL = 'fd0e:78ec:e0e0::/48';
 
 function infoOf(record: NetworkRecord): NetworkInfo {
@@ -104,6 +146,20 @@ function errorOf(op: string, what: string, err: unknown): ExecenvError {
  * Every change happens under one inter-process lock, so any number of
  * processes may use the same state directory at once. A network lives while
  * it has holders; the first allocation on a name creates it.
+ *
+ * @example
+ * ```ts
+ * import { Networks, resolvConf } from '@execenv/net';
+ *
+ * const networks = new Networks(); // as root
+ * try {
+ *   const netns = { path: '/run/netns/demo' }; // made with `ip netns add demo`
+ *   const link = await networks.attachNamespace({ network: 'nat', holder: 'demo', netns });
+ *   console.log(link.address, resolvConf(link));
+ * } finally {
+ *   await networks.release('demo'); // the last holder takes the bridge, rules and dnsmasq with it
+ * }
+ * ```
  */
 export class Networks {
   readonly #store: StateStore;

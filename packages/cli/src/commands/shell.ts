@@ -41,6 +41,16 @@ async function firstExisting(env: Environment, paths: readonly string[]): Promis
  * relays it over the command's pipes, while the host terminal is put in raw
  * mode. Without `script`, or without a host terminal, the shell runs
  * interactive over plain pipes.
+ *
+ * @example
+ * ```ts
+ * import { shellArgv } from '@execenv/cli';
+ *
+ * const { argv, tty } = shellArgv('/bin/bash', '/usr/bin/script', process.stdout); // tty: true
+ * // argv: script -q -e -c 'stty rows R cols C 2>/dev/null; exec /bin/bash -l' /dev/null
+ * const proc = env.spawn(argv, { env: { TERM: process.env.TERM ?? 'xterm' } });
+ * shellArgv('/bin/sh', undefined, undefined); // { argv: ['/bin/sh', '-i'], tty: false }: over pipes
+ * ```
  */
 export function shellArgv(
   shell: string,

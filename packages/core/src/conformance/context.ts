@@ -6,7 +6,21 @@ import type { Driver, Environment, OpenOptions } from '../contract.js';
 import { mountsUnder } from '../lifecycle/mounts.js';
 import type { EnvSpec } from '../spec.js';
 
-/** Options of runConformance and describeConformance. */
+/**
+ * Options of runConformance and describeConformance.
+ *
+ * @example
+ * ```ts
+ * import { type ConformanceOptions, describeConformance } from '@execenv/core/conformance';
+ * const options: ConformanceOptions = {
+ *   name: 'foo on an emulated arm64 VM', driver: new FooDriver(), spec: { image: './conformance-arm64.tar' },
+ *   timeScale: 5, // every deadline five times longer
+ *   backendResources: (id) => listFooObjects(id), // what the daemon still holds for an id: want none after close
+ *   skip: { 'dev-stdio': 'the serial console gives sockets, which cannot be reopened' },
+ * };
+ * describeConformance(options);
+ * ```
+ */
 export interface ConformanceOptions {
   /** Shown in test names and reports. */
   name: string;
@@ -69,7 +83,18 @@ export interface ConformanceOptions {
   timeScale?: number;
 }
 
-/** Names of the conformance checks. */
+/**
+ * Names of the conformance checks.
+ *
+ * @example
+ * ```ts
+ * import { type CheckName, describeConformance } from '@execenv/core/conformance';
+ * const gaps: Partial<Record<CheckName, string>> = {
+ *   user: 'only root is mapped: other uids do not exist in its user namespace',
+ * };
+ * describeConformance({ name: 'foo, rootless', driver: new FooDriver({ rootless: true }), spec, skip: gaps });
+ * ```
+ */
 export type CheckName =
   | 'image-prerequisites'
   | 'open-close'
@@ -115,6 +140,19 @@ export type CheckName =
 /**
  * What a check gets: the shared environment, a way to open more (closed for
  * it afterwards), and `problem` to record each finding as one line.
+ *
+ * @example
+ * ```ts
+ * import { CheckContext } from '@execenv/core/conformance';
+ * const ctx = new CheckContext({ name: 'foo', driver: new FooDriver(), spec: { image } });
+ * try {
+ *   const env = await ctx.open(); // closed by cleanup(), under its deadline
+ *   ctx.expect(env.id, 'id -u', (await env.exec(['id', '-u'])).stdout, '0\n'); // else `got "1000\n", want "0\n"`
+ * } finally {
+ *   await ctx.cleanup();
+ * }
+ * expect(ctx.problems).toEqual([]);
+ * ```
  */
 export class CheckContext {
   readonly options: ConformanceOptions;
@@ -300,7 +338,17 @@ export function codeOf(err: unknown): string {
   return (err as { code?: string }).code ?? `an error without code: ${(err as Error).message}`;
 }
 
-/** One named check of the suite. */
+/**
+ * One named check of the suite.
+ *
+ * @example
+ * ```ts
+ * import { type Check, CHECKS, runCheck } from '@execenv/core/conformance';
+ * const check: Check = CHECKS.find((c) => c.name === 'close-while-running')!;
+ * const result = await runCheck(check, { name: 'foo', driver: new FooDriver(), spec: { image }, timeScale: 2 });
+ * console.log(check.name, check.timeoutMs ?? 'the default deadline', result.problems);
+ * ```
+ */
 export interface Check {
   name: CheckName;
   /** Runs the check, recording problems on ctx; throwing counts as a problem too. */

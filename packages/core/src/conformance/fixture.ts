@@ -4,7 +4,19 @@ import { dirname, join } from 'node:path';
 import { findBinary, hostEnv } from '../driver/host.js';
 import { hostRunner, type ProcessRunner } from '../runner.js';
 
-/** Options of buildConformanceImage. */
+/**
+ * Options of buildConformanceImage.
+ *
+ * @example
+ * ```ts
+ * import { buildConformanceImage, type ConformanceImageOptions } from '@execenv/core/conformance';
+ * const options: ConformanceImageOptions = {
+ *   dest: join(tmpdir(), 'conformance.tar'),
+ *   busybox: '/usr/lib/foo/busybox', // static; it is run on the host to list its applets
+ * };
+ * await buildConformanceImage(options);
+ * ```
+ */
 export interface ConformanceImageOptions {
   /** Path of the rootfs tarball to write. */
   dest: string;
@@ -22,7 +34,16 @@ const PASSWD = 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/none
 const GROUP = 'root:x:0:\nnogroup:x:65534:\n';
 const SHADOW = 'root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n';
 
-/** Whether an ELF file has no program interpreter, i.e. is statically linked (64-bit little-endian only). */
+/**
+ * Whether an ELF file has no program interpreter, i.e. is statically linked (64-bit little-endian only).
+ *
+ * @example
+ * ```ts
+ * import { isStaticElf } from '@execenv/core/conformance';
+ * // A busybox copied into an image must not need the host's libc.
+ * if (!(await isStaticElf(busybox))) throw new Error(`${busybox} is dynamically linked: use busybox-static`);
+ * ```
+ */
 export async function isStaticElf(path: string): Promise<boolean> {
   const fh = await open(path, 'r');
   try {
@@ -58,6 +79,15 @@ async function staticBusybox(work: string, runner: ProcessRunner): Promise<strin
  * (65534:65534), and a /tmp of mode 1777. Drivers that take rootfs tarballs
  * use it as `spec.image`; others import it into their backend first.
  * Returns `dest`.
+ *
+ * @example
+ * ```ts
+ * import { tmpdir } from 'node:os';
+ * import { join } from 'node:path';
+ * import { buildConformanceImage, describeConformance } from '@execenv/core/conformance';
+ * const image = await buildConformanceImage({ dest: join(tmpdir(), 'execenv-conformance.tar') });
+ * describeConformance({ name: 'foo', driver: new FooDriver(), spec: { image } });
+ * ```
  */
 export async function buildConformanceImage(opts: ConformanceImageOptions): Promise<string> {
   const runner = opts.runner ?? hostRunner();

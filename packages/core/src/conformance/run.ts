@@ -19,7 +19,17 @@ import {
   show,
 } from './context.js';
 
-/** Every check of the suite, in the order it runs. */
+/**
+ * Every check of the suite, in the order it runs.
+ *
+ * @example
+ * ```ts
+ * import { CHECKS, runCheck } from '@execenv/core/conformance';
+ * // Only the file checks, while working on push and pull:
+ * for (const check of CHECKS.filter((c) => /file|archive|symlink/.test(c.name)))
+ *   console.log(await runCheck(check, { name: 'foo', driver: new FooDriver(), spec: { image } }));
+ * ```
+ */
 export const CHECKS: readonly Check[] = [
   prerequisitesCheck,
   ...openingChecks,
@@ -31,10 +41,28 @@ export const CHECKS: readonly Check[] = [
   ...closingChecks,
 ];
 
-/** A check's deadline when it names none. */
+/**
+ * A check's deadline when it names none.
+ *
+ * @example
+ * ```ts
+ * import { CHECKS, DEFAULT_CHECK_DEADLINE_MS } from '@execenv/core/conformance';
+ * // The checks that allow themselves longer than the default 60 s:
+ * const slow = CHECKS.filter((c) => (c.timeoutMs ?? DEFAULT_CHECK_DEADLINE_MS) > DEFAULT_CHECK_DEADLINE_MS);
+ * ```
+ */
 export const DEFAULT_CHECK_DEADLINE_MS = 60_000;
 
-/** The deadline of a check, in milliseconds, stretched by the options' timeScale. */
+/**
+ * The deadline of a check, in milliseconds, stretched by the options' timeScale.
+ *
+ * @example
+ * ```ts
+ * import { CHECKS, deadlineOf } from '@execenv/core/conformance';
+ * // How long each check may take on a VM under emulation, five times slower than native:
+ * for (const check of CHECKS) console.log(check.name, deadlineOf(check, { timeScale: 5 }));
+ * ```
+ */
 export function deadlineOf(check: Check, options: Pick<ConformanceOptions, 'timeScale'> = {}): number {
   return scaled(check.timeoutMs ?? DEFAULT_CHECK_DEADLINE_MS, options);
 }
@@ -43,12 +71,35 @@ export function deadlineOf(check: Check, options: Pick<ConformanceOptions, 'time
  * The test runner's timeout for a check: its deadline plus room for the
  * cleanup after it, so a check that hangs fails by its own deadline, with a
  * message naming where it stood, never by the runner's.
+ *
+ * @example
+ * ```ts
+ * import { test } from 'node:test';
+ * import { CHECKS, runCheck, runnerTimeoutOf } from '@execenv/core/conformance';
+ * // The suite under node:test: each test's timeout sits above the check's own deadline.
+ * for (const check of CHECKS)
+ *   test(check.name, { timeout: runnerTimeoutOf(check, options) }, async () => {
+ *     const { problems } = await runCheck(check, options);
+ *     if (problems.length > 0) throw new Error(problems.join('\n'));
+ *   });
+ * ```
  */
 export function runnerTimeoutOf(check: Check, options: Pick<ConformanceOptions, 'timeScale'> = {}): number {
   return deadlineOf(check, options) + 2 * scaled(CLOSE_DEADLINE_MS, options) + 10_000;
 }
 
-/** The outcome of one check. */
+/**
+ * The outcome of one check.
+ *
+ * @example
+ * ```ts
+ * import { type CheckResult, runConformance } from '@execenv/core/conformance';
+ * const { results } = await runConformance(options);
+ * const failed: CheckResult[] = results.filter((r) => r.problems.length > 0);
+ * for (const r of failed) console.log(r.name, r.deadlineMissed ? '(missed its deadline)' : '', r.problems);
+ * for (const r of results) if (r.skipped) console.log(`${r.name} skipped: ${r.skipped}`);
+ * ```
+ */
 export interface CheckResult {
   name: CheckName;
   /** One line per problem; empty when the check passed. */
@@ -62,7 +113,18 @@ export interface CheckResult {
   deadlineMissed?: true;
 }
 
-/** The outcome of a whole run. */
+/**
+ * The outcome of a whole run.
+ *
+ * @example
+ * ```ts
+ * import { writeFile } from 'node:fs/promises';
+ * import { type ConformanceReport, runConformance } from '@execenv/core/conformance';
+ * const report: ConformanceReport = await runConformance(options);
+ * await writeFile('conformance.json', JSON.stringify(report, null, 2)); // kept as a CI artifact
+ * console.log(`${report.name}: ${report.problems.length} problem(s)`);
+ * ```
+ */
 export interface ConformanceReport {
   name: string;
   results: CheckResult[];
@@ -75,6 +137,17 @@ export interface ConformanceReport {
  * `shared` when given), records every problem instead of stopping at the
  * first, and always cleans up. A check that misses its deadline fails with
  * `<driver>: <check>: did not finish within N ms (at: <step>)`.
+ *
+ * @example
+ * ```ts
+ * import { CHECKS, runCheck } from '@execenv/core/conformance';
+ * // Chasing a flaky failure: one check, again and again.
+ * const race = CHECKS.find((c) => c.name === 'file-race')!;
+ * for (let i = 0; i < 20; i++) {
+ *   const { problems } = await runCheck(race, { name: 'foo', driver: new FooDriver(), spec: { image } });
+ *   if (problems.length > 0) throw new Error(problems.join('\n'));
+ * }
+ * ```
  */
 export async function runCheck(check: Check, options: ConformanceOptions, shared?: Environment): Promise<CheckResult> {
   const skipped = options.skip?.[check.name];
@@ -104,6 +177,14 @@ export async function runCheck(check: Check, options: ConformanceOptions, shared
 /**
  * Runs the whole suite against a driver without any test framework and
  * returns every problem, like Go's testing/fstest.TestFS.
+ *
+ * @example
+ * ```ts
+ * import { runConformance } from '@execenv/core/conformance';
+ * const report = await runConformance({ name: 'foo', driver: new FooDriver(), spec: { image: './conformance.tar' } });
+ * for (const line of report.problems) console.error(line); // `<check>: <where>: <op>: got X, want Y`
+ * process.exitCode = report.problems.length > 0 ? 1 : 0;
+ * ```
  */
 export async function runConformance(options: ConformanceOptions): Promise<ConformanceReport> {
   const shared = await options.driver.open(options.spec, options.openOptions);

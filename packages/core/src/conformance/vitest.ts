@@ -8,6 +8,18 @@ import { CHECKS, runCheck, runnerTimeoutOf } from './run.js';
  * test per check, failing with every problem it found, one line each.
  * Skipped checks show with their reason. Each check runs under its own
  * deadline, below the test's timeout, so a hang fails naming where it stood.
+ *
+ * @example
+ * ```ts
+ * import { fileURLToPath } from 'node:url';
+ * import { describeConformance } from '@execenv/core/conformance';
+ * import { FooDriver } from '../src/index.js'; // in the driver package's test/conformance.test.ts
+ * describeConformance({
+ *   name: 'foo', driver: new FooDriver(), spec: { image: process.env.EXECENV_TEST_IMAGE! }, // a rootfs tarball
+ *   // gc-after-kill imports the built driver in a separate process, which it kills with SIGKILL:
+ *   ownerProcess: { module: fileURLToPath(new URL('../dist/index.js', import.meta.url)), exportName: 'FooDriver' },
+ * });
+ * ```
  */
 export function describeConformance(options: ConformanceOptions): void {
   describe(`execenv conformance: ${options.name}`, () => {

@@ -25,10 +25,34 @@ import type { AgentSessionLike } from './agent-session.js';
 import { CommandEnvironment } from './command-environment.js';
 import { hostEnv } from './host.js';
 
-/** DEFAULT_PATH is the PATH of a command inside an environment unless the spec or the exec sets one. */
+/**
+ * DEFAULT_PATH is the PATH of a command inside an environment unless the spec or the exec sets one.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_PATH } from '@execenv/core/driver';
+ * // A command a driver starts on its own backend gets the same PATH as one run through exec().
+ * const environment = { PATH: DEFAULT_PATH, ...spec.env, ...opts.env };
+ * ```
+ */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** What an agent-backed environment is made of once its agent answers. */
+/**
+ * What an agent-backed environment is made of once its agent answers.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { AgentEnvironment, type AgentEnvironmentInit } from '@execenv/core/driver';
+ * const init: AgentEnvironmentInit = {
+ *   id, driver: 'foo', capabilities: ['isolation-chroot', 'root'], session,
+ *   env: spec.env, // defaults of every exec
+ *   hostRunner: hostRunner(), // GNU tar on the host for directory transfers
+ *   destroy: () => lease.release(undo), // after running commands were killed and the session closed
+ * };
+ * return new AgentEnvironment(init);
+ * ```
+ */
 export interface AgentEnvironmentInit extends EnvironmentInit {
   /** The connection to the agent inside the environment. */
   session: AgentSessionLike;
@@ -65,6 +89,16 @@ const ROOT: ResolvedUser = { uid: 0, gid: 0, groups: [] };
  * The agent is inside the environment and not trusted: archives it sends
  * are extracted on the host by extractArchive, or by GNU tar behind a
  * TarGate, and both refuse entries that would leave the destination.
+ *
+ * @example
+ * ```ts
+ * import { AgentSession } from '@execenv/agent';
+ * import { AgentEnvironment } from '@execenv/core/driver';
+ * // In openWithLease's `create`, once `execenv-agent --listen SOCKET` runs inside the environment:
+ * const session = await AgentSession.connect(socket);
+ * const capabilities = ['isolation-container', 'root'] as const;
+ * return new AgentEnvironment({ id, driver: 'foo', capabilities, session, destroy: () => lease.release(undo) });
+ * ```
  */
 export class AgentEnvironment extends CommandEnvironment {
   /** The agent connection; a driver that restarts its agent (revert) assigns the new session. */
@@ -289,6 +323,17 @@ export class AgentEnvironment extends CommandEnvironment {
  * IO (and any other code) → ExecenvError EXEC_FAILED, AgentTransportError →
  * TransportError. ExecenvErrors get the context they lack; anything else is
  * returned as it is.
+ *
+ * @example
+ * ```ts
+ * import { agentError } from '@execenv/core/driver';
+ * try {
+ *   await session.writeFile('/etc/hosts', Readable.from([hosts]), { mode: 0o644, uid: 0, gid: 0 });
+ * } catch (err) {
+ *   // AgentError NOT_FOUND becomes NotFoundError, a lost connection TransportError, and so on.
+ *   throw agentError(err, { envId: id, driver: 'foo', op: 'open' }, '/etc/hosts');
+ * }
+ * ```
  */
 export function agentError(
   err: unknown,

@@ -1,7 +1,17 @@
 import type { Readable } from 'node:stream';
 import type { RunningProcess } from '../runner.js';
 
-/** What an agent needs to start one command inside the environment. */
+/**
+ * What an agent needs to start one command inside the environment.
+ *
+ * @example
+ * ```ts
+ * import { type AgentExecRequest, DEFAULT_PATH } from '@execenv/core/driver';
+ * const nobody = { uid: 65534, gid: 65534, groups: [] };
+ * const request: AgentExecRequest = { cwd: '/tmp', ...nobody, env: { PATH: DEFAULT_PATH }, argv: ['id', '-u'] };
+ * const proc = session.exec(request); // a RunningProcess: stdout, stderr, exited
+ * ```
+ */
 export interface AgentExecRequest {
   /** Working directory inside the environment. */
   cwd: string;
@@ -17,7 +27,16 @@ export interface AgentExecRequest {
   argv: readonly string[];
 }
 
-/** A path inside the environment as the agent describes it. */
+/**
+ * A path inside the environment as the agent describes it.
+ *
+ * @example
+ * ```ts
+ * import type { AgentFileStat } from '@execenv/core/driver';
+ * const st: AgentFileStat | null = await session.stat('/etc/os-release', true);
+ * if (st?.type === 'file') console.log(st.size, (st.mode & 0o7777).toString(8)); // e.g. 267 '644'
+ * ```
+ */
 export interface AgentFileStat {
   /** The kind of entry. */
   type: 'file' | 'directory' | 'symlink' | 'other';
@@ -35,7 +54,18 @@ export interface AgentFileStat {
   target?: string;
 }
 
-/** Owner and mode of a file an agent writes. */
+/**
+ * Owner and mode of a file an agent writes.
+ *
+ * @example
+ * ```ts
+ * import { readFile } from 'node:fs/promises';
+ * import { Readable } from 'node:stream';
+ * import type { AgentWriteOptions } from '@execenv/core/driver';
+ * const rootOwned: AgentWriteOptions = { mode: 0o644, uid: 0, gid: 0 };
+ * await session.writeFile('/etc/resolv.conf', Readable.from([await readFile('/etc/resolv.conf')]), rootOwned);
+ * ```
+ */
 export interface AgentWriteOptions {
   /** Permission bits. */
   mode: number;
@@ -52,6 +82,15 @@ export interface AgentWriteOptions {
  * in a fake. Operations reject with an error named `AgentError` carrying a
  * `code` (`NOT_FOUND`, `UNSAFE_PATH`, `CONFLICT`, `INVALID`, `IO`), or one named
  * `AgentTransportError` when the connection to the agent is lost.
+ *
+ * @example
+ * ```ts
+ * import { AgentSession } from '@execenv/agent';
+ * import { AgentEnvironment, type AgentSessionLike } from '@execenv/core/driver';
+ * // @execenv/agent's session in a driver; a FakeAgentSession from @execenv/core/testing in its unit tests.
+ * const session: AgentSessionLike = await AgentSession.connect(socket);
+ * const env = new AgentEnvironment({ id, driver: 'foo', capabilities: ['isolation-container'], session, destroy });
+ * ```
  */
 export interface AgentSessionLike {
   /** Starts a command; `kill()` or `kill('SIGKILL')` kills its whole tree, another signal goes to the command. */

@@ -1,7 +1,16 @@
 import { InvalidSpecError } from '../errors.js';
 import { ARCHES, type Arch } from '../spec.js';
 
-/** ArchNames is one architecture under every naming the drivers meet. */
+/**
+ * ArchNames is one architecture under every naming the drivers meet.
+ *
+ * @example
+ * ```ts
+ * import { type ArchNames, archNames } from '@execenv/core/driver';
+ * const arm: ArchNames = archNames('aarch64');
+ * console.log(arm.debian, arm.lxd, arm.oci, arm.ociVariant); // arm64 aarch64 arm64 v8
+ * ```
+ */
 export interface ArchNames {
   /** Debian (dpkg) name, the one EnvSpec.arch uses. */
   debian: Arch;
@@ -15,7 +24,16 @@ export interface ArchNames {
   ociVariant?: string;
 }
 
-/** ARCH_NAMES is the architecture table, one row per Debian architecture. */
+/**
+ * ARCH_NAMES is the architecture table, one row per Debian architecture.
+ *
+ * @example
+ * ```ts
+ * import { ARCH_NAMES } from '@execenv/core/driver';
+ * // Every OCI platform a driver can pull an image for.
+ * const platforms = ARCH_NAMES.map((a) => `linux/${a.oci}${a.ociVariant ? `/${a.ociVariant}` : ''}`);
+ * ```
+ */
 export const ARCH_NAMES: readonly ArchNames[] = [
   { debian: 'amd64', kernel: 'x86_64', lxd: 'x86_64', oci: 'amd64' },
   { debian: 'arm64', kernel: 'aarch64', lxd: 'aarch64', oci: 'arm64', ociVariant: 'v8' },
@@ -30,6 +48,14 @@ export const ARCH_NAMES: readonly ArchNames[] = [
  * archNames finds an architecture by any of its names (`amd64`, `x86_64`,
  * `aarch64`, `386`, ...). Throws InvalidSpecError naming `field` for an
  * unknown one.
+ *
+ * @example
+ * ```ts
+ * import { archNames } from '@execenv/core/driver';
+ * archNames('x86_64').debian; // 'amd64'
+ * // An image's metadata names its architecture the LXD way: a bad one is INVALID_SPEC on `image`.
+ * const arch = archNames(meta.architecture, 'image').debian;
+ * ```
  */
 export function archNames(name: string, field = 'arch'): ArchNames {
   const found = ARCH_NAMES.find((a) => [a.debian, a.kernel, a.lxd, a.oci].includes(name));
@@ -47,7 +73,18 @@ const BY_NODE: Readonly<Record<string, Arch>> = {
   riscv64: 'riscv64',
 };
 
-/** hostArch returns the Debian name of the host's architecture; throws InvalidSpecError on one outside the table. */
+/**
+ * hostArch returns the Debian name of the host's architecture; throws InvalidSpecError on one outside the table.
+ *
+ * @example
+ * ```ts
+ * import { InvalidSpecError } from '@execenv/core';
+ * import { hostArch } from '@execenv/core/driver';
+ * // In a driver's open(), before anything is created:
+ * if (spec.arch && spec.arch !== hostArch())
+ *   throw new InvalidSpecError('arch', `runs the host's architecture (${hostArch()})`, { driver: 'foo' });
+ * ```
+ */
 export function hostArch(nodeArch: string = process.arch): Arch {
   const arch = BY_NODE[nodeArch];
   if (!arch) throw new InvalidSpecError('arch', `unsupported host architecture ${nodeArch}`);

@@ -16,6 +16,20 @@ import type { RunningProcess } from '../runner.js';
  * for each to end), then calls `destroy`. An exec that close cut short
  * rejects with ClosedError; a command whose start finishes after close began
  * is killed at once and its exec rejects with ClosedError.
+ *
+ * @example
+ * ```ts
+ * import { type ExecOptions, hostRunner, type RunningProcess } from '@execenv/core';
+ * import { CommandEnvironment } from '@execenv/core/driver';
+ * class FooEnvironment extends CommandEnvironment {
+ *   protected override async startCommand(argv: string[], opts: ExecOptions): Promise<RunningProcess> {
+ *     const user = await this.userOf(opts.user ?? 'root'); // setup may await
+ *     this.ensureOpen('exec'); // close() may have begun meanwhile
+ *     return hostRunner().spawn(['foo', 'exec', '--user', user, this.id, '--', ...argv]);
+ *   }
+ *   // and killTree where SIGKILL to the handle misses the tree; the file methods; destroy
+ * }
+ * ```
  */
 export abstract class CommandEnvironment extends BaseEnvironment {
   readonly #running = new Set<RunningProcess>();

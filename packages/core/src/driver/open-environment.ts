@@ -7,7 +7,22 @@ import { isAlive } from '../lifecycle/owner.js';
 import { defaultStateDir } from '../lifecycle/state-dir.js';
 import { type EnvSpec, validateSpec } from '../spec.js';
 
-/** What a driver's `create` gets from openWithLease. */
+/**
+ * What a driver's `create` gets from openWithLease.
+ *
+ * @example
+ * ```ts
+ * import type { Undo } from '@execenv/core';
+ * import type { OpenContext } from '@execenv/core/driver';
+ * async function startFoo(ctx: OpenContext, undo: Undo): Promise<FooEnvironment> {
+ *   const dir = join(ctx.stateDir, 'envs', ctx.id);
+ *   await ctx.lease.add({ kind: 'dir', path: dir }); // recorded before it exists: gc removes it either way
+ *   await mkdir(dir);
+ *   ctx.throwIfAborted(); // between slow steps
+ *   return startAgentIn(dir, ctx.spec, () => ctx.lease.release(undo));
+ * }
+ * ```
+ */
 export interface OpenContext<S extends EnvSpec<unknown> = EnvSpec> {
   /** The new environment's id. */
   id: string;
@@ -23,7 +38,21 @@ export interface OpenContext<S extends EnvSpec<unknown> = EnvSpec> {
   throwIfAborted(): void;
 }
 
-/** What openWithLease needs from a driver. */
+/**
+ * What openWithLease needs from a driver.
+ *
+ * @example
+ * ```ts
+ * import type { EnvSpec } from '@execenv/core';
+ * import { openWithLease, type OpenWithLeaseOptions } from '@execenv/core/driver';
+ * const options: OpenWithLeaseOptions<EnvSpec, FooEnvironment> = {
+ *   driver: 'foo', spec, opts, undo,
+ *   stateDir: '/var/lib/foo/execenv', // else opts.stateDir, else defaultStateDir()
+ *   create: (ctx) => startFoo(ctx, undo), // resolves to the started, ready environment
+ * };
+ * const env = await openWithLease(options);
+ * ```
+ */
 export interface OpenWithLeaseOptions<S extends EnvSpec<unknown>, E extends Environment> {
   /** The driver name, for errors, events and the lease. */
   driver: string;
@@ -51,6 +80,17 @@ export interface OpenWithLeaseOptions<S extends EnvSpec<unknown>, E extends Envi
  * A failure of that rollback never replaces the error: it is listed in the
  * error's `suppressed` array (and reported as a `warning` event), and what
  * could not be undone stays in the lease for gc().
+ *
+ * @example
+ * ```ts
+ * import { type EnvSpec, hostRunner, hostUndo, type OpenOptions } from '@execenv/core';
+ * import { openWithLease } from '@execenv/core/driver';
+ * async open(spec: EnvSpec, opts: OpenOptions = {}): Promise<FooEnvironment> {
+ *   const undo = hostUndo(hostRunner());
+ *   // When `create` throws or opts.signal fires, what the lease holds is undone before open rejects.
+ *   return openWithLease({ driver: 'foo', spec, opts, undo, create: (ctx) => startFoo(ctx, undo) });
+ * }
+ * ```
  */
 export async function openWithLease<S extends EnvSpec<unknown>, E extends Environment>(
   options: OpenWithLeaseOptions<S, E>,
@@ -107,7 +147,19 @@ function withSuppressed(err: unknown, problems: unknown[]): unknown {
   return error;
 }
 
-/** leaseList lists the environments of `driver` whose leases are under `stateDir`, live owners or dead. */
+/**
+ * leaseList lists the environments of `driver` whose leases are under `stateDir`, live owners or dead.
+ *
+ * @example
+ * ```ts
+ * import { defaultStateDir } from '@execenv/core';
+ * import { leaseList } from '@execenv/core/driver';
+ * // FooDriver.list(): what `execenv ps` and the conformance leak checks see.
+ * list(opts: { stateDir?: string } = {}) {
+ *   return leaseList(opts.stateDir ?? defaultStateDir(), 'foo');
+ * }
+ * ```
+ */
 export async function leaseList(stateDir: string, driver: string): Promise<EnvironmentInfo[]> {
   const records = await readLeases(stateDir, driver);
   return Promise.all(
@@ -120,7 +172,19 @@ export async function leaseList(stateDir: string, driver: string): Promise<Envir
   );
 }
 
-/** leaseGc undoes, with `undo`, what environments of `driver` with dead owners left behind. */
+/**
+ * leaseGc undoes, with `undo`, what environments of `driver` with dead owners left behind.
+ *
+ * @example
+ * ```ts
+ * import { defaultStateDir, hostRunner, hostUndo } from '@execenv/core';
+ * import { leaseGc } from '@execenv/core/driver';
+ * // FooDriver.gc(): leases of live owners are left alone.
+ * gc(opts: { stateDir?: string } = {}) {
+ *   return leaseGc(opts.stateDir ?? defaultStateDir(), 'foo', hostUndo(hostRunner()));
+ * }
+ * ```
+ */
 export function leaseGc(stateDir: string, driver: string, undo: Undo): Promise<GcReport> {
   return collectDeadLeases(stateDir, driver, undo);
 }

@@ -12,7 +12,17 @@ const openFd = (path: string, flags: number) =>
   new Promise<number>((resolve, reject) => open(path, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
 const closeFd = (fd: number) => new Promise<void>((resolve) => close(fd, () => resolve()));
 
-/** Options of pipeStdio. */
+/**
+ * Options of pipeStdio.
+ *
+ * @example
+ * ```ts
+ * import { type PipeStdioOptions, pipeStdio } from '@execenv/core/driver';
+ * // The command runs as nobody: it must own its pipes to reopen /dev/stdout.
+ * const options: PipeStdioOptions = { owner: { uid: 65534, gid: 65534 }, dir: join(stateDir, 'envs', id) };
+ * const stdio = await pipeStdio(options);
+ * ```
+ */
 export interface PipeStdioOptions {
   /** The user the command runs as: the pipes are given to it, so it may reopen them. @default root's */
   owner?: { uid: number; gid: number };
@@ -22,7 +32,20 @@ export interface PipeStdioOptions {
   dir?: string;
 }
 
-/** Real pipes for a command's stdio, and this process's ends of them. */
+/**
+ * Real pipes for a command's stdio, and this process's ends of them.
+ *
+ * @example
+ * ```ts
+ * import { text } from 'node:stream/consumers';
+ * import { type PipeStdio, pipeStdio } from '@execenv/core/driver';
+ * const stdio: PipeStdio = await pipeStdio();
+ * spawn('chroot', [root, ...argv], { stdio: [...stdio.fds] });
+ * await stdio.closeCommandEnds(); // the command holds them now: its exit ends stdout and stderr
+ * const output = await text(stdio.stdout);
+ * await stdio.dispose();
+ * ```
+ */
 export interface PipeStdio {
   /** The command's ends, to pass as its stdio: `[stdin, stdout, stderr]`. */
   readonly fds: readonly [number, number, number];
@@ -47,6 +70,17 @@ export interface PipeStdio {
  * `owner`: a command can open /dev/stdin, /dev/stdout and /dev/stderr as
  * any program expects. Pass `fds` as the child's stdio, then call
  * `closeCommandEnds()` so its exit ends the streams.
+ *
+ * @example
+ * ```ts
+ * import { spawn } from 'node:child_process';
+ * import { pipeStdio } from '@execenv/core/driver';
+ * // A command running as nobody reopens /dev/stdout only on pipes it owns.
+ * const stdio = await pipeStdio({ owner: { uid: 65534, gid: 65534 } });
+ * spawn('chroot', ['--userspec=65534:65534', root, ...argv], { stdio: [...stdio.fds] });
+ * await stdio.closeCommandEnds();
+ * stdio.stdout.pipe(process.stdout);
+ * ```
  */
 export async function pipeStdio(opts: PipeStdioOptions = {}): Promise<PipeStdio> {
   const dir = await mkdtemp(join(opts.dir ?? tmpdir(), 'execenv-stdio-'));

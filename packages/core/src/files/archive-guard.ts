@@ -1,6 +1,16 @@
 import { UnsafePathError } from '../errors.js';
 
-/** The fields of a tar header the guard looks at. */
+/**
+ * The fields of a tar header the guard looks at.
+ *
+ * @example
+ * ```ts
+ * import { ArchiveGuard, type EntryHeader } from '@execenv/core';
+ * const guard = new ArchiveGuard();
+ * const header: EntryHeader = { name: './bin/sh', type: 'symlink', linkname: 'busybox' };
+ * guard.record(guard.check(header), header.type); // check returns 'bin/sh'
+ * ```
+ */
 export interface EntryHeader {
   name: string;
   type?: string | null;
@@ -10,6 +20,13 @@ export interface EntryHeader {
 /**
  * Normalises an archive member name to a relative path (`./a//b/` -> `a/b`,
  * `.` or `./` -> ``), refusing absolute names, `..` components and NUL bytes.
+ *
+ * @example
+ * ```ts
+ * import { normaliseEntryName } from '@execenv/core';
+ * normaliseEntryName('./usr//bin/'); // 'usr/bin'
+ * normaliseEntryName('../etc/passwd'); // throws UnsafePathError
+ * ```
  */
 export function normaliseEntryName(name: string): string {
   if (name.includes('\0')) throw new UnsafePathError(name, 'archive entry name contains a NUL byte');
@@ -25,6 +42,18 @@ export function normaliseEntryName(name: string): string {
  * hardlink, a symlink that climbs out, or a path through a symlink the same
  * archive created. Absolute symlink targets are allowed: inside an
  * environment they resolve inside it.
+ *
+ * @example
+ * ```ts
+ * import { ArchiveGuard } from '@execenv/core';
+ * import { extract } from 'tar-stream';
+ * const guard = new ArchiveGuard();
+ * for await (const entry of tar.pipe(extract())) {
+ *   const name = guard.check(entry.header); // UnsafePathError for an entry that would leave the destination
+ *   await writeEntry(name, entry); // yours: create it below the destination
+ *   guard.record(name, entry.header.type);
+ * }
+ * ```
  */
 export class ArchiveGuard {
   readonly #entries = new Set<string>(['']);

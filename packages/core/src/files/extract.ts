@@ -10,7 +10,22 @@ import { type IdMap, toHostId } from './id-map.js';
 import { resolveInRoot } from './in-root.js';
 import { setModeAndOwner } from './metadata.js';
 
-/** Options of extractArchive. */
+/**
+ * Options of extractArchive.
+ *
+ * @example
+ * ```ts
+ * import { type ExtractOptions, extractArchive, hostRunner } from '@execenv/core';
+ * const range = [{ inside: 0, outside: 100000, count: 65536 }];
+ * const opts: ExtractOptions = {
+ *   root: '/var/lib/foo/e1/rootfs', // `/` of the environment, seen from the host
+ *   destDir: '/srv/www',
+ *   runner: hostRunner(), // makes device nodes and fifos
+ *   ids: { uids: range, gids: range }, // entry owner 0 becomes host uid 100000
+ * };
+ * const stats = await extractArchive(tar, opts);
+ * ```
+ */
 export interface ExtractOptions {
   /** The directory that is `/` for every path of the extraction. */
   root: string;
@@ -31,7 +46,17 @@ export interface ExtractOptions {
   context?: ErrorContext;
 }
 
-/** What an extraction did. */
+/**
+ * What an extraction did.
+ *
+ * @example
+ * ```ts
+ * import { extractArchive } from '@execenv/core';
+ * const stats = await extractArchive(tar, { root: '/tmp/unpacked', destDir: '/' });
+ * console.log(`${stats.entries} entries, ${stats.bytes} bytes`);
+ * if (stats.skippedSpecial > 0) console.warn(`${stats.skippedSpecial} device node(s) or fifo(s) skipped`);
+ * ```
+ */
 export interface ExtractStats {
   /** Entries extracted. */
   entries: number;
@@ -57,6 +82,13 @@ async function exists(path: string): Promise<boolean> {
  * component is never followed. On an unsafe entry, or any other failure, it
  * removes what this extraction created and rejects; files it overwrote are
  * not restored. Memory stays flat: file content streams straight to disk.
+ *
+ * @example
+ * ```ts
+ * import { extractArchive } from '@execenv/core';
+ * // unpack what the environment sends into ./out; an entry that would leave ./out rejects with UnsafePathError
+ * const stats = await extractArchive(env.pullArchive('/build/out'), { root: './out', destDir: '/' });
+ * ```
  */
 export async function extractArchive(tar: Readable, opts: ExtractOptions): Promise<ExtractStats> {
   // Attached before the first await: a source already flowing (a child's stdout) must not lose its first bytes.

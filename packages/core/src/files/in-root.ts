@@ -1,21 +1,58 @@
 import { lstat, readlink } from 'node:fs/promises';
 import { UnsafePathError } from '../errors.js';
 
-/** Most symlinks followed while resolving one path, as the kernel allows. */
+/**
+ * Most symlinks followed while resolving one path, as the kernel allows.
+ *
+ * @example
+ * ```ts
+ * import { MAX_SYMLINK_HOPS, resolveInRoot } from '@execenv/core';
+ * // with /a -> /b and /b -> /a inside the root, resolving gives up after MAX_SYMLINK_HOPS (40) links
+ * await resolveInRoot('/srv/rootfs', '/a', { followFinal: true }); // throws UnsafePathError
+ * ```
+ */
 export const MAX_SYMLINK_HOPS = 40;
 
-/** Options of resolveInRoot. */
+/**
+ * Options of resolveInRoot.
+ *
+ * @example
+ * ```ts
+ * import { type ResolveOptions, resolveInRoot } from '@execenv/core';
+ * const follow: ResolveOptions = { followFinal: true };
+ * await resolveInRoot('/srv/rootfs', '/etc/resolv.conf', follow); // where the link points, inside the root
+ * await resolveInRoot('/srv/rootfs', '/etc/resolv.conf'); // the link itself: '/srv/rootfs/etc/resolv.conf'
+ * ```
+ */
 export interface ResolveOptions {
   /** Follow a symlink in the last component too. @default false */
   followFinal?: boolean;
 }
 
-/** Splits an absolute in-root path into components, dropping empty and `.` ones. */
+/**
+ * Splits an absolute in-root path into components, dropping empty and `.` ones.
+ *
+ * @example
+ * ```ts
+ * import { pathComponents } from '@execenv/core';
+ * pathComponents('/usr//lib/./x86_64-linux-gnu/'); // ['usr', 'lib', 'x86_64-linux-gnu']
+ * pathComponents('/a/../b'); // ['a', '..', 'b']: `..` is left to the resolver
+ * ```
+ */
 export function pathComponents(path: string): string[] {
   return path.split('/').filter((c) => c !== '' && c !== '.');
 }
 
-/** Throws UnsafePathError unless `path` is absolute and free of NUL bytes. */
+/**
+ * Throws UnsafePathError unless `path` is absolute and free of NUL bytes.
+ *
+ * @example
+ * ```ts
+ * import { assertEnvPath } from '@execenv/core';
+ * // first in a driver's push, stat or readDir:
+ * assertEnvPath(dest); // UnsafePathError for 'tmp/x' or a path with a NUL byte
+ * ```
+ */
 export function assertEnvPath(path: string): void {
   if (typeof path !== 'string' || !path.startsWith('/'))
     throw new UnsafePathError(String(path), 'paths inside an environment must be absolute');
@@ -28,6 +65,14 @@ export function assertEnvPath(path: string): void {
  * `root`, and `..` stops at `root` (the semantics of openat2's
  * RESOLVE_IN_ROOT). Missing components are kept as named. The result is
  * always `root` or below it.
+ *
+ * @example
+ * ```ts
+ * import { resolveInRoot } from '@execenv/core';
+ * // with the symlink /srv/rootfs/tmp/x -> /
+ * await resolveInRoot('/srv/rootfs', '/tmp/x/etc/passwd'); // '/srv/rootfs/etc/passwd', never the host's
+ * await resolveInRoot('/srv/rootfs', '/../../etc'); // '/srv/rootfs/etc': `..` stops at the root
+ * ```
  */
 export async function resolveInRoot(root: string, path: string, opts: ResolveOptions = {}): Promise<string> {
   assertEnvPath(path);

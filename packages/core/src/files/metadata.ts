@@ -5,6 +5,13 @@ import { chmod, lchown } from 'node:fs/promises';
  * following a final symlink. The mode goes first: in a user namespace the
  * mode of a file owned by an unmapped id can no longer be changed. setuid and
  * setgid bits, which chown clears, are set again afterwards.
+ *
+ * @example
+ * ```ts
+ * import { setModeAndOwner } from '@execenv/core';
+ * // a setuid helper owned by root of a user namespace whose root is host uid 100000
+ * await setModeAndOwner('/srv/rootfs/usr/bin/helper', 0o4755, { uid: 100000, gid: 100000 });
+ * ```
  */
 export async function setModeAndOwner(path: string, mode: number, owner?: { uid: number; gid: number }): Promise<void> {
   await chmod(path, mode & 0o7777);

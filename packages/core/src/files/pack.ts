@@ -7,7 +7,17 @@ import { type ErrorContext, NotFoundError } from '../errors.js';
 import { type IdMap, toInsideId } from './id-map.js';
 import { resolveInRoot } from './in-root.js';
 
-/** Options of packTree. */
+/**
+ * Options of packTree.
+ *
+ * @example
+ * ```ts
+ * import { type PackOptions, packTree } from '@execenv/core';
+ * const range = [{ inside: 0, outside: 100000, count: 65536 }];
+ * const opts: PackOptions = { ids: { uids: range, gids: range }, onProgress: (n) => console.error(`${n} bytes`) };
+ * const tar = packTree('/srv/rootfs', '/home/builder/out', opts); // owners as ids inside the namespace
+ * ```
+ */
 export interface PackOptions {
   /** envId/driver for the errors the stream emits. */
   context?: ErrorContext;
@@ -37,6 +47,15 @@ function headerOf(name: string, st: Stats, ids?: IdMap): Pick<Headers, 'name' | 
  * component of `srcPath` is followed inside `root` (a link to /etc/shadow
  * packs the root's /etc/shadow, never the host's); links inside the tree are
  * packed as links. A missing path errors the stream with NotFoundError.
+ *
+ * @example
+ * ```ts
+ * import { createWriteStream } from 'node:fs';
+ * import { pipeline } from 'node:stream/promises';
+ * import { packTree } from '@execenv/core';
+ * // entries '.', 'bin', 'bin/app', ... of /opt/app inside the root; a missing path errors with NotFoundError
+ * await pipeline(packTree('/srv/rootfs', '/opt/app'), createWriteStream('./app.tar'));
+ * ```
  */
 export function packTree(root: string, srcPath: string, opts: PackOptions = {}): Readable {
   const pack = tarPack();

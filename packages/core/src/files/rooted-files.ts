@@ -14,14 +14,36 @@ import { setModeAndOwner } from './metadata.js';
 import { packTree } from './pack.js';
 import { tarCopy } from './tar-copy.js';
 
-/** A copy that moved bytes, for progress events. */
+/**
+ * A copy that moved bytes, for progress events.
+ *
+ * @example
+ * ```ts
+ * import { type CopyProgress, RootedFiles } from '@execenv/core';
+ * const onCopy = (e: CopyProgress) => console.error(`${e.direction} ${e.path}: ${e.bytes} bytes`);
+ * const files = new RootedFiles('/var/lib/foo/e1/rootfs', { onCopy });
+ * ```
+ */
 export interface CopyProgress {
   direction: 'push' | 'pull';
   path: string;
   bytes: number;
 }
 
-/** Options of RootedFiles. */
+/**
+ * Options of RootedFiles.
+ *
+ * @example
+ * ```ts
+ * import { emit, hostRunner, RootedFiles, type RootedFilesOptions } from '@execenv/core';
+ * const opts: RootedFilesOptions = {
+ *   runner: hostRunner(), // device nodes, fifos, and GNU tar for directories
+ *   context: { envId: id, driver: 'foo' },
+ *   onCopy: (e) => emit(onEvent, { type: 'copy', envId: id, ...e }),
+ * };
+ * const files = new RootedFiles('/var/lib/foo/e1/rootfs', opts);
+ * ```
+ */
 export interface RootedFilesOptions {
   /** Makes device nodes and fifos when extracting archives. */
   runner?: ProcessRunner;
@@ -47,6 +69,21 @@ function typeOf(st: Awaited<ReturnType<typeof lstat>>): FileStat['type'] {
  * filesystem is a directory the host can open (chroot, systemd-nspawn).
  * Every path resolves inside the root, so symlinks in the environment can
  * never make a push write, or a pull read, outside it.
+ *
+ * @deprecated Paths are resolved on the host, and a process inside the
+ * environment can swap a directory for a symlink between that check and the
+ * write or read, racing it out of the root. Run file operations through the
+ * in-environment agent instead: `AgentEnvironment` from
+ * `@execenv/core/driver` (see docs/third-party-drivers.md).
+ *
+ * @example
+ * ```ts
+ * import { hostRunner, RootedFiles } from '@execenv/core';
+ * // in a BaseEnvironment whose root filesystem is the host directory `rootfs`:
+ * const files = new RootedFiles(rootfs, { runner: hostRunner(), context: { envId: this.id, driver: 'foo' } });
+ * await files.push(new TextEncoder().encode('nameserver 10.0.2.3\n'), '/etc/resolv.conf', { mode: 0o644 });
+ * await files.pull('/build/out', '/home/me/out');
+ * ```
  */
 export class RootedFiles {
   readonly #root: string;

@@ -10,6 +10,19 @@ const HOST_ENV = hostEnv();
  * names tar itself produced and a `to` no one else writes to: it is the fast
  * path of RootedFiles, not a way to unpack untrusted archives. Returns the
  * bytes tar wrote.
+ *
+ * @deprecated The fast path of the deprecated RootedFiles: its paths are
+ * resolved on the host, which a process inside the environment can race with
+ * symlinks. Run file operations through the in-environment agent instead:
+ * `AgentEnvironment` from `@execenv/core/driver` (see
+ * docs/third-party-drivers.md).
+ *
+ * @example
+ * ```ts
+ * import { hostRunner, tarCopy } from '@execenv/core';
+ * // into a fresh, empty staging directory that nothing else writes to
+ * const bytes = await tarCopy(hostRunner(), '/home/me/project', '/var/lib/foo/e1/stage');
+ * ```
  */
 export async function tarCopy(runner: ProcessRunner, from: string, to: string): Promise<number> {
   const owners = process.getuid?.() === 0 ? ['--same-owner'] : ['--no-same-owner'];

@@ -7,6 +7,15 @@ import { isAlive } from './owner.js';
 /**
  * Releases the leases of `driver` whose owner process is dead, undoing their
  * resources with `undo`. Leases of live owners are never touched.
+ *
+ * @example
+ * ```ts
+ * import { collectDeadLeases, defaultStateDir, hostRunner, hostUndo } from '@execenv/core';
+ * // FooDriver.gc: leases of live owners are left alone
+ * async gc(opts: { stateDir?: string } = {}) {
+ *   return collectDeadLeases(opts.stateDir ?? defaultStateDir(), 'foo', hostUndo(hostRunner()));
+ * }
+ * ```
  */
 export async function collectDeadLeases(stateDir: string, driver: string, undo: Undo): Promise<GcReport> {
   const report: GcReport = { removed: [], errors: [] };
@@ -26,6 +35,15 @@ export async function collectDeadLeases(stateDir: string, driver: string, undo: 
 /**
  * Removes what environments of dead owners left behind, on every registered
  * driver (or the named ones, importing them when needed) that implements gc.
+ *
+ * @example
+ * ```ts
+ * import { gc } from '@execenv/core';
+ * import '@execenv/chroot';
+ * const { removed, errors } = await gc(); // every registered driver that implements gc
+ * console.log(`removed ${removed.join(', ') || 'nothing'}`);
+ * for (const e of errors) console.error(e);
+ * ```
  */
 export async function gc(opts: { drivers?: string[]; stateDir?: string } = {}): Promise<GcReport> {
   const total: GcReport = { removed: [], errors: [] };

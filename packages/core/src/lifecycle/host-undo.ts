@@ -14,7 +14,17 @@ async function waitGone(pid: number, startTime: string, timeoutMs: number): Prom
   return false;
 }
 
-/** Kills a recorded process (only if it is still the same process) and waits until it is gone. */
+/**
+ * Kills a recorded process (only if it is still the same process) and waits until it is gone.
+ *
+ * @example
+ * ```ts
+ * import { killRecordedProcess, processStartTime } from '@execenv/core';
+ * const startTime = await processStartTime(pid); // recorded when the process was started
+ * // later, even after its pid may have been reused:
+ * if (startTime) await killRecordedProcess(pid, startTime); // kills only that same process
+ * ```
+ */
 export async function killRecordedProcess(pid: number, startTime: string): Promise<void> {
   if ((await processStartTime(pid)) !== startTime) return;
   try {
@@ -25,7 +35,16 @@ export async function killRecordedProcess(pid: number, startTime: string): Promi
   if (!(await waitGone(pid, startTime, 5000))) throw new Error(`execenv: process ${pid} did not exit after SIGKILL`);
 }
 
-/** Unmounts `path` and everything below it, deepest first; lazily when busy. No-op when not mounted. */
+/**
+ * Unmounts `path` and everything below it, deepest first; lazily when busy. No-op when not mounted.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner, unmountTree } from '@execenv/core';
+ * // every mount at or below the path, the last mounted first
+ * await unmountTree(hostRunner(), '/var/lib/foo/e1/rootfs');
+ * ```
+ */
 export async function unmountTree(runner: ProcessRunner, path: string): Promise<void> {
   for (const mount of (await mountsUnder(path)).reverse()) {
     const r = await runner.run(['umount', mount], { check: false });
@@ -39,6 +58,12 @@ export async function unmountTree(runner: ProcessRunner, path: string): Promise<
  * runner, GNU rm does it, which descends through directory descriptors and
  * so also removes trees deeper than PATH_MAX (a process inside an
  * environment can make one); without, Node's rm, which cannot.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner, removeTree } from '@execenv/core';
+ * await removeTree('/var/lib/foo/e1', hostRunner()); // throws while anything below is still mounted
+ * ```
  */
 export async function removeTree(path: string, runner?: ProcessRunner): Promise<void> {
   const mounted = await mountsUnder(path);
@@ -51,6 +76,14 @@ export async function removeTree(path: string, runner?: ProcessRunner): Promise<
 /**
  * The undo for core's resource kinds (`dir`, `mount`, `process`). Drivers with
  * kinds of their own handle those first and delegate the rest here.
+ *
+ * @example
+ * ```ts
+ * import { hostUndo, type Undo } from '@execenv/core';
+ * const host = hostUndo(runner);
+ * const fooUndo: Undo = (r) => (r.kind === 'foo-container' ? removeContainer(String(r.name)) : host(r));
+ * await lease.release(fooUndo);
+ * ```
  */
 export function hostUndo(runner: ProcessRunner): Undo {
   return async (resource: LeaseResource) => {

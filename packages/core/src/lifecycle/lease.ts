@@ -8,6 +8,16 @@ import { type Owner, ownerOf } from './owner.js';
  * LeaseResource is one thing an environment created on the host, recorded so
  * that close() or a later gc() can undo it. Core knows `dir`, `mount` and
  * `process`; drivers add kinds of their own.
+ *
+ * @example
+ * ```ts
+ * import type { LeaseResource } from '@execenv/core';
+ * const path = `/var/lib/foo/${id}`;
+ * await mkdir(path, { recursive: true });
+ * const dir: LeaseResource = { kind: 'dir', path }; // removed by hostUndo on release
+ * await lease.add(dir);
+ * await lease.add({ kind: 'foo-container', name: id }); // a kind of the driver's own, undone by its Undo
+ * ```
  */
 export interface LeaseResource {
   /** `dir` (removed), `mount` (unmounted with everything below), `process` (killed), or a driver's own kind. */
@@ -22,7 +32,17 @@ export interface LeaseResource {
   [field: string]: unknown;
 }
 
-/** LeaseRecord is the file kept under `<stateDir>/leases/<id>.json`. */
+/**
+ * LeaseRecord is the file kept under `<stateDir>/leases/<id>.json`.
+ *
+ * @example
+ * ```ts
+ * import { defaultStateDir, type LeaseRecord, readLeases } from '@execenv/core';
+ * const records: LeaseRecord[] = await readLeases(defaultStateDir(), 'chroot');
+ * const nightly = records.filter((r) => r.labels?.job === 'nightly');
+ * console.log(nightly.map((r) => `${r.id} since ${r.createdAt} by pid ${r.owner.pid}`).join('\n'));
+ * ```
+ */
 export interface LeaseRecord {
   /** Environment id. */
   id: string;
@@ -38,18 +58,47 @@ export interface LeaseRecord {
   resources: LeaseResource[];
 }
 
-/** describeResource says in a few words what one lease resource holds on the host: `dir /path`, `process 42`. */
+/**
+ * describeResource says in a few words what one lease resource holds on the host: `dir /path`, `process 42`.
+ *
+ * @example
+ * ```ts
+ * import { defaultStateDir, describeResource, readLeases } from '@execenv/core';
+ * for (const lease of await readLeases(defaultStateDir()))
+ *   console.log(lease.id, lease.resources.map(describeResource).join(', ')); // e.g. 'dir /var/lib/...', 'process 42'
+ * ```
+ */
 export function describeResource(r: LeaseResource): string {
   if (r.kind === 'process') return `process ${r.pid}`;
   return r.path === undefined ? r.kind : `${r.kind} ${String(r.path)}`;
 }
 
-/** Undoes one resource; must succeed when the resource is already gone. */
+/**
+ * Undoes one resource; must succeed when the resource is already gone.
+ *
+ * @example
+ * ```ts
+ * import type { Undo } from '@execenv/core';
+ * const undo: Undo = async (r) => {
+ *   if (r.kind !== 'foo-container') throw new Error(`no undo for ${r.kind}`);
+ *   await runner.run(['foo', 'rm', '--force', String(r.name)], { check: false }); // fine when already gone
+ * };
+ * ```
+ */
 export type Undo = (resource: LeaseResource) => Promise<void>;
 
 const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 
-/** A fresh environment id: `execenv-` and 12 random lower-case letters and digits. */
+/**
+ * A fresh environment id: `execenv-` and 12 random lower-case letters and digits.
+ *
+ * @example
+ * ```ts
+ * import { Lease, newEnvironmentId } from '@execenv/core';
+ * const id = newEnvironmentId(); // 'execenv-' and 12 random lower-case letters and digits
+ * const lease = await Lease.create(stateDir, id, 'foo', spec.labels);
+ * ```
+ */
 export function newEnvironmentId(): string {
   const bytes = randomBytes(12);
   let s = '';
@@ -71,6 +120,16 @@ async function writeAtomic(path: string, content: string): Promise<void> {
  * Lease is the ordered record of what one environment created. Drivers add a
  * resource right after creating it; release() undoes them in reverse order,
  * persisting progress so an interrupted release can be finished by gc().
+ *
+ * @example
+ * ```ts
+ * import { defaultStateDir, hostRunner, hostUndo, Lease, newEnvironmentId } from '@execenv/core';
+ * const lease = await Lease.create(defaultStateDir(), newEnvironmentId(), 'foo');
+ * await mkdir(`/var/lib/foo/${lease.id}`);
+ * await lease.add({ kind: 'dir', path: `/var/lib/foo/${lease.id}` }); // right after creating it
+ * // in close(), or in gc() after this process died:
+ * await lease.release(hostUndo(hostRunner())); // CleanupError lists what could not be undone
+ * ```
  */
 export class Lease {
   readonly #path: string;
@@ -152,7 +211,16 @@ export class Lease {
   }
 }
 
-/** Reads every lease under `stateDir`, optionally only those of one driver. Unreadable files are skipped. */
+/**
+ * Reads every lease under `stateDir`, optionally only those of one driver. Unreadable files are skipped.
+ *
+ * @example
+ * ```ts
+ * import { defaultStateDir, isAlive, readLeases } from '@execenv/core';
+ * for (const record of await readLeases(defaultStateDir(), 'chroot'))
+ *   console.log(record.id, (await isAlive(record.owner)) ? 'in use' : 'left behind');
+ * ```
+ */
 export async function readLeases(stateDir: string, driver?: string): Promise<LeaseRecord[]> {
   let names: string[];
   try {

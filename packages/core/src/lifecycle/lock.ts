@@ -2,7 +2,16 @@ import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { isAlive, type Owner, ownerOf } from './owner.js';
 
-/** Options of withLock. */
+/**
+ * Options of withLock.
+ *
+ * @example
+ * ```ts
+ * import { type LockOptions, withLock } from '@execenv/core';
+ * const opts: LockOptions = { timeoutMs: 60_000, onWait: (holder) => console.error(`pid ${holder.pid} has it`) };
+ * const rootfs = await withLock('/var/cache/foo/images.lock', () => unpackImage(reference), opts);
+ * ```
+ */
 export interface LockOptions {
   /** Give up after this many milliseconds. @default 10 minutes */
   timeoutMs?: number;
@@ -30,6 +39,15 @@ async function tryAcquire(path: string, me: Owner): Promise<Owner | undefined> {
 /**
  * Runs `fn` while holding an inter-process lock file at `path`. A lock left by
  * a dead process is taken over; a live holder is waited for.
+ *
+ * @example
+ * ```ts
+ * import { defaultCacheDir, withLock } from '@execenv/core';
+ * // one process builds the image; the others wait, then find it built
+ * const image = await withLock(`${defaultCacheDir()}/bookworm.lock`, () => buildImageOnce('bookworm'), {
+ *   onWait: (holder) => console.error(`waiting for pid ${holder.pid}`),
+ * });
+ * ```
  */
 export async function withLock<T>(path: string, fn: () => Promise<T>, opts: LockOptions = {}): Promise<T> {
   await mkdir(dirname(path), { recursive: true });

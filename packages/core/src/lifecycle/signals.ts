@@ -1,4 +1,15 @@
-/** Something that can be closed when the process is told to stop. */
+/**
+ * Something that can be closed when the process is told to stop.
+ *
+ * @example
+ * ```ts
+ * import { type Closable, closeOnSignal, forgetOnSignal } from '@execenv/core';
+ * const tunnel: Closable = { close: () => stopTunnel(port) };
+ * closeOnSignal(tunnel);
+ * // ... and once it was closed the normal way:
+ * forgetOnSignal(tunnel);
+ * ```
+ */
 export interface Closable {
   close(): Promise<void>;
 }
@@ -27,13 +38,39 @@ function uninstall(): void {
   for (const s of SIGNALS) process.off(s, onSignal);
 }
 
-/** Closes `target` when the process receives SIGINT or SIGTERM, then lets the signal take its course. */
+/**
+ * Closes `target` when the process receives SIGINT or SIGTERM, then lets the signal take its course.
+ *
+ * @example
+ * ```ts
+ * import { closeOnSignal, forgetOnSignal } from '@execenv/core';
+ * const vm = await startFooVm(); // anything with close(): Promise<void>
+ * closeOnSignal(vm); // Ctrl-C closes it, then the process ends as it would have
+ * try {
+ *   await runJobs(vm);
+ * } finally {
+ *   await vm.close();
+ *   forgetOnSignal(vm);
+ * }
+ * ```
+ */
 export function closeOnSignal(target: Closable): void {
   open.add(target);
   install();
 }
 
-/** Stops watching `target` (after it closed); removes the handlers when nothing is left to close. */
+/**
+ * Stops watching `target` (after it closed); removes the handlers when nothing is left to close.
+ *
+ * @example
+ * ```ts
+ * import { forgetOnSignal } from '@execenv/core';
+ * async close() {
+ *   forgetOnSignal(this); // closed on purpose: SIGINT need not close it again
+ *   await this.vm.stop();
+ * }
+ * ```
+ */
 export function forgetOnSignal(target: Closable): void {
   open.delete(target);
   if (open.size === 0) uninstall();

@@ -7,10 +7,33 @@ import { extractToFake, packFake } from './fake-archive.js';
 import { FAKE_BUILTINS } from './fake-commands.js';
 import { FakeFileSystem } from './fake-filesystem.js';
 
-/** Codes an agent operation fails with (see AgentSessionLike). */
+/**
+ * Codes an agent operation fails with (see AgentSessionLike).
+ *
+ * @example
+ * ```ts
+ * import { FakeAgentSession, type FakeAgentErrorCode, fakeAgentError } from '@execenv/core/testing';
+ * const code: FakeAgentErrorCode = 'UNSAFE_PATH';
+ * const session = new FakeAgentSession({
+ *   fail: (op, path) => (op === 'tarIn' ? fakeAgentError(code, `${path}: unsafe entry`) : undefined),
+ * });
+ * ```
+ */
 export type FakeAgentErrorCode = 'NOT_FOUND' | 'UNSAFE_PATH' | 'CONFLICT' | 'INVALID' | 'IO';
 
-/** fakeAgentError makes an error shaped as an agent's: named `AgentError`, with a `code`. */
+/**
+ * fakeAgentError makes an error shaped as an agent's: named `AgentError`, with a `code`.
+ *
+ * @example
+ * ```ts
+ * import { FakeAgentSession, fakeAgentError } from '@execenv/core/testing';
+ * // Every write under /ro fails as a real agent's would; AgentEnvironment makes it EXEC_FAILED.
+ * const readOnly = (op: string, path: string) => op === 'writeFile' && path.startsWith('/ro/');
+ * const session = new FakeAgentSession({
+ *   fail: (op, path) => (readOnly(op, path) ? fakeAgentError('IO', 'Read-only file system') : undefined),
+ * });
+ * ```
+ */
 export function fakeAgentError(code: FakeAgentErrorCode, message: string): Error & { code: FakeAgentErrorCode } {
   const err = new Error(message) as Error & { code: FakeAgentErrorCode };
   err.name = 'AgentError';
@@ -18,14 +41,34 @@ export function fakeAgentError(code: FakeAgentErrorCode, message: string): Error
   return err;
 }
 
-/** fakeAgentTransportError makes the error of a lost agent connection: named `AgentTransportError`. */
+/**
+ * fakeAgentTransportError makes the error of a lost agent connection: named `AgentTransportError`.
+ *
+ * @example
+ * ```ts
+ * import { FakeAgentSession, fakeAgentTransportError } from '@execenv/core/testing';
+ * const session = new FakeAgentSession({ fail: (op) => (op === 'readDir' ? fakeAgentTransportError() : undefined) });
+ * const env = new FooEnvironment({ ...init, session }); // the AgentEnvironment of the driver under test
+ * await expect(env.readDir('/var/log')).rejects.toMatchObject({ code: 'TRANSPORT' });
+ * ```
+ */
 export function fakeAgentTransportError(message = 'the agent connection was lost'): Error {
   const err = new Error(message);
   err.name = 'AgentTransportError';
   return err;
 }
 
-/** What a scripted agent command sees. */
+/**
+ * What a scripted agent command sees.
+ *
+ * @example
+ * ```ts
+ * import { type FakeAgentCommandContext, FakeAgentSession } from '@execenv/core/testing';
+ * // `id -u` answers with the uid the environment resolved for the exec.
+ * const id = ({ uid }: FakeAgentCommandContext) => ({ stdout: `${uid}\n` });
+ * const session = new FakeAgentSession({ commands: { id } });
+ * ```
+ */
 export interface FakeAgentCommandContext extends AgentExecRequest {
   /** Reads stdin to its end; commands that never call it never wait for it. */
   stdin(): Promise<Uint8Array>;
@@ -39,7 +82,16 @@ export interface FakeAgentCommandContext extends AgentExecRequest {
   files: FakeFileSystem;
 }
 
-/** What a scripted agent command leaves; missing fields mean exit 0 and no more output. */
+/**
+ * What a scripted agent command leaves; missing fields mean exit 0 and no more output.
+ *
+ * @example
+ * ```ts
+ * import { type FakeAgentCommandResult, FakeAgentSession } from '@execenv/core/testing';
+ * const crashed: FakeAgentCommandResult = { signal: 'SIGSEGV', stderr: 'Segmentation fault\n' };
+ * const session = new FakeAgentSession({ commands: { make: () => crashed, grep: () => ({ exitCode: 1 }) } });
+ * ```
+ */
 export interface FakeAgentCommandResult {
   exitCode?: number;
   signal?: string;
@@ -47,12 +99,38 @@ export interface FakeAgentCommandResult {
   stderr?: string | Uint8Array;
 }
 
-/** A scripted command, keyed by argv[0]. */
+/**
+ * A scripted command, keyed by argv[0].
+ *
+ * @example
+ * ```ts
+ * import { type FakeAgentCommand, FakeAgentSession } from '@execenv/core/testing';
+ * // Copies stdin to the file named by argv[1], as `tee` would.
+ * const tee: FakeAgentCommand = async ({ argv, stdin, files }) => {
+ *   const data = await stdin();
+ *   files.writeFile(argv[1]!, data);
+ *   return { stdout: data };
+ * };
+ * const session = new FakeAgentSession({ commands: { tee } });
+ * ```
+ */
 export type FakeAgentCommand = (
   ctx: FakeAgentCommandContext,
 ) => FakeAgentCommandResult | undefined | Promise<FakeAgentCommandResult | undefined>;
 
-/** Options of a FakeAgentSession. */
+/**
+ * Options of a FakeAgentSession.
+ *
+ * @example
+ * ```ts
+ * import { FakeAgentSession, type FakeAgentSessionOptions } from '@execenv/core/testing';
+ * const options: FakeAgentSessionOptions = {
+ *   files: { '/etc/passwd': 'root:x:0:0:root:/root:/bin/sh\n', '/etc/group': 'root:x:0:\n' },
+ *   commands: { uname: () => ({ stdout: 'Linux\n' }) },
+ * };
+ * const session = new FakeAgentSession(options);
+ * ```
+ */
 export interface FakeAgentSessionOptions {
   /** Files the environment starts with, by absolute path. */
   files?: Record<string, string | Uint8Array>;
@@ -82,6 +160,17 @@ const BUILTINS: Record<string, FakeAgentCommand> = {
  * environments: files live in a FakeFileSystem, commands are functions, and
  * errors are shaped as a real agent's (`AgentError` with a code,
  * `AgentTransportError` once closed). It records every exec request.
+ *
+ * @example
+ * ```ts
+ * import { AgentEnvironment } from '@execenv/core/driver';
+ * import { FakeAgentSession } from '@execenv/core/testing';
+ * const session = new FakeAgentSession({ files: { '/etc/os-release': 'ID=debian\n' } });
+ * const init = { id: 'execenv-test0000000', driver: 'foo', capabilities: ['isolation-container' as const] };
+ * const env = new AgentEnvironment({ ...init, closeOnSignal: false, session, destroy: async () => {} });
+ * expect((await env.exec(['cat', '/etc/os-release'])).stdout).toBe('ID=debian\n');
+ * expect(session.execs[0]?.argv).toEqual(['cat', '/etc/os-release']);
+ * ```
  */
 export class FakeAgentSession implements AgentSessionLike {
   /** The environment's files. */

@@ -33,7 +33,21 @@ import { FAKE_BUILTINS } from './fake-commands.js';
 import { FakeFileSystem } from './fake-filesystem.js';
 import { FAKE_UTILITIES } from './fake-utilities.js';
 
-/** What a fake command sees. */
+/**
+ * What a fake command sees.
+ *
+ * @example
+ * ```ts
+ * import { type FakeCommandContext, FakeDriver } from '@execenv/core/testing';
+ * // A `make` that needs a Makefile where it runs and leaves its output there.
+ * const make = ({ cwd, files, env }: FakeCommandContext) => {
+ *   if (!files.readFile(`${cwd}/Makefile`)) return { exitCode: 2, stderr: 'make: no Makefile\n' };
+ *   files.writeFile(`${cwd}/app`, new TextEncoder().encode(`built with ${env.CC ?? 'cc'}\n`));
+ *   return { stdout: 'done\n' };
+ * };
+ * const driver = new FakeDriver({ commands: { make } });
+ * ```
+ */
 export interface FakeCommandContext {
   /** The argv that was run. */
   argv: readonly string[];
@@ -57,7 +71,17 @@ export interface FakeCommandContext {
   hostPathOf(path: string): { path: string; readOnly: boolean } | undefined;
 }
 
-/** What a fake command leaves; missing fields mean exit 0 and no output. */
+/**
+ * What a fake command leaves; missing fields mean exit 0 and no output.
+ *
+ * @example
+ * ```ts
+ * import { type FakeCommandResult, FakeDriver } from '@execenv/core/testing';
+ * // The build is killed, as by the kernel's OOM killer: exitCode null, signal 'SIGKILL'.
+ * const oomKilled: FakeCommandResult = { signal: 'SIGKILL', stderr: 'Killed\n' };
+ * const driver = new FakeDriver({ commands: { make: () => oomKilled } });
+ * ```
+ */
 export interface FakeCommandResult {
   exitCode?: number;
   signal?: string;
@@ -65,10 +89,36 @@ export interface FakeCommandResult {
   stderr?: string | Uint8Array;
 }
 
-/** A scripted command of the fake driver, keyed by argv[0]. */
+/**
+ * A scripted command of the fake driver, keyed by argv[0].
+ *
+ * @example
+ * ```ts
+ * import { type FakeCommand, FakeDriver } from '@execenv/core/testing';
+ * // Runs until killed: the exec's timeout or abort, or close.
+ * const serve: FakeCommand = ({ signal }) =>
+ *   new Promise((resolve) => signal.addEventListener('abort', () => resolve({}), { once: true }));
+ * const env = await new FakeDriver({ commands: { serve } }).open({});
+ * const r = await env.exec(['serve'], { timeout: 50 }); // r.timedOut: true, r.signal: 'SIGKILL'
+ * ```
+ */
 export type FakeCommand = (ctx: FakeCommandContext) => FakeCommandResult | Promise<FakeCommandResult>;
 
-/** Options of a fake driver. */
+/**
+ * Options of a fake driver.
+ *
+ * @example
+ * ```ts
+ * import { FakeDriver, type FakeDriverOptions } from '@execenv/core/testing';
+ * const options: FakeDriverOptions = {
+ *   files: { '/etc/debian_version': '12.5\n' },
+ *   commands: { make: ({ cwd }) => ({ stdout: `built in ${cwd}\n` }) },
+ *   utilities: true, // sh, env, id, sleep, ln, mkdir, rm, touch, ...
+ *   lacks: ['ln'], // as an image without it
+ * };
+ * const driver = new FakeDriver(options);
+ * ```
+ */
 export interface FakeDriverOptions {
   /** Registry name. @default 'fake' */
   name?: string;
@@ -93,7 +143,17 @@ export interface FakeDriverOptions {
   leases?: boolean;
 }
 
-/** What a fake environment holds besides files and commands. @internal */
+/**
+ * What a fake environment holds besides files and commands. @internal
+ *
+ * @example
+ * ```ts
+ * import { FakeDriver } from '@execenv/core/testing';
+ * // FakeDriver.open fills these from spec.mounts: the fake `touch` writes through to the host directory.
+ * const env = await new FakeDriver({ utilities: true }).open({ mounts: [{ source: hostDir, target: '/work' }] });
+ * await env.exec(['touch', '/work/stamp']); // creates `${hostDir}/stamp` on the host
+ * ```
+ */
 export interface FakeEnvironmentExtras {
   /** spec.mounts, shown inside as copies and written through by `touch`. */
   mounts?: readonly MountSpec[];
@@ -135,6 +195,19 @@ async function collect(stdin: ExecOptions['stdin']): Promise<Uint8Array> {
 /**
  * FakeEnvironment is an in-memory environment: files live in a map and
  * commands are functions. It records every exec for assertions.
+ *
+ * @example
+ * ```ts
+ * import { FakeDriver, type FakeEnvironment } from '@execenv/core/testing';
+ * const env: FakeEnvironment = await new FakeDriver().open({});
+ * try {
+ *   await deploy(env); // the code under test
+ *   expect(env.calls.map((c) => c.argv)).toEqual([['true']]);
+ *   expect(env.files.stat('/srv/app.conf')?.mode).toBe(0o600);
+ * } finally {
+ *   await env.close();
+ * }
+ * ```
  */
 export class FakeEnvironment extends BaseEnvironment {
   /** The environment's files. */
@@ -325,6 +398,16 @@ export class FakeEnvironment extends BaseEnvironment {
  * `leases` it keeps to the contract as far as the conformance suite's
  * mutant corpus needs: a small userland, spec.network and spec.mounts, and
  * real host state released on close and collected by gc().
+ *
+ * @example
+ * ```ts
+ * import { register } from '@execenv/core';
+ * import { FakeDriver } from '@execenv/core/testing';
+ * const driver = new FakeDriver({ commands: { make: ({ cwd }) => ({ stdout: `built in ${cwd}\n` }) } });
+ * register('fake', driver); // the code under test calls open('fake', spec)
+ * await buildProject({ driver: 'fake' });
+ * expect(driver.openEnvironments.size).toBe(0); // it closed every environment it opened
+ * ```
  */
 export class FakeDriver implements Driver {
   readonly name: string;

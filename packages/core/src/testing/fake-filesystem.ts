@@ -2,7 +2,18 @@ import { posix } from 'node:path';
 import type { FileOptions, FileStat } from '../contract.js';
 import { UnsafePathError } from '../errors.js';
 
-/** One file, directory or symlink of a FakeFileSystem. */
+/**
+ * One file, directory or symlink of a FakeFileSystem.
+ *
+ * @example
+ * ```ts
+ * import { FakeDriver, type FakeNode } from '@execenv/core/testing';
+ * const env = await new FakeDriver().open({});
+ * await build(env); // the code under test
+ * const outputs: [string, Readonly<FakeNode>][] = env.files.entries('/out').filter(([, n]) => n.type === 'file');
+ * for (const [path, node] of outputs) console.log(path, node.mode.toString(8), node.data.length);
+ * ```
+ */
 export interface FakeNode {
   type: 'file' | 'directory' | 'symlink';
   data: Uint8Array;
@@ -16,6 +27,16 @@ export interface FakeNode {
 /**
  * FakeFileSystem is the in-memory tree of a FakeEnvironment: absolute paths,
  * directories created on demand, symlinks stored but never followed.
+ *
+ * @example
+ * ```ts
+ * import { FakeDriver } from '@execenv/core/testing';
+ * const env = await new FakeDriver().open({});
+ * env.files.writeFile('/src/main.c', new TextEncoder().encode('int main(void) { return 0; }\n'));
+ * await build(env); // the code under test: compiles /src and installs into /srv/app
+ * expect(env.files.readDir('/srv/app')).toEqual(['app.conf', 'main']);
+ * expect(env.files.stat('/srv/app/main')?.mode).toBe(0o755);
+ * ```
  */
 export class FakeFileSystem {
   readonly #nodes = new Map<string, FakeNode>([['/', dir()]]);

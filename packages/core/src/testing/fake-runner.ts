@@ -1,10 +1,35 @@
 import { PassThrough } from 'node:stream';
 import type { ProcessRunner, RunningProcess, RunOptions, SpawnOptions } from '../runner.js';
 
-/** How a fake process ended. */
+/**
+ * How a fake process ended.
+ *
+ * @example
+ * ```ts
+ * import { type FakeExit, FakeRunner } from '@execenv/core/testing';
+ * const runner = new FakeRunner();
+ * const started = startBackend(runner); // the code under test spawns its backend and waits for it
+ * const crashed: FakeExit = { exitCode: 1, signal: null };
+ * runner.spawned[0]!.exit(crashed);
+ * await expect(started).rejects.toMatchObject({ code: 'DRIVER_UNAVAILABLE' });
+ * ```
+ */
 export type FakeExit = { exitCode: number | null; signal: string | null };
 
-/** A spawned command as the fake runner saw it, with its streams for the test to play the process. */
+/**
+ * A spawned command as the fake runner saw it, with its streams for the test to play the process.
+ *
+ * @example
+ * ```ts
+ * import { FakeRunner, type FakeSpawned } from '@execenv/core/testing';
+ * const runner = new FakeRunner();
+ * const started = startAgent(runner, '/state/agent.sock'); // the code under test
+ * const agent: FakeSpawned = runner.spawned[0]!;
+ * expect(agent.argv).toEqual(['/usr/lib/foo/execenv-agent', '--listen', '/state/agent.sock']);
+ * agent.stdout.write('ready\n'); // the test plays the process
+ * await started;
+ * ```
+ */
 export interface FakeSpawned {
   /** The argv the driver spawned. */
   argv: readonly string[];
@@ -26,6 +51,15 @@ export interface FakeSpawned {
  * FakeRunner is a ProcessRunner that runs nothing and records the exact argv
  * of every command, so a driver's unit tests assert the host commands it makes;
  * a spawned command's streams and exit are played by the test.
+ *
+ * @example
+ * ```ts
+ * import { hostUndo } from '@execenv/core';
+ * import { FakeRunner } from '@execenv/core/testing';
+ * const runner = new FakeRunner(); // runs nothing: every run() succeeds with empty output
+ * await hostUndo(runner)({ kind: 'dir', path: '/state/envs/execenv-abc' });
+ * expect(runner.ran[0]?.argv).toEqual(['rm', '-rf', '--one-file-system', '--', '/state/envs/execenv-abc']);
+ * ```
  */
 export class FakeRunner implements ProcessRunner {
   /** Every command run to completion, in order. */

@@ -20,7 +20,21 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** uid and gid of a fake user: root, nobody (65534) or `uid[:gid]`. */
+/**
+ * uid and gid of a fake user: root, nobody (65534) or `uid[:gid]`.
+ *
+ * @example
+ * ```ts
+ * import { type FakeCommand, fakeIds } from '@execenv/core/testing';
+ * fakeIds('nobody'); // [65534, 65534]; '1000:100' gives [1000, 100], an unknown name undefined
+ * // A `build` that leaves its output owned by the user it ran as:
+ * const build: FakeCommand = ({ user, files }) => {
+ *   const [uid, gid] = fakeIds(user) ?? [0, 0];
+ *   files.writeFile('/out/app', new Uint8Array(), { uid, gid });
+ *   return {};
+ * };
+ * ```
+ */
 export function fakeIds(user: string): [number, number] | undefined {
   if (user === 'root') return [0, 0];
   if (user === 'nobody') return [65534, 65534];
@@ -139,6 +153,18 @@ function fileType(files: FakeFileSystem, path: string): string | undefined {
  * the conformance suite: `sh -c` for the suite's own scripts, `env`, `id`,
  * `sleep`, `ln`, `mkdir`, `rm`, `touch`, `test`, `stat -c`, `pwd`, `head -c`,
  * `printf`, `kill` and `cat`. Give them with `new FakeDriver({ utilities: true })`.
+ *
+ * @example
+ * ```ts
+ * import { FAKE_UTILITIES, type FakeCommand, FakeDriver } from '@execenv/core/testing';
+ * // The fake `id`, recording who ran it; the rest of the userland stays as it is.
+ * const users: string[] = [];
+ * const id: FakeCommand = (ctx) => {
+ *   users.push(ctx.user);
+ *   return FAKE_UTILITIES.id!(ctx);
+ * };
+ * const driver = new FakeDriver({ utilities: true, commands: { id } });
+ * ```
  */
 export const FAKE_UTILITIES: Readonly<Record<string, FakeCommand>> = {
   sh,

@@ -1,7 +1,19 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-/** How the fixture answers one path. */
+/**
+ * How the fixture answers one path.
+ *
+ * @example
+ * ```ts
+ * import { HttpFixture, type Route } from '@execenv/images/testing';
+ * const server = await new HttpFixture().start();
+ * const flaky: Route = { body: rootfs, failTimes: 2 }; // two 500s, then the file
+ * server.routes.set('/rootfs.tar.xz', flaky);
+ * server.routes.set('/cut.tar.xz', { body: rootfs, truncateAt: 1024 }); // the full Content-Length, then cut
+ * server.routes.set('/hung.tar.xz', { body: rootfs, stallAt: 1024 }); // a download to abort mid-way
+ * ```
+ */
 export interface Route {
   body?: Buffer | string;
   status?: number;
@@ -13,7 +25,20 @@ export interface Route {
   stallAt?: number;
 }
 
-/** A loopback HTTP server serving fixed routes and counting requests per path. */
+/**
+ * A loopback HTTP server serving fixed routes and counting requests per path.
+ *
+ * @example
+ * ```ts
+ * import { download, ImageCache } from '@execenv/images';
+ * import { HttpFixture } from '@execenv/images/testing';
+ * const server = await new HttpFixture().start();
+ * server.routes.set('/r.tar', { body: Buffer.alloc(1024), failTimes: 1 });
+ * await download(`${server.url}/r.tar`, { cache: new ImageCache({ dir: tmpDir }), backoffMs: 10 });
+ * console.log(server.hits.get('/r.tar')); // 2: a 500, then the retry
+ * await server.stop();
+ * ```
+ */
 export class HttpFixture {
   /** What each path answers; anything else is a 404. */
   readonly routes = new Map<string, Route>();

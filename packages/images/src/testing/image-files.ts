@@ -7,7 +7,19 @@ import { archNames } from '../arch.js';
 import { type LxdImageInfo, lxdMetadataEntries, type TarEntryHeader } from '../lxd-unified.js';
 import type { ImageFiles } from './image-server.js';
 
-/** A tar archive of `entries`, in memory (test fixtures are small). */
+/**
+ * A tar archive of `entries`, in memory (test fixtures are small).
+ *
+ * @example
+ * ```ts
+ * import { tarOf } from '@execenv/images/testing';
+ * const rootfs = await tarOf([
+ *   { header: { name: './', type: 'directory', mode: 0o755 } },
+ *   { header: { name: './etc/', type: 'directory', mode: 0o755 } },
+ *   { header: { name: './etc/os-release', mode: 0o644 }, body: 'ID=test\n' },
+ * ]);
+ * ```
+ */
 export async function tarOf(entries: readonly { header: TarEntryHeader; body?: string | Buffer }[]): Promise<Buffer> {
   const p = pack();
   for (const { header, body } of entries) {
@@ -20,7 +32,17 @@ export async function tarOf(entries: readonly { header: TarEntryHeader; body?: s
   return Buffer.concat(chunks);
 }
 
-/** `data` compressed by the host's xz, as image servers ship it. */
+/**
+ * `data` compressed by the host's xz, as image servers ship it.
+ *
+ * @example
+ * ```ts
+ * import { tarOf, xzCompress } from '@execenv/images/testing';
+ * const tar = await tarOf([{ header: { name: './hello', mode: 0o644 }, body: 'hi\n' }]);
+ * const rootfsXz = await xzCompress(tar); // runs the host's xz
+ * server.http.routes.set('/images/rootfs.tar.xz', { body: rootfsXz });
+ * ```
+ */
 export async function xzCompress(data: Uint8Array, runner: ProcessRunner = hostRunner()): Promise<Buffer> {
   const dir = await mkdtemp(join(tmpdir(), 'execenv-xz-'));
   try {
@@ -37,6 +59,17 @@ export async function xzCompress(data: Uint8Array, runner: ProcessRunner = hostR
  * ships `meta.tar.xz`: LXC's `config` (its common config included, `lxc.arch`),
  * `templates` listing /etc/hostname and /etc/hosts, `create-message`,
  * `expiry`, and no metadata.yaml.
+ *
+ * @example
+ * ```ts
+ * import { resolveImage } from '@execenv/images';
+ * import { lxcDownloadMeta } from '@execenv/images/testing';
+ * import { writeFile } from 'node:fs/promises';
+ * const meta = await lxcDownloadMeta({ architecture: 'amd64', os: 'alpine', release: '3.20' });
+ * await writeFile(`${dir}/meta.tar.xz`, meta); // beside a rootfs.tar.xz
+ * const image = await resolveImage(`lxd-split:${dir}/meta.tar.xz,${dir}/rootfs.tar.xz`, { cache });
+ * console.log(image.kind); // 'lxc-download'
+ * ```
  */
 export async function lxcDownloadMeta(info: LxdImageInfo, runner: ProcessRunner = hostRunner()): Promise<Buffer> {
   const mtime = info.creationDate ?? new Date();
@@ -59,6 +92,14 @@ export async function lxcDownloadMeta(info: LxdImageInfo, runner: ProcessRunner 
  * The files of a split image made from a root filesystem tarball: the tarball
  * as `rootfs`, an xz LXD metadata tarball (metadata.yaml and templates) as
  * `meta`, and lxc-download's metadata as `lxcMeta`.
+ *
+ * @example
+ * ```ts
+ * import { splitImageFiles, tarOf, xzCompress } from '@execenv/images/testing';
+ * const rootfs = await xzCompress(await tarOf([{ header: { name: './', type: 'directory', mode: 0o755 } }]));
+ * const files = await splitImageFiles(rootfs, { architecture: 'amd64', os: 'busybox', release: '1.36' });
+ * // files.rootfs; files.meta: LXD's metadata.yaml and templates; files.lxcMeta: LXC's config and templates
+ * ```
  */
 export async function splitImageFiles(
   rootfs: Buffer,

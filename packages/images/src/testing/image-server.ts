@@ -3,7 +3,17 @@ import * as openpgp from 'openpgp';
 import type { IndexQuery } from '../lxc-index.js';
 import { HttpFixture } from './http-fixture.js';
 
-/** The files of a split image: its root filesystem and its metadata tarballs. */
+/**
+ * The files of a split image: its root filesystem and its metadata tarballs.
+ *
+ * @example
+ * ```ts
+ * import { type ImageFiles, ImageServer } from '@execenv/images/testing';
+ * const server = await new ImageServer().start();
+ * const files: ImageFiles = { rootfs: rootfsTarXz, meta: lxdMetaTarXz }; // lxc-download serves meta too
+ * await server.publishSimplestreams({ distribution: 'busybox', release: '1.36', architecture: 'amd64' }, files);
+ * ```
+ */
 export interface ImageFiles {
   rootfs: Buffer;
   /** LXD metadata (metadata.yaml): served by simplestreams as `lxd.tar.xz`. */
@@ -12,7 +22,17 @@ export interface ImageFiles {
   lxcMeta?: Buffer;
 }
 
-/** An image to serve: what `index:DISTRIBUTION/RELEASE/ARCH/VARIANT` names, and its build serial. */
+/**
+ * An image to serve: what `index:DISTRIBUTION/RELEASE/ARCH/VARIANT` names, and its build serial.
+ *
+ * @example
+ * ```ts
+ * import type { ServedImage } from '@execenv/images/testing';
+ * const old: ServedImage = { distribution: 'busybox', release: '1.36', architecture: 'amd64', build: '20240101' };
+ * await server.publishLxcDownload(old, oldFiles, key.privateKey);
+ * await server.publishLxcDownload({ ...old, build: '20250101' }, files, key.privateKey); // clients pick this
+ * ```
+ */
 export interface ServedImage extends Omit<IndexQuery, 'variant'> {
   /** @default 'default' */
   variant?: string;
@@ -20,13 +40,37 @@ export interface ServedImage extends Omit<IndexQuery, 'variant'> {
   build?: string;
 }
 
-/** An OpenPGP key pair, armored. */
+/**
+ * An OpenPGP key pair, armored.
+ *
+ * @example
+ * ```ts
+ * import { generateSigningKey, type SigningKey } from '@execenv/images/testing';
+ * const trusted: SigningKey = await generateSigningKey();
+ * const stranger: SigningKey = await generateSigningKey('not trusted');
+ * await server.publishLxcDownload(image, files, stranger.privateKey);
+ * // resolveImage(..., { keys: [trusted.publicKey] }) now rejects with IMAGE_VERIFY_FAILED
+ * ```
+ */
 export interface SigningKey {
   publicKey: string;
   privateKey: string;
 }
 
-/** Generates a fresh ed25519 signing key for a test. */
+/**
+ * Generates a fresh ed25519 signing key for a test.
+ *
+ * @example
+ * ```ts
+ * import { resolveImage } from '@execenv/images';
+ * import { generateSigningKey } from '@execenv/images/testing';
+ * const key = await generateSigningKey();
+ * const busybox = { distribution: 'busybox', release: '1.36', architecture: 'amd64' };
+ * await server.publishLxcDownload(busybox, files, key.privateKey);
+ * const opts = { servers: { lxc: server.url }, keys: [key.publicKey], cache }; // trusted like a key file
+ * const image = await resolveImage('index:busybox/1.36/amd64', opts);
+ * ```
+ */
 export async function generateSigningKey(name = 'execenv test images'): Promise<SigningKey> {
   const { publicKey, privateKey } = await openpgp.generateKey({
     type: 'ecc',
@@ -37,14 +81,35 @@ export async function generateSigningKey(name = 'execenv test images'): Promise<
   return { publicKey, privateKey };
 }
 
-/** A detached armored signature of `data` (what an lxc-download server serves as `.asc`). */
+/**
+ * A detached armored signature of `data` (what an lxc-download server serves as `.asc`).
+ *
+ * @example
+ * ```ts
+ * import { signDetached } from '@execenv/images/testing';
+ * const index = Buffer.from('busybox;1.36;amd64;default;20990101_00:00;/images/old/\n'); // a rewritten index
+ * server.http.routes.set('/meta/1.0/index-system', { body: index });
+ * server.http.routes.set('/meta/1.0/index-system.asc', { body: await signDetached(index, stranger.privateKey) });
+ * // resolveImage now rejects with IMAGE_VERIFY_FAILED: signed, but not by a trusted key
+ * ```
+ */
 export async function signDetached(data: Uint8Array, privateKey: string): Promise<string> {
   const message = await openpgp.createMessage({ binary: data });
   const signingKeys = await openpgp.readPrivateKey({ armoredKey: privateKey });
   return (await openpgp.sign({ message, signingKeys, detached: true })) as string;
 }
 
-/** `text` clearsigned (what a simplestreams server serves as `.sjson`). */
+/**
+ * `text` clearsigned (what a simplestreams server serves as `.sjson`).
+ *
+ * @example
+ * ```ts
+ * import { signCleartext } from '@execenv/images/testing';
+ * const text = JSON.stringify({ format: 'index:1.0', index: {} });
+ * server.http.routes.set('/streams/v1/index.json', { body: text });
+ * server.http.routes.set('/streams/v1/index.sjson', { body: await signCleartext(text, key.privateKey) });
+ * ```
+ */
 export async function signCleartext(text: string, privateKey: string): Promise<string> {
   const message = await openpgp.createCleartextMessage({ text });
   const signingKeys = await openpgp.readPrivateKey({ armoredKey: privateKey });
@@ -59,6 +124,19 @@ const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
  * `.asc`) and the simplestreams layout (`streams/v1/index.json`, products,
  * items with sha256, clearsigned `.sjson` twins), signed with the key given
  * or unsigned without one. Its HttpFixture is open for tampering.
+ *
+ * @example
+ * ```ts
+ * import { ImageCache, resolveImage } from '@execenv/images';
+ * import { generateSigningKey, ImageServer, splitImageFiles } from '@execenv/images/testing';
+ * const [key, server] = await Promise.all([generateSigningKey(), new ImageServer().start()]);
+ * const files = await splitImageFiles(rootfsTarXz, { architecture: 'amd64', os: 'busybox', release: '1.36' });
+ * const busybox = { distribution: 'busybox', release: '1.36', architecture: 'amd64' };
+ * await server.publishLxcDownload(busybox, files, key.privateKey);
+ * const opts = { servers: { lxc: server.url }, keys: [key.publicKey], cache: new ImageCache({ dir: tmpDir }) };
+ * console.log((await resolveImage('index:busybox/1.36/amd64', opts)).kind); // 'lxc-download'
+ * await server.stop();
+ * ```
  */
 export class ImageServer {
   /** The underlying server; change its routes to serve broken or hostile answers. */

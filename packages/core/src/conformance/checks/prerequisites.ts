@@ -5,6 +5,14 @@ import { HUNG } from '../context.js';
  * The commands the suite runs inside an environment: busybox applets or
  * coreutils. The image also needs a user `nobody` with uid and gid 65534
  * and a world-writable, sticky `/tmp`.
+ *
+ * @example
+ * ```ts
+ * import { missingCommandsScript, REQUIRED_COMMANDS } from '@execenv/core/conformance';
+ * // The suite's commands, plus those the driver's own helpers run inside:
+ * const r = await env.exec(['sh', '-c', missingCommandsScript([...REQUIRED_COMMANDS, 'tar', 'mount'])]);
+ * if (r.stdout) throw new Error(`the image lacks ${r.stdout.trim().split('\n').join(', ')}`);
+ * ```
  */
 export const REQUIRED_COMMANDS: readonly string[] = [
   'sh',
@@ -34,7 +42,17 @@ export function missingPrerequisites(options: ConformanceOptions): string[] {
   return missingByOptions.get(options) ?? [];
 }
 
-/** The script that prints each required command the image lacks, one a line. */
+/**
+ * The script that prints each required command the image lacks, one a line.
+ *
+ * @example
+ * ```ts
+ * import { missingCommandsScript } from '@execenv/core/conformance';
+ * // Is this image good enough for the suite? Prints what it lacks, one a line.
+ * const r = await env.exec(['sh', '-c', missingCommandsScript()]);
+ * if (r.stdout) console.log(`the image lacks ${r.stdout.trim().split('\n').join(', ')}`);
+ * ```
+ */
 export function missingCommandsScript(commands: readonly string[] = REQUIRED_COMMANDS): string {
   return `for c in ${commands.join(' ')}; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done`;
 }

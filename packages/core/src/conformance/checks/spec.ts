@@ -14,6 +14,18 @@ const exists = (path: string) =>
  * The script of dev-stdio: writes through /dev/stdout and /dev/stderr and
  * reads one line through /dev/stdin. One line, not to EOF: opening a pipe
  * whose writer has closed blocks, so stdin stays open until the command ends.
+ *
+ * @example
+ * ```ts
+ * import { text } from 'node:stream/consumers';
+ * import { DEV_STDIO_SCRIPT } from '@execenv/core/conformance';
+ * // dev-stdio by hand, as nobody; stdin stays open until the command ends.
+ * const p = env.spawn(['sh', '-c', DEV_STDIO_SCRIPT], { user: 'nobody' });
+ * const out = text(p.stdout);
+ * p.stdin?.write('in\n');
+ * console.log((await p.result).exitCode, await out); // want 0 'out\nin\n'
+ * p.stdin?.end();
+ * ```
  */
 export const DEV_STDIO_SCRIPT = 'echo out > /dev/stdout; echo err > /dev/stderr; head -n 1 /dev/stdin';
 
