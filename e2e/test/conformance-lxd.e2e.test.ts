@@ -92,8 +92,6 @@ if (!availability.available) {
   const ownerProcess = { module: '@execenv/lxd', exportName: 'LxdDriver' };
   // Gaps of unprivileged containers on this host; the privileged run over HTTPS below passes both checks.
   const unprivileged = {
-    'dev-stdio':
-      "LXD's exec pipes are made by the daemon outside the container's user namespace: an unprivileged container cannot reopen them through /dev/stdout (EACCES); the privileged run passes",
     mounts:
       'host files are owned by ids an unprivileged container does not map, and this host\'s LXD cannot shift a disk device ("Required idmapping abilities not available"); the privileged run passes',
   } as const;

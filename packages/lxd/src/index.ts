@@ -16,7 +16,18 @@ export { CONFIG_PREFIX } from './lxd-instance-config.js';
 export { freeSubnet, NAT_NETWORK } from './lxd-network.js';
 export { LOCAL_SOCKETS, type LxdDriverOptions, type LxdEnvOptions } from './lxd-options.js';
 
-/** The driver instance registered as `lxd`. */
+/**
+ * The driver instance registered as `lxd`.
+ *
+ * @example
+ * ```ts
+ * import { lxdDriver } from '@execenv/lxd';
+ * const { available, reason, details } = await lxdDriver.probe();
+ * if (!available) throw new Error(`lxd driver unavailable: ${reason}`);
+ * console.log(details?.endpoint); // e.g. /var/lib/lxd/unix.socket
+ * const { removed, errors } = await lxdDriver.gc(); // instances and profiles of dead owners
+ * ```
+ */
 export const lxdDriver = new LxdDriver();
 
 register('lxd', lxdDriver);

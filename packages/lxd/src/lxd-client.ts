@@ -6,6 +6,18 @@ import WebSocket from 'ws';
 /**
  * Where an LXD (or Incus) daemon listens: its local unix socket, or a remote
  * HTTPS endpoint that trusts a TLS client certificate.
+ *
+ * @example
+ * ```ts
+ * import { readFileSync } from 'node:fs';
+ * import { type LxdEndpoint, LxdDriver } from '@execenv/lxd';
+ * const local: LxdEndpoint = { socketPath: '/var/snap/lxd/common/lxd/unix.socket' };
+ * const remote: LxdEndpoint = {
+ *   url: 'https://lxd1.example:8443',
+ *   cert: readFileSync('client.crt'), key: readFileSync('client.key'), ca: readFileSync('server.crt'),
+ * };
+ * const driver = new LxdDriver({ endpoint: process.env.CI ? remote : local });
+ * ```
  */
 export type LxdEndpoint =
   | { socketPath: string }
@@ -22,7 +34,20 @@ export type LxdEndpoint =
       serverName?: string;
     };
 
-/** LxdApiError is an error answer of the LXD API: its HTTP status and message. */
+/**
+ * LxdApiError is an error answer of the LXD API: its HTTP status and message.
+ *
+ * @example
+ * ```ts
+ * import { LxdApiError, LxdClient } from '@execenv/lxd';
+ * const client = new LxdClient({ socketPath: '/var/lib/lxd/unix.socket' });
+ * try {
+ *   await client.get('/1.0/instances/builder');
+ * } catch (err) {
+ *   if (!(err instanceof LxdApiError && err.status === 404)) throw err; // 404: no such instance
+ * }
+ * ```
+ */
 export class LxdApiError extends Error {
   override readonly name = 'LxdApiError';
   constructor(
@@ -35,12 +60,37 @@ export class LxdApiError extends Error {
   }
 }
 
-/** LxdConnectionError says the daemon could not be reached or the connection broke. */
+/**
+ * LxdConnectionError says the daemon could not be reached or the connection broke.
+ *
+ * @example
+ * ```ts
+ * import { LxdClient, LxdConnectionError } from '@execenv/lxd';
+ * const client = new LxdClient({ socketPath: '/var/lib/lxd/unix.socket' });
+ * try {
+ *   await client.get('/1.0');
+ * } catch (err) {
+ *   if (err instanceof LxdConnectionError) console.error(`is LXD running? ${err.message}`);
+ *   else throw err;
+ * }
+ * ```
+ */
 export class LxdConnectionError extends Error {
   override readonly name = 'LxdConnectionError';
 }
 
-/** An LXD operation as `GET /1.0/operations/<id>` describes it. */
+/**
+ * An LXD operation as `GET /1.0/operations/<id>` describes it.
+ *
+ * @example
+ * ```ts
+ * import { LxdClient, type LxdOperation } from '@execenv/lxd';
+ * const client = new LxdClient({ socketPath: '/var/lib/lxd/unix.socket' });
+ * const stop = { method: 'PUT', path: '/1.0/instances/builder/state', body: { action: 'stop', force: true } };
+ * const op: LxdOperation = await client.run(stop); // waits for the operation; a failed one throws LxdApiError
+ * console.log(op.id, op.status); // '…', 'Success'
+ * ```
+ */
 export interface LxdOperation {
   id: string;
   class: string;
@@ -87,6 +137,20 @@ interface Envelope {
  * LxdClient speaks the LXD REST API over node's http/https and the `ws`
  * websocket library: requests, operations, websockets and the files API. It
  * knows nothing of execenv; the driver builds on it.
+ *
+ * @example
+ * ```ts
+ * import { findLocalSocket, LxdClient } from '@execenv/lxd';
+ * const socketPath = await findLocalSocket();
+ * if (socketPath === undefined) throw new Error('no LXD daemon on this host');
+ * const client = new LxdClient({ socketPath }, { project: 'ci' });
+ * try {
+ *   const server = await client.get<{ environment: { server_version: string } }>('/1.0');
+ *   console.log(server.environment.server_version);
+ * } finally {
+ *   client.close();
+ * }
+ * ```
  */
 export class LxdClient {
   readonly endpoint: LxdEndpoint;

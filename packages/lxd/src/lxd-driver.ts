@@ -10,6 +10,7 @@ import {
   type EnvSpec,
   ExecenvError,
   type GcReport,
+  hostRunner,
   InvalidSpecError,
   isAlive,
   type LeaseResource,
@@ -20,6 +21,7 @@ import {
   validateSpec,
 } from '@execenv/core';
 import { DEFAULT_PATH, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
+import { startLxdAgent } from './lxd-agent.js';
 import { LxdApiError, LxdClient, LxdConnectionError, type LxdEndpoint } from './lxd-client.js';
 import { findLocalSocket } from './lxd-endpoint.js';
 import { LxdEnvironment } from './lxd-environment.js';
@@ -29,7 +31,17 @@ import { CONFIG_PREFIX, checkLxdSpec, instanceRequest, type LxdOwner, profileReq
 import { ensureNatNetwork } from './lxd-network.js';
 import type { LxdDriverOptions, LxdEnvOptions } from './lxd-options.js';
 
-/** The registry name of this driver. */
+/**
+ * The registry name of this driver.
+ *
+ * @example
+ * ```ts
+ * import { open } from '@execenv/core';
+ * import { DRIVER_NAME } from '@execenv/lxd'; // importing the package registers the driver
+ * const env = await open(DRIVER_NAME, { image: '/srv/images/bookworm-minbase.tar.zst' });
+ * await env.close();
+ * ```
+ */
 export const DRIVER_NAME = 'lxd';
 
 /** Init of containers whose image is a plain root filesystem (no boot promised): it only keeps the container up. */
@@ -45,6 +57,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * the local unix socket or a remote HTTPS endpoint. Every instance and
  * profile it creates carries `user.execenv.*` keys naming its environment and
  * owner process, so gc() finds what dead owners left.
+ *
+ * @example
+ * ```ts
+ * import { LxdDriver } from '@execenv/lxd';
+ * const driver = new LxdDriver({ project: 'ci' });
+ * const image = '/srv/images/bookworm-minbase.tar.zst'; // converted and imported once, then reused
+ * const env = await driver.open({ image, resources: { cpu: 2, memory: '2G' } });
+ * try {
+ *   await env.exec(['sh', '-c', 'nproc; free -m'], { check: true });
+ * } finally {
+ *   await env.close();
+ * }
+ * ```
  */
 export class LxdDriver implements Driver {
   readonly name = DRIVER_NAME;
@@ -188,6 +213,10 @@ export class LxdDriver implements Driver {
             throw apiToExecenv(err, id, 'open');
           });
         await waitReady(client, id, envOptions, opts.signal);
+        throwIfAborted();
+        const agent = await startLxdAgent(client, id).catch((err: unknown) => {
+          throw apiToExecenv(err, id, 'open');
+        });
         return new LxdEnvironment({
           id,
           driver: DRIVER_NAME,
@@ -200,10 +229,14 @@ export class LxdDriver implements Driver {
           ],
           onEvent: opts.onEvent,
           closeOnSignal: opts.closeOnSignal,
-          client,
+          session: agent.session,
+          hostRunner: hostRunner(),
           instance: id,
           env: checked.env,
-          destroy: () => lease.release(undo),
+          destroy: async () => {
+            await agent.close();
+            await lease.release(undo);
+          },
           publish: (alias) => publishInstance(client, id, alias),
         });
       },

@@ -14,13 +14,35 @@ import {
 } from '@execenv/images';
 import { LxdApiError, type LxdClient, type LxdOperation } from './lxd-client.js';
 
-/** Where an instance's image comes from, as `POST /1.0/instances` takes it in `source`. */
+/**
+ * Where an instance's image comes from, as `POST /1.0/instances` takes it in `source`.
+ *
+ * @example
+ * ```ts
+ * import { LxdClient, type LxdImageSource } from '@execenv/lxd';
+ * const source: LxdImageSource = {
+ *   type: 'image', alias: 'debian/12', server: 'https://images.example.org', protocol: 'simplestreams', mode: 'pull',
+ * };
+ * const client = new LxdClient({ socketPath: '/var/lib/lxd/unix.socket' });
+ * await client.run({ method: 'POST', path: '/1.0/instances', body: { name: 'scratch', type: 'container', source } });
+ * ```
+ */
 export type LxdImageSource =
   | { type: 'image'; alias: string }
   | { type: 'image'; fingerprint: string }
   | { type: 'image'; alias: string; server: string; protocol: 'simplestreams'; mode: 'pull' };
 
-/** Prefix of the aliases this driver gives the images it imports; the rest is the tarball's digest. */
+/**
+ * Prefix of the aliases this driver gives the images it imports; the rest is the tarball's digest.
+ *
+ * @example
+ * ```ts
+ * import { IMAGE_ALIAS_PREFIX, LxdClient } from '@execenv/lxd';
+ * const client = new LxdClient({ socketPath: '/var/lib/lxd/unix.socket' });
+ * const aliases = await client.get<{ name: string; target: string }[]>('/1.0/images/aliases', { recursion: '1' });
+ * const imported = aliases.filter((a) => a.name.startsWith(IMAGE_ALIAS_PREFIX)); // what open() imported
+ * ```
+ */
 export const IMAGE_ALIAS_PREFIX = 'execenv-img-';
 
 /** Image property recording that this driver imported the image. */
@@ -37,7 +59,19 @@ export interface ImageContext {
 
 const importing = new Map<string, Promise<string>>();
 
-/** The alias an imported tarball of this digest gets. */
+/**
+ * The alias an imported tarball of this digest gets.
+ *
+ * @example
+ * ```ts
+ * import { createHash } from 'node:crypto';
+ * import { readFile } from 'node:fs/promises';
+ * import { aliasOfDigest } from '@execenv/lxd';
+ * // An LXD unified tarball is imported under the alias of its own sha256.
+ * const digest = createHash('sha256').update(await readFile('/srv/images/bookworm-lxd.tar.gz')).digest('hex');
+ * const image = `lxd:${aliasOfDigest(digest)}`; // lxd:execenv-img- and the digest's first 32 hex digits
+ * ```
+ */
 export function aliasOfDigest(digest: string): string {
   return `${IMAGE_ALIAS_PREFIX}${digest.slice(0, 32)}`;
 }

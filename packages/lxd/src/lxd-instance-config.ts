@@ -1,8 +1,22 @@
 import { type EnvSpec, InvalidSpecError, parseSize } from '@execenv/core';
+import { DEV_TMPFS_BYTES } from './lxd-agent.js';
 import type { LxdImageSource } from './lxd-images.js';
 import type { LxdEnvOptions } from './lxd-options.js';
 
-/** Config key prefix of everything this driver creates; gc finds its things by it. */
+/**
+ * Config key prefix of everything this driver creates; gc finds its things by it.
+ *
+ * @example
+ * ```ts
+ * import { CONFIG_PREFIX, LxdClient } from '@execenv/lxd';
+ * const client = new LxdClient({ socketPath: '/var/lib/lxd/unix.socket' });
+ * const instances = await client.get<{ name: string; config?: Record<string, string> }[]>('/1.0/instances', {
+ *   recursion: '1',
+ * });
+ * for (const i of instances)
+ *   if (i.config?.[`${CONFIG_PREFIX}id`]) console.log(i.name, 'owned by', i.config[`${CONFIG_PREFIX}owner`]);
+ * ```
+ */
 export const CONFIG_PREFIX = 'user.execenv.';
 
 /** Who created an instance or profile: the environment id and the owner process on its host. */
@@ -78,7 +92,8 @@ export function profileRequest(owner: LxdOwner, spec: Readonly<EnvSpec<LxdEnvOpt
   if (spec.resources?.cpu) config['limits.cpu'] = String(spec.resources.cpu);
   if (spec.resources?.memory !== undefined) config['limits.memory'] = `${parseSize(spec.resources.memory)}B`;
   if (!vm) config['security.privileged'] = o.privileged ? 'true' : 'false';
-  const raw = [...(o.rawLxc ?? [])];
+  // The agent binary goes into the container's /dev tmpfs, which LXC's default size does not hold.
+  const raw = [...(vm ? [] : [`lxc.autodev.tmpfs.size = ${DEV_TMPFS_BYTES}`]), ...(o.rawLxc ?? [])];
   if (!vm && plan.init) raw.push(`lxc.init.cmd = ${plan.init.join(' ')}`, 'lxc.signal.halt = SIGKILL');
   if (raw.length > 0) config['raw.lxc'] = raw.join('\n');
   if (o.vendorData !== undefined) config['cloud-init.vendor-data'] = o.vendorData;

@@ -2,7 +2,17 @@ import { readFile } from 'node:fs/promises';
 import { DriverUnavailableError } from '@execenv/core';
 import { LxdApiError, type LxdClient } from './lxd-client.js';
 
-/** The LXD-managed bridge `network: 'nat'` attaches instances to. */
+/**
+ * The LXD-managed bridge `network: 'nat'` attaches instances to.
+ *
+ * @example
+ * ```ts
+ * import { LxdClient, NAT_NETWORK } from '@execenv/lxd';
+ * const client = new LxdClient({ socketPath: '/var/lib/lxd/unix.socket' });
+ * const bridge = await client.get<{ config: Record<string, string> }>(`/1.0/networks/${NAT_NETWORK}`);
+ * console.log(bridge.config['ipv4.address']); // e.g. 10.123.0.1/24
+ * ```
+ */
 export const NAT_NETWORK = 'execenvbr0';
 
 /** An IPv4 network as base address and prefix length. */
@@ -53,6 +63,13 @@ export async function hostRoutes(routeFile = '/proc/net/route'): Promise<Ipv4Net
 /**
  * The first /24 in 10.123.0.0/16..10.200.0.0/16 that overlaps no host route
  * and no network in `taken`; the bridge's address is its `.1`.
+ *
+ * @example
+ * ```ts
+ * import { freeSubnet } from '@execenv/lxd';
+ * // Networks are { base, prefix }, the base address as a 32-bit number: 10.123.0.0/24 is routed already.
+ * freeSubnet([{ base: 0x0a7b0000, prefix: 24 }]); // '10.123.1.1/24'
+ * ```
  */
 export function freeSubnet(routes: readonly Ipv4Net[], taken: readonly Ipv4Net[] = []): string {
   for (let second = 123; second <= 200; second++)

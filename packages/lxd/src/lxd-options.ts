@@ -1,6 +1,20 @@
 import type { LxdEndpoint } from './lxd-client.js';
 
-/** How an LxdDriver reaches its daemon and where it keeps its things. */
+/**
+ * How an LxdDriver reaches its daemon and where it keeps its things.
+ *
+ * @example
+ * ```ts
+ * import { LxdDriver, type LxdDriverOptions } from '@execenv/lxd';
+ * const options: LxdDriverOptions = {
+ *   project: 'ci',
+ *   cacheDir: '/var/cache/execenv',
+ *   imageMaxIdleMs: 24 * 3600 * 1000, // gc() removes imported images unused for a day
+ *   imageServers: { lxc: 'https://images.example.org' },
+ * };
+ * const driver = new LxdDriver(options);
+ * ```
+ */
 export interface LxdDriverOptions {
   /**
    * The daemon: a unix socket or a remote HTTPS endpoint with a client certificate.
@@ -19,7 +33,20 @@ export interface LxdDriverOptions {
   imageServers?: { lxc?: string; simplestreams?: string };
 }
 
-/** What the `driverOptions` of an EnvSpec may say to the LXD driver. */
+/**
+ * What the `driverOptions` of an EnvSpec may say to the LXD driver.
+ *
+ * @example
+ * ```ts
+ * import type { EnvSpec } from '@execenv/core';
+ * import { LxdDriver, type LxdEnvOptions } from '@execenv/lxd';
+ * const spec: EnvSpec<LxdEnvOptions> = {
+ *   image: 'lxd:debian-12',
+ *   driverOptions: { type: 'virtual-machine', storagePool: 'fast', readyTimeoutMs: 600_000 },
+ * };
+ * const env = await new LxdDriver().open(spec);
+ * ```
+ */
 export interface LxdEnvOptions {
   /** @default 'container' */
   type?: 'container' | 'virtual-machine';
@@ -43,7 +70,16 @@ export interface LxdEnvOptions {
   config?: Record<string, string>;
 }
 
-/** Names of the local sockets looked for, in order, after $LXD_SOCKET and $LXD_DIR. */
+/**
+ * Names of the local sockets looked for, in order, after $LXD_SOCKET and $LXD_DIR.
+ *
+ * @example
+ * ```ts
+ * import { findLocalSocket, LOCAL_SOCKETS } from '@execenv/lxd';
+ * if ((await findLocalSocket()) === undefined)
+ *   console.error(`no LXD socket at ${LOCAL_SOCKETS.join(', ')}: set LXD_SOCKET, or start the daemon`);
+ * ```
+ */
 export const LOCAL_SOCKETS = [
   '/var/lib/lxd/unix.socket',
   '/var/snap/lxd/common/lxd/unix.socket',

@@ -1,9 +1,13 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { agentBinaryPath } from '@execenv/agent';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { AGENT_PATH } from '../src/lxd-agent.js';
 
 /** One request the fake daemon received. */
 export interface Recorded {
@@ -64,6 +68,10 @@ export class FakeLxd {
   /** Images by fingerprint, as `GET /1.0/images?recursion=1` lists them. */
   readonly images = new Map<string, Record<string, unknown>>();
   readonly files = new Map<string, FakeFile>();
+  /** The `architecture` every new instance reports. */
+  instancesArchitecture = 'x86_64';
+  /** Agents started by an exec of AGENT_PATH: the real binary on this host, behind the exec's websockets. */
+  readonly #agents = new Set<ChildProcess>();
   /** Answers for `POST .../exec`; the default runs `true` as 0 and everything else as 0 with no output. */
   exec: ExecHandler = () => ({ status: 0 });
   /** When set, `POST .../exec` fails with this error text (a VM whose agent is not up yet) this many more times. */
@@ -93,6 +101,7 @@ export class FakeLxd {
   }
 
   async stop(): Promise<void> {
+    for (const agent of this.#agents) agent.kill('SIGKILL');
     for (const c of this.#wss.clients) c.terminate();
     this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
@@ -210,7 +219,7 @@ export class FakeLxd {
       return this.#sync(res);
     }
     if (p === '/1.0/instances' && m === 'POST') {
-      this.instances.set(String(j.name), { ...j, status: 'Stopped' });
+      this.instances.set(String(j.name), { ...j, architecture: this.instancesArchitecture, status: 'Stopped' });
       return this.#async(res, this.#doneOp());
     }
     if (p === '/1.0/instances' && m === 'GET')
@@ -351,7 +360,40 @@ export class FakeLxd {
     }
     exec.sockets.set(fd, ws);
     if (fd === 'control') ws.on('message', (d) => this.controlMessages.push(JSON.parse(d.toString())));
-    if (exec.sockets.size === 4) void this.#runExec(op, exec.body, exec.sockets);
+    if (exec.sockets.size === 4)
+      void ((exec.body.command as string[])[0] === AGENT_PATH
+        ? this.#runAgent(op, exec.sockets)
+        : this.#runExec(op, exec.body, exec.sockets));
+  }
+
+  /**
+   * Runs the real agent binary of this host with `--stdio` behind the exec's
+   * websockets, streaming both ways as LXD does; its commands run on this host.
+   */
+  async #runAgent(op: FakeOp, sockets: Map<string, WebSocket>) {
+    const stdinWs = sockets.get('0')!;
+    const out = sockets.get('1')!;
+    const err = sockets.get('2')!;
+    // What the client sends while the binary is looked up is kept for the agent's stdin.
+    const early = new PassThrough();
+    stdinWs.on('message', (d: Buffer, binary) => {
+      if (binary) early.write(d);
+    });
+    stdinWs.once('close', () => early.end());
+    const child = spawn(await agentBinaryPath(), ['--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.#agents.add(child);
+    early.pipe(child.stdin!);
+    child.stdin!.on('error', () => {});
+    child.stdout!.on('data', (c: Buffer) => out.send(c));
+    child.stderr!.on('data', (c: Buffer) => err.send(c));
+    child.once('exit', (code, signal) => {
+      this.#agents.delete(child);
+      out.close();
+      err.close();
+      op.metadata = { ...op.metadata, return: code ?? 128 + (signal ? (constants.signals[signal] ?? 9) : 9) };
+      op.finish(200);
+      sockets.get('control')!.close();
+    });
   }
 
   async #runExec(op: FakeOp, body: Record<string, unknown>, sockets: Map<string, WebSocket>) {

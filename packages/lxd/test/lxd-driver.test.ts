@@ -27,19 +27,30 @@ afterEach(async () => {
 const open = { closeOnSignal: false };
 
 describe('LxdDriver.open', () => {
-  it('creates a profile and an ephemeral container from an lxd: alias, starts it and waits until it runs commands', async () => {
+  it('creates a profile and an ephemeral container from an lxd: alias, starts it and its agent', async () => {
     const env = await driver.open(
       { image: 'lxd:debian', resources: { cpu: 2, memory: '512M' }, env: { A: 'b' } },
       open,
     );
-    expect(fake.calls().slice(0, 5)).toEqual(
-      [
-        'POST /1.0/profiles',
-        'POST /1.0/instances',
-        `PUT /1.0/instances/${env.id}/state`,
-        `POST /1.0/instances/${env.id}/exec`,
-      ].concat(fake.calls()[4] ? [fake.calls()[4]!] : []),
-    );
+    const calls = fake.calls();
+    expect(calls.slice(0, 3)).toEqual([
+      'POST /1.0/profiles',
+      'POST /1.0/instances',
+      `PUT /1.0/instances/${env.id}/state`,
+    ]);
+    // Ready once a command runs; then the agent of the instance's architecture goes into /dev and is run.
+    expect(calls.slice(3).filter((c) => !c.endsWith('/exec'))).toEqual([
+      `GET /1.0/instances/${env.id}`,
+      `POST /1.0/instances/${env.id}/files`,
+    ]);
+    const put = fake.requests.find((r) => r.path.endsWith('/files'))!;
+    expect(put.query.path).toBe('/dev/.execenv-agent');
+    expect(put.headers).toMatchObject({ 'x-lxd-mode': '0755', 'x-lxd-uid': '0', 'x-lxd-type': 'file' });
+    const { readFile } = await import('node:fs/promises');
+    const { agentBinaryPath } = await import('@execenv/agent');
+    expect(put.body.equals(await readFile(await agentBinaryPath('amd64')))).toBe(true);
+    const agentExec = fake.requests.filter((r) => r.path.endsWith('/exec')).at(-1)!.json as Record<string, unknown>;
+    expect(agentExec).toMatchObject({ command: ['/dev/.execenv-agent', '--stdio'], 'wait-for-websocket': true });
     const profile = fake.requests.find((r) => r.path === '/1.0/profiles')!.json as Record<
       string,
       Record<string, string>
@@ -50,9 +61,10 @@ describe('LxdDriver.open', () => {
       'security.privileged': 'false',
       'user.execenv.id': env.id,
       'user.execenv.host': hostname(),
+      // LXC's default /dev (500 kB) does not hold the agent.
+      'raw.lxc': 'lxc.autodev.tmpfs.size = 16777216',
     });
     expect(profile.config!['user.execenv.owner']).toMatch(new RegExp(`^${process.pid}:\\d+$`));
-    expect(profile.config!['raw.lxc']).toBeUndefined();
     const instance = fake.requests.find((r) => r.path === '/1.0/instances' && r.method === 'POST')!.json;
     expect(instance).toMatchObject({
       name: env.id,
@@ -69,43 +81,23 @@ describe('LxdDriver.open', () => {
     expect(await driver.list()).toEqual([]);
   });
 
-  it('runs commands under the session supervisor with the spec env under the exec env', async () => {
-    const seen: string[][] = [];
-    fake.exec = (cmd, _stdin, body) => {
-      seen.push(cmd);
-      return { stdout: JSON.stringify(body.environment), status: 0 };
-    };
+  it('runs every command through the agent, with the spec env under the exec env, and no exec of its own', async () => {
     const env = await driver.open({ image: 'lxd:debian', env: { A: 'spec', B: 'spec' } }, open);
-    const r = await env.exec(['printenv'], { env: { B: 'exec' } });
-    expect(seen.at(-1)!.slice(0, 2)).toEqual(['sh', '-c']);
-    expect(seen.at(-1)!.slice(3)).toEqual(['sh', 'printenv']);
-    expect(JSON.parse(r.stdout)).toMatchObject({ A: 'spec', B: 'exec' });
-    expect(r.stderr).toBe('');
+    const execs = fake.requests.filter((r) => r.path.endsWith('/exec')).length;
+    const r = await env.exec(['sh', '-c', 'echo "$A $B"; echo err >&2; exit 3'], { env: { B: 'exec' } });
+    expect(r).toMatchObject({ stdout: 'spec exec\n', stderr: 'err\n', exitCode: 3 });
+    const timed = await env.exec(['sleep', '60'], { timeout: 100 });
+    expect(timed.timedOut).toBe(true);
+    expect(fake.requests.filter((r) => r.path.endsWith('/exec')).length).toBe(execs);
     await env.close();
   });
 
-  it("kills the command's session inside the instance on timeout", async () => {
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    const killers: string[][] = [];
-    fake.exec = async (cmd) => {
-      if (cmd.includes('sleep')) {
-        await held;
-        return { status: 137 };
-      }
-      if (String(cmd[2]).startsWith('kill')) {
-        killers.push(cmd);
-        release();
-      }
-      return { status: 0 };
-    };
-    const env = await driver.open({ image: 'lxd:debian' }, open);
-    const r = await env.exec(['sleep', '60'], { timeout: 100 });
-    expect(r.timedOut).toBe(true);
-    expect(killers).toEqual([
-      ['sh', '-c', 'kill -9 -"$1" 2>/dev/null; kill -9 "$1" 2>/dev/null; exit 0', 'sh', '4242'],
-    ]);
-    await env.close();
+  it('fails the open with DRIVER_UNAVAILABLE and removes everything when the agent does not start', async () => {
+    fake.instancesArchitecture = 'mips';
+    const err = await driver.open({ image: 'lxd:debian' }, open).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'INVALID_SPEC', field: 'architecture' });
+    expect(fake.instances.size).toBe(0);
+    expect(fake.profiles.size).toBe(0);
   });
 
   it('gives rootfs tarball images an init that only keeps the container up', async () => {
@@ -118,7 +110,7 @@ describe('LxdDriver.open', () => {
       },
     );
     expect(p.config['raw.lxc']).toBe(
-      'lxc.apparmor.profile = unconfined\nlxc.init.cmd = /bin/sleep infinity\nlxc.signal.halt = SIGKILL',
+      'lxc.autodev.tmpfs.size = 16777216\nlxc.apparmor.profile = unconfined\nlxc.init.cmd = /bin/sleep infinity\nlxc.signal.halt = SIGKILL',
     );
   });
 
@@ -141,72 +133,28 @@ describe('LxdDriver.open', () => {
 });
 
 describe('LxdDriver files', () => {
-  it('pushes bytes with owner and mode through the files API and pulls them back', async () => {
+  it('pushes and pulls through the agent, which resolves paths inside the instance', async () => {
     const env = await driver.open({ image: 'lxd:debian' }, open);
-    await env.push(new TextEncoder().encode('owned'), '/tmp/f', { mode: 0o640, uid: 1234, gid: 2345 });
-    expect(fake.files.get('/tmp/f')).toMatchObject({ type: 'file', uid: 1234, gid: 2345, mode: 0o640 });
+    // The fake's agent runs on this host: a path of this test's own stands for one inside.
+    const inside = join(dir, 'inside');
+    await env.push(new TextEncoder().encode('owned'), `${inside}/f`, { mode: 0o640 });
     const dest = join(dir, 'pulled');
-    await env.pull('/tmp/f', dest);
+    await env.pull(`${inside}/f`, dest);
     const { readFile, stat } = await import('node:fs/promises');
     expect(await readFile(dest, 'utf8')).toBe('owned');
     expect((await stat(dest)).mode & 0o777).toBe(0o640);
-    const missing = await env.pull('/tmp/none', join(dir, 'x')).catch((e: unknown) => e);
+    expect(await env.stat(`${inside}/f`)).toMatchObject({ type: 'file', size: 5, mode: 0o640 });
+    const missing = await env.pull(`${inside}/none`, join(dir, 'x')).catch((e: unknown) => e);
     expect(missing).toMatchObject({ code: 'NOT_FOUND' });
-    await env.close();
-  });
-
-  it('stats through the files API first, then stat(1) inside for size and special bits', async () => {
-    fake.exec = (cmd) => {
-      if (cmd[4] !== 'sh' || !String(cmd[6]).includes('stat -c')) return { status: 0 };
-      return cmd[8] === '/tmp/s' ? { stdout: '89ed 7 0 0 1700000000\n', status: 0 } : { status: 3 };
-    };
-    const env = await driver.open({ image: 'lxd:debian' }, open);
-    fake.files.set('/tmp/s', { type: 'file', content: Buffer.from('#!/bin/'), uid: 0, gid: 0, mode: 0o755 });
-    fake.files.set('/tmp/l', { type: 'symlink', content: Buffer.from('s'), uid: 0, gid: 0, mode: 0o777 });
-    expect(await env.stat('/tmp/s')).toEqual({
-      type: 'file',
-      size: 7,
-      mode: 0o4755,
-      uid: 0,
-      gid: 0,
-      mtime: new Date(1700000000 * 1000),
-    });
-    // Gone before stat(1) ran: still the link the files API saw (LXD gives its target made absolute).
-    expect(await env.stat('/tmp/l')).toMatchObject({ type: 'symlink', linkTarget: '/tmp/s' });
-    expect(await env.stat('/tmp/none')).toBeNull();
-    await env.close();
-  });
-
-  it('sets setuid, setgid and sticky bits inside, which the files API drops', async () => {
-    const chmods: string[][] = [];
-    fake.exec = (cmd) => {
-      if (cmd[4] === 'chmod') chmods.push(cmd.slice(4));
-      return { status: 0 };
-    };
-    const env = await driver.open({ image: 'lxd:debian' }, open);
-    await env.push(Buffer.from('#!/bin/sh\n'), '/usr/local/bin/s', { mode: 0o4755 });
-    expect(chmods).toEqual([['chmod', '4755', '/usr/local/bin/s']]);
-    await env.close();
-  });
-
-  it('refuses an unsafe archive before anything reaches the instance', async () => {
-    const env = await driver.open({ image: 'lxd:debian' }, open);
-    const before = fake.requests.length;
-    const { pack } = await import('tar-stream');
-    const p = pack();
-    p.entry({ name: 'ok' }, 'x');
-    p.entry({ name: '../escape' }, 'y');
-    p.finalize();
-    const { Readable } = await import('node:stream');
-    const err = await env.pushArchive(Readable.from(p), '/tmp/d').catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: 'UNSAFE_PATH' });
-    expect(fake.requests.slice(before).filter((r) => r.path.endsWith('/exec'))).toEqual([]);
+    expect(fake.requests.filter((r) => r.path.endsWith('/files') && r.query.path !== '/dev/.execenv-agent')).toEqual(
+      [],
+    );
     await env.close();
   });
 });
 
 describe('LxdDriver virtual machines (recorded exchanges: KVM is not available here)', () => {
-  it('creates a virtual-machine instance without raw.lxc and waits until its agent runs commands', async () => {
+  it('creates a virtual-machine instance without raw.lxc, waits until its agent runs commands, starts ours', async () => {
     fake.execUnavailable = { times: 3, error: "VM agent isn't currently running" };
     const env = await driver.open({ image: 'lxd:debian-12', driverOptions: { type: 'virtual-machine' } }, open);
     const instance = fake.requests.find((r) => r.path === '/1.0/instances' && r.method === 'POST')!.json;
@@ -214,7 +162,8 @@ describe('LxdDriver virtual machines (recorded exchanges: KVM is not available h
     const profile = fake.requests.find((r) => r.path === '/1.0/profiles')!.json as { config: Record<string, string> };
     expect(profile.config['raw.lxc']).toBeUndefined();
     expect(profile.config['security.privileged']).toBeUndefined();
-    expect(fake.requests.filter((r) => r.path.endsWith('/exec')).length).toBe(4);
+    // Three refused while the VM's own agent was not up, one that ran, then ours.
+    expect(fake.requests.filter((r) => r.path.endsWith('/exec')).length).toBe(5);
     expect(env.capabilities.has('isolation-machine')).toBe(true);
     await env.close();
   });

@@ -32,6 +32,7 @@ describe('profileRequest', () => {
         'limits.cpu': '1',
         'limits.memory': `${1024 ** 3}B`,
         'security.privileged': 'true',
+        'raw.lxc': 'lxc.autodev.tmpfs.size = 16777216',
         'cloud-init.vendor-data': '#cloud-config\n{}',
         'boot.autostart': 'false',
       },
