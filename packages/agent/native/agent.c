@@ -32,6 +32,10 @@ enum {
 #define HEADER 9
 #define MAX_PAYLOAD (1u << 20)
 #define INITIAL_WINDOW 262144u
+/* What a channel's input may have in flight: granted at OPEN on top of INITIAL_WINDOW. Across a
+   relay with a round trip of a millisecond or more (a daemon's exec websockets, a serial line),
+   INITIAL_WINDOW alone caps input at a few hundred MB/s or less. */
+#define INPUT_WINDOW (4u << 20)
 #define CHUNK 65536
 #define BULK_CHUNK (MAX_PAYLOAD - 1)
 #define BULK_PIPE (1 << 20)
@@ -348,6 +352,10 @@ static void handle_open(struct session *s, uint32_t id, char *payload, size_t le
   } else {
     c->next = s->channels;
     s->channels = c;
+    if (streams & OP_INPUT) {
+      c->in_window += INPUT_WINDOW - INITIAL_WINDOW;
+      send_window(s, id, INPUT_WINDOW - INITIAL_WINDOW);
+    }
   }
   free(fields);
 }
