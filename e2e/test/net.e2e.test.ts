@@ -11,6 +11,7 @@ import { findBinary } from '@execenv/core/driver';
 import { Networks, resolvConf } from '@execenv/net';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { busyboxTarball } from './fixtures.js';
+import { firstLine, hostSnapshot, netLines, waitFor } from './net-fixtures.js';
 
 const run = promisify(execFile);
 const E2E_DIR = fileURLToPath(new URL('..', import.meta.url));
@@ -361,10 +362,9 @@ describe('@execenv/net on this host, with real backends', () => {
       sleeper.kill('SIGKILL');
     }
     const after = await hostSnapshot();
-    const ours = (s: string) => s.split('\n').filter((l) => l.includes('exv') || l.includes(`table inet execenv`));
-    expect(ours(after.link)).toEqual(ours(before.link));
-    expect(ours(after.addr)).toEqual(ours(before.addr));
-    expect(ours(after.nft)).toEqual(ours(before.nft));
+    expect(netLines(after.link)).toEqual(netLines(before.link));
+    expect(netLines(after.addr)).toEqual(netLines(before.addr));
+    expect(netLines(after.nft)).toEqual(netLines(before.nft));
     expect(after.nft.includes(link.network.bridge as string)).toBe(false);
   });
 
@@ -447,9 +447,7 @@ describe('@execenv/net on this host, with real backends', () => {
       } finally {
         qemu.kill('SIGKILL');
       }
-      console.log(
-        'QEMU guest traffic not exercised: no guest kernel here; the qemu driver boots one with kernelIpParameter()',
-      );
+      console.log('QEMU guest traffic not exercised here: qemu-driver.e2e.test.ts boots guests on taps of a network');
     } finally {
       await nets.release(holder);
     }
@@ -494,35 +492,3 @@ describe('@execenv/net on this host, with real backends', () => {
     }
   });
 });
-
-/** The machine's own links, addresses and ruleset; other backends may change theirs meanwhile. */
-async function hostSnapshot() {
-  const [link, addr, nft] = await Promise.all([
-    run('ip', ['-o', 'link', 'show']),
-    run('ip', ['-o', 'addr', 'show']),
-    run('nft', ['list', 'ruleset']),
-  ]);
-  return { link: link.stdout, addr: addr.stdout, nft: nft.stdout };
-}
-
-/** The first line a child prints on stdout. */
-function firstLine(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buffered = '';
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (chunk: string) => {
-      buffered += chunk;
-      const nl = buffered.indexOf('\n');
-      if (nl >= 0) resolve(buffered.slice(0, nl));
-    });
-    child.once('exit', (code) => reject(new Error(`worker exited with ${code} before printing`)));
-  });
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

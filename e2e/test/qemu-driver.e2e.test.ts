@@ -1,11 +1,20 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Environment } from '@execenv/core';
+import { Networks } from '@execenv/net';
 import { QemuDriver } from '@execenv/qemu';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { busyboxTarball } from './fixtures.js';
+import { firstLine, hostSnapshot, netLines } from './net-fixtures.js';
 import { qemuKernel } from './qemu-fixtures.js';
 
+const E2E_DIR = fileURLToPath(new URL('..', import.meta.url));
 let stateDir: string;
 let scratch: string;
 beforeAll(async () => {
@@ -91,21 +100,192 @@ describe('qemu driver on this host', () => {
     // A disk with no filesystem: the guest's init cannot mount it and says so on the console.
     const blank = join(scratch, 'blank.raw');
     await writeFile(blank, Buffer.alloc(16 << 20));
-    const failure = await driver.open({ image: blank }, { stateDir }).catch((err: unknown) => err);
+    const before = await hostSnapshot();
+    const network = `qemu-fail-${randomBytes(3).toString('hex')}`;
+    const failure = await driver.open({ image: blank, network }, { stateDir }).catch((err: unknown) => err);
     expect(failure).toMatchObject({ code: 'TRANSPORT', driver: 'qemu', op: 'open' });
     expect((failure as Error).message).toMatch(/execenv-init: cannot mount the root disk \/dev\/vda/);
     expect(await driver.list({ stateDir })).toEqual([]);
     expect(await readdir(join(stateDir, 'envs')).catch(() => [])).toEqual([]);
+    // The rollback released the guest's tap and address, and the network went with them.
+    expect(await new Networks({ stateDir }).list()).toEqual([]);
+    expect(netLines((await hostSnapshot()).link)).toEqual(netLines(before.link));
   });
 
   it('refuses what it cannot do before starting anything', async () => {
-    await expect(driver.open({ image: busyboxTarball(), network: 'nat' }, { stateDir })).rejects.toMatchObject({
+    await expect(driver.open({ image: busyboxTarball(), network: 'host' }, { stateDir })).rejects.toMatchObject({
       code: 'INVALID_SPEC',
+      field: 'network',
     });
+    const badForward = { userNetwork: { forwards: [{ hostPort: 70000, guestPort: 80 }] } };
+    await expect(
+      driver.open({ image: busyboxTarball(), network: 'nat', driverOptions: badForward }, { stateDir }),
+    ).rejects.toMatchObject({ code: 'INVALID_SPEC', field: 'driverOptions.userNetwork.forwards[0].hostPort' });
     await expect(
       driver.open({ image: busyboxTarball(), resources: { memory: '64M' } }, { stateDir }),
     ).rejects.toMatchObject({ code: 'INVALID_SPEC' });
     await expect(driver.open({}, { stateDir })).rejects.toMatchObject({ code: 'INVALID_SPEC' });
     expect(await readdir(join(stateDir, 'leases')).catch(() => [])).toEqual([]);
   });
+});
+
+/** An HTTP server answering every request with `hello <client address>`, listening on `host`; closed when the test ends. */
+async function helloServer(host: string): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => res.end(`hello ${req.socket.remoteAddress}\n`));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, resolve);
+  });
+  onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+async function freeLoopbackPort(): Promise<number> {
+  const probe = createTcpServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as { port: number }).port;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+/** The guest's global IPv4 address on eth0. */
+async function guestAddress(env: Environment): Promise<string> {
+  const r = await env.exec(['ip', '-o', '-4', 'addr', 'show', 'dev', 'eth0', 'scope', 'global']);
+  return /inet (\S+)\//.exec(r.stdout)?.[1] ?? `none in ${JSON.stringify(r.stdout)}`;
+}
+
+describe('qemu guests on networks', () => {
+  const driver = new QemuDriver({ kernel: qemuKernel() });
+  const tag = randomBytes(3).toString('hex');
+
+  it('puts two guests on a named network: they reach each other and a server at the gateway; close leaves no trace', async () => {
+    const before = await hostSnapshot();
+    const network = `qemu-e2e-${tag}`;
+    const envs: Environment[] = [];
+    onTestFinished(async () => {
+      for (const env of envs) await env.close();
+    });
+    for (let i = 0; i < 2; i++) envs.push(await driver.open({ image: busyboxTarball(), network }, { stateDir }));
+    const [a, b] = envs as [Environment, Environment];
+    expect(a.capabilities.has('network')).toBe(true);
+    const [info] = (await new Networks({ stateDir }).list()).filter((n) => n.name === network);
+    expect(info?.holders).toEqual([a.id, b.id].sort());
+    const gateway = info?.gateway as string;
+    const [addressA, addressB] = [await guestAddress(a), await guestAddress(b)];
+    expect(addressA).not.toBe(addressB);
+    expect((await a.exec(['ip', 'route', 'show', 'default'])).stdout).toContain(`default via ${gateway} dev eth0`);
+    expect((await a.exec(['cat', '/etc/resolv.conf'])).stdout).toBe(`nameserver ${gateway}\nsearch execenv\n`);
+
+    const ping = await a.exec(['ping', '-c', '1', '-W', '5', addressB]);
+    expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
+    // The network's dnsmasq knows each guest by its environment id.
+    const lookup = await a.exec(['nslookup', `${b.id}.execenv`]);
+    expect(lookup.stdout).toContain(addressB);
+
+    const { port } = await helloServer(gateway);
+    for (const [env, address] of [
+      [a, addressA],
+      [b, addressB],
+    ] as const) {
+      const got = await env.exec(['wget', '-q', '-O', '-', `http://${gateway}:${port}/`]);
+      expect(got.stdout, got.stderr).toBe(`hello ${address}\n`);
+    }
+
+    for (const env of envs.splice(0)) await env.close();
+    expect(await new Networks({ stateDir }).list()).toEqual([]);
+    const after = await hostSnapshot();
+    expect(netLines(after.link)).toEqual(netLines(before.link));
+    expect(netLines(after.addr)).toEqual(netLines(before.addr));
+    expect(netLines(after.nft)).toEqual(netLines(before.nft));
+    expect(after.nft).not.toContain(info?.bridge as string);
+    expect(await qemuProcessesWith(a.id)).toEqual([]);
+    expect(await driver.list({ stateDir })).toEqual([]);
+  }, 240_000);
+
+  it('collects the guest, tap and network of an owner that died', async () => {
+    const before = await hostSnapshot();
+    const network = `qemu-gc-${tag}`;
+    const owner = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { QemuDriver } from '@execenv/qemu';
+const [kernel, image, network, stateDir] = process.argv.slice(1);
+const env = await new QemuDriver({ kernel }).open({ image, network }, { stateDir });
+console.log(env.id);
+setInterval(() => {}, 60_000);`,
+        qemuKernel(),
+        busyboxTarball(),
+        network,
+        stateDir,
+      ],
+      { cwd: E2E_DIR, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    onTestFinished(async () => {
+      owner.kill('SIGKILL');
+      await driver.gc({ stateDir });
+    });
+    const id = await firstLine(owner);
+    owner.kill('SIGKILL');
+    await new Promise((resolve) => owner.once('exit', resolve));
+    expect(await qemuProcessesWith(id)).toHaveLength(1);
+    expect((await new Networks({ stateDir }).list()).find((n) => n.name === network)?.holders).toEqual([id]);
+    const report = await driver.gc({ stateDir });
+    expect(report).toEqual({ removed: [id], errors: [] });
+    expect(await qemuProcessesWith(id)).toEqual([]);
+    expect(await new Networks({ stateDir }).list()).toEqual([]);
+    const after = await hostSnapshot();
+    expect(netLines(after.link)).toEqual(netLines(before.link));
+    expect(netLines(after.nft)).toEqual(netLines(before.nft));
+  }, 180_000);
+
+  it('reaches the host through QEMU user networking, and forwards a host port into the guest', async () => {
+    const before = await hostSnapshot();
+    const { port } = await helloServer('127.0.0.1');
+    const hostPort = await freeLoopbackPort();
+    const env = await driver.open(
+      {
+        image: busyboxTarball(),
+        network: 'nat',
+        driverOptions: { userNetwork: { forwards: [{ hostPort, guestPort: 8080 }] } },
+      },
+      { stateDir },
+    );
+    onTestFinished(() => env.close());
+    expect([...env.capabilities]).toEqual(expect.arrayContaining(['network', 'port-forwarding']));
+    expect(await guestAddress(env)).toBe('10.0.2.15');
+    expect((await env.exec(['cat', '/etc/resolv.conf'])).stdout).toBe('nameserver 10.0.2.3\n');
+    // 10.0.2.2 is the host's loopback, seen from the guest through slirp.
+    const got = await env.exec(['wget', '-q', '-O', '-', `http://10.0.2.2:${port}/`]);
+    expect(got.stdout, got.stderr).toBe('hello 127.0.0.1\n');
+
+    await env.exec(['sh', '-c', 'mkdir -p /tmp/www && echo from the guest > /tmp/www/index.html']);
+    // In the foreground until the revert ends it with the guest.
+    const httpd = env.exec(['httpd', '-f', '-p', '8080', '-h', '/tmp/www']).catch((err: Error) => err);
+    let body = '';
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      body = await fetch(`http://127.0.0.1:${hostPort}/`, { signal: AbortSignal.timeout(5000) })
+        .then((r) => r.text())
+        .catch((err: Error) => err.message);
+      if (body === 'from the guest\n') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(body).toBe('from the guest\n');
+    // A revert boots on a fresh overlay: init configures the interface and resolv.conf again.
+    await env.revert();
+    await httpd;
+    expect(await guestAddress(env)).toBe('10.0.2.15');
+    expect((await env.exec(['cat', '/etc/resolv.conf'])).stdout).toBe('nameserver 10.0.2.3\n');
+    expect((await env.exec(['wget', '-q', '-O', '-', `http://10.0.2.2:${port}/`])).stdout).toBe('hello 127.0.0.1\n');
+    await env.close();
+    expect(await qemuProcessesWith(env.id)).toEqual([]);
+    expect(await fetch(`http://127.0.0.1:${hostPort}/`).catch(() => 'refused')).toBe('refused');
+    // User networking changes nothing on the host.
+    const after = await hostSnapshot();
+    expect(netLines(after.link)).toEqual(netLines(before.link));
+    expect(netLines(after.nft)).toEqual(netLines(before.nft));
+  }, 180_000);
 });

@@ -1,13 +1,31 @@
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 
-/** The accelerator a guest runs with, and why it was chosen. */
+/**
+ * The accelerator a guest runs with, and why it was chosen.
+ *
+ * @example
+ * ```ts
+ * import { type AccelChoice, QemuDriver } from '@execenv/qemu';
+ * const choice: AccelChoice = await new QemuDriver({ accel: 'auto' }).accel();
+ * if (choice.accel === 'tcg') console.warn(`guests will be slow: ${choice.reason}`);
+ * ```
+ */
 export interface AccelChoice {
   accel: 'kvm' | 'tcg';
   reason: string;
 }
 
-/** What the host offers for KVM; read from the host unless a test gives it. */
+/**
+ * What the host offers for KVM; read from the host unless a test gives it.
+ *
+ * @example
+ * ```ts
+ * import { chooseAccel, type KvmFacts } from '@execenv/qemu';
+ * const nestedGuest: KvmFacts = { device: true, cpuFlags: false }; // /dev/kvm without vmx/svm
+ * chooseAccel('auto', nestedGuest).accel; // 'tcg'
+ * ```
+ */
 export interface KvmFacts {
   /** Whether /dev/kvm can be opened for reading and writing. */
   device: boolean;
@@ -29,6 +47,14 @@ export async function kvmFacts(): Promise<KvmFacts> {
  * Chooses the accelerator: `kvm` or `tcg` when asked for, else KVM where the
  * device opens and the CPU has virtualisation extensions (a /dev/kvm without
  * them fails at the guest's first instruction), else TCG.
+ *
+ * @example
+ * ```ts
+ * import { chooseAccel } from '@execenv/qemu';
+ * chooseAccel('auto', { device: true, cpuFlags: true }); // { accel: 'kvm', reason: '/dev/kvm and hardware ...' }
+ * chooseAccel('auto', { device: false, cpuFlags: true }).accel; // 'tcg'
+ * chooseAccel('kvm', { device: false, cpuFlags: false }).accel; // 'kvm': asked for, whatever the host offers
+ * ```
  */
 export function chooseAccel(asked: 'auto' | 'kvm' | 'tcg', facts: KvmFacts): AccelChoice {
   if (asked === 'kvm') return { accel: 'kvm', reason: 'KVM was asked for' };
@@ -43,7 +69,17 @@ export function chooseAccel(asked: 'auto' | 'kvm' | 'tcg', facts: KvmFacts): Acc
   return { accel: 'kvm', reason: '/dev/kvm and hardware virtualisation are available' };
 }
 
-/** The host's TSC rate in kHz, from /proc/cpuinfo ("cpu MHz"); undefined when it does not say. */
+/**
+ * The host's TSC rate in kHz, from /proc/cpuinfo ("cpu MHz"); undefined when it does not say.
+ *
+ * @example
+ * ```ts
+ * import { hostTscKhz } from '@execenv/qemu';
+ * const khz = await hostTscKhz(); // e.g. 2904000
+ * // For a TCG guest's kernel command line (QemuMachine.tscKhz does this): it need not calibrate its clock.
+ * const append = khz === undefined ? [] : [`tsc_early_khz=${khz}`, 'tsc=reliable'];
+ * ```
+ */
 export async function hostTscKhz(): Promise<number | undefined> {
   const cpuinfo = await readFile('/proc/cpuinfo', 'utf8').catch(() => '');
   const mhz = /^cpu MHz\s*:\s*([0-9.]+)/m.exec(cpuinfo)?.[1];

@@ -1,4 +1,17 @@
-/** One entry of an initramfs archive. */
+/**
+ * One entry of an initramfs archive.
+ *
+ * @example
+ * ```ts
+ * import { type CpioEntry, packCpio } from '@execenv/qemu';
+ * const entries: CpioEntry[] = [
+ *   { type: 'directory', path: 'etc' },
+ *   { type: 'file', path: 'etc/hostname', content: new TextEncoder().encode('guest\n') },
+ *   { type: 'symlink', path: 'sbin', target: 'bin' },
+ * ];
+ * const archive = packCpio(entries);
+ * ```
+ */
 export type CpioEntry =
   | { type: 'directory'; path: string; mode?: number }
   | { type: 'file'; path: string; content: Uint8Array; mode?: number }
@@ -15,6 +28,18 @@ const TRAILER = 'TRAILER!!!';
  * given order (a directory before what it holds). Paths are relative, without
  * a leading slash or `..`.
  * @throws RangeError on a path the kernel would not unpack where it is meant to go.
+ *
+ * @example
+ * ```ts
+ * import { writeFile } from 'node:fs/promises';
+ * import { packCpio } from '@execenv/qemu';
+ * const init = new TextEncoder().encode('#!/bin/sh\nexec /bin/sh\n');
+ * const archive = packCpio([
+ *   { type: 'directory', path: 'bin' },
+ *   { type: 'file', path: 'init', content: init, mode: 0o755 },
+ * ]);
+ * await writeFile('/tmp/extra.cpio', archive); // QEMU takes it with -initrd
+ * ```
  */
 export function packCpio(entries: readonly CpioEntry[]): Buffer {
   const parts: Buffer[] = [];

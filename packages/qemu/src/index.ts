@@ -8,12 +8,21 @@ import { QemuDriver } from './qemu-driver.js';
 
 export { type AccelChoice, chooseAccel, hostTscKhz, type KvmFacts } from './accel.js';
 export { type CpioEntry, packCpio } from './cpio.js';
+export { type GuestNetwork, nicArgv, type QemuNic, USER_NETWORK, userNetwork } from './guest-network.js';
 export { AGENT_PORT_NAME, buildInitramfs, type InitramfsInputs, initScript } from './initramfs.js';
-export { BOOT_MODULES, loadKernel, moduleLoadOrder, type QemuKernel } from './kernel.js';
+export { BOOT_MODULES, loadKernel, moduleLoadOrder, NET_MODULES, type QemuKernel } from './kernel.js';
 export { type QemuMachine, type QemuMachineType, qemuArgv } from './qemu-command.js';
 export { DRIVER_NAME, QemuDriver } from './qemu-driver.js';
 export { QemuEnvironment, type QemuEnvironmentInit } from './qemu-environment.js';
-export type { QemuDriverOptions } from './qemu-options.js';
+export {
+  type CheckedEnvOptions,
+  type CheckedPortForward,
+  checkEnvOptions,
+  type PortForward,
+  type QemuDriverOptions,
+  type QemuEnvOptions,
+  type UserNetworkOptions,
+} from './qemu-options.js';
 export { QmpClient, type QmpEvent } from './qmp.js';
 
 register('qemu', new QemuDriver());

@@ -4,7 +4,16 @@ import { DriverUnavailableError } from '@execenv/core';
 
 const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46]);
 
-/** A guest kernel for direct boot, and the modules its initramfs loads. */
+/**
+ * A guest kernel for direct boot, and the modules its initramfs loads.
+ *
+ * @example
+ * ```ts
+ * import { loadKernel, type QemuKernel } from '@execenv/qemu';
+ * const kernel: QemuKernel = await loadKernel('/srv/qemu-kernel');
+ * console.log(kernel.release, kernel.elf ? 'vmlinux (PVH boot)' : 'bzImage', kernel.modulesDir);
+ * ```
+ */
 export interface QemuKernel {
   /** The kernel image: an uncompressed vmlinux (microvm boots it through PVH) or a bzImage. */
   image: string;
@@ -20,6 +29,15 @@ export interface QemuKernel {
  * Modules the initramfs loads, by name, in no particular order: the virtio
  * transports, the root disk, the agent's serial port and the root filesystem.
  * Those built into the kernel are skipped; crc32c is what ext4's checksums ask for.
+ *
+ * @example
+ * ```ts
+ * import { readFile } from 'node:fs/promises';
+ * import { join } from 'node:path';
+ * import { BOOT_MODULES, loadKernel, moduleLoadOrder } from '@execenv/qemu';
+ * const kernel = await loadKernel('/srv/qemu-kernel');
+ * const modules = moduleLoadOrder(await readFile(join(kernel.modulesDir, 'modules.dep'), 'utf8'), BOOT_MODULES);
+ * ```
  */
 export const BOOT_MODULES = [
   'virtio_mmio',
@@ -33,9 +51,34 @@ export const BOOT_MODULES = [
 ] as const;
 
 /**
+ * Modules the initramfs carries for a guest with a network device, loaded
+ * (after BOOT_MODULES, with their dependencies net_failover and failover)
+ * only when the guest has one.
+ *
+ * @example
+ * ```ts
+ * import { BOOT_MODULES, moduleLoadOrder, NET_MODULES } from '@execenv/qemu';
+ * declare const modulesDep: string; // the kernel's modules.dep
+ * const boot = moduleLoadOrder(modulesDep, BOOT_MODULES);
+ * const net = moduleLoadOrder(modulesDep, NET_MODULES).filter((m) => !boot.includes(m)); // virtio_net, failover, ...
+ * ```
+ */
+export const NET_MODULES = ['virtio_net'] as const;
+
+/**
  * Reads a kernel directory as tools/fixtures/qemu-kernel.sh lays it out:
  * `vmlinux` (or `vmlinuz`) and `modules/<release>/` holding modules.dep.
  * @throws DriverUnavailableError naming what is missing and how to get it.
+ *
+ * @example
+ * ```ts
+ * import { hasCode } from '@execenv/core';
+ * import { loadKernel } from '@execenv/qemu';
+ * const kernel = await loadKernel(process.env.EXECENV_QEMU_KERNEL ?? '/srv/qemu-kernel').catch((err: unknown) => {
+ *   if (hasCode(err, 'DRIVER_UNAVAILABLE')) console.error(err.message); // no vmlinux, no modules.dep, ...
+ *   throw err;
+ * });
+ * ```
  */
 export async function loadKernel(dir: string): Promise<QemuKernel> {
   const missing = (what: string) =>
@@ -65,6 +108,18 @@ export async function loadKernel(dir: string): Promise<QemuKernel> {
  * relative to the module tree. Names missing from modules.dep are built in
  * (or absent) and skipped; compressed modules are refused, since the
  * initramfs's insmod loads plain ones only.
+ *
+ * @example
+ * ```ts
+ * import { moduleLoadOrder } from '@execenv/qemu';
+ * const modulesDep = [
+ *   'kernel/fs/ext4/ext4.ko: kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko',
+ *   'kernel/fs/mbcache.ko:',
+ *   'kernel/fs/jbd2/jbd2.ko:',
+ * ].join('\n');
+ * moduleLoadOrder(modulesDep, ['ext4', 'virtio_blk']); // virtio_blk is built in, so skipped:
+ * // ['kernel/fs/mbcache.ko', 'kernel/fs/jbd2/jbd2.ko', 'kernel/fs/ext4/ext4.ko']
+ * ```
  */
 export function moduleLoadOrder(modulesDep: string, wanted: readonly string[]): string[] {
   const deps = new Map<string, string[]>();

@@ -1,10 +1,34 @@
+import { nicArgv, type QemuNic } from './guest-network.js';
 import { AGENT_PORT_NAME } from './initramfs.js';
 import type { QemuKernel } from './kernel.js';
 
-/** Machine types the driver boots. */
+/**
+ * Machine types the driver boots.
+ *
+ * @example
+ * ```ts
+ * import { QemuDriver, type QemuMachineType } from '@execenv/qemu';
+ * const machine: QemuMachineType = 'q35'; // virtio-pci; 'microvm' (virtio-mmio) boots fastest
+ * const driver = new QemuDriver({ kernel: '/srv/qemu-kernel', machine });
+ * ```
+ */
 export type QemuMachineType = 'microvm' | 'q35' | 'pc';
 
-/** Everything one guest's QEMU command line is made of. */
+/**
+ * Everything one guest's QEMU command line is made of.
+ *
+ * @example
+ * ```ts
+ * import { loadKernel, type QemuMachine, qemuArgv } from '@execenv/qemu';
+ * const machine: QemuMachine = {
+ *   binary: 'qemu-system-x86_64', machine: 'microvm', accel: 'kvm', cpus: 2, memoryMiB: 1024,
+ *   kernel: await loadKernel('/srv/qemu-kernel'), initramfs: '/var/cache/execenv/qemu/initramfs.cpio.gz',
+ *   disk: '/run/vm/disk.qcow2', agentSocket: '/run/vm/agent.sock', qmpSocket: '/run/vm/qmp.sock',
+ *   consoleLog: '/run/vm/console.log',
+ * };
+ * const argv = qemuArgv(machine); // ['qemu-system-x86_64', '-machine', 'microvm,x-option-roms=off,rtc=on', ...]
+ * ```
+ */
 export interface QemuMachine {
   /** qemu-system-<arch> binary. */
   binary: string;
@@ -31,6 +55,8 @@ export interface QemuMachine {
    * (QEMU must be root), `none` writes files as QEMU's user. @default 'passthrough' as root, else 'none'
    */
   shareSecurity?: 'passthrough' | 'none';
+  /** The guest's network device; none when absent. */
+  nic?: QemuNic;
 }
 
 /** A host directory the guest mounts over 9p. */
@@ -45,8 +71,18 @@ export interface QemuShare {
 /**
  * The QEMU argv of a guest: direct kernel boot, no default devices, the root
  * disk and the agent's serial port on virtio (MMIO on microvm, PCI
- * otherwise), the console to a file, QMP on a socket, no network, and exit
- * instead of a reboot.
+ * otherwise), the console to a file, QMP on a socket, a virtio-net device
+ * only when `nic` is given, and exit instead of a reboot.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { type QemuMachine, qemuArgv, userNetwork } from '@execenv/qemu';
+ * declare const machine: QemuMachine; // see QemuMachine
+ * const { nic } = userNetwork([{ hostPort: 2222, guestPort: 22, protocol: 'tcp', hostAddress: '127.0.0.1' }]);
+ * const argv = qemuArgv({ ...machine, nic, shares: [{ tag: 'execenv0', path: '/srv/src', readOnly: true }] });
+ * const qemu = hostRunner().spawn(argv, { stdin: 'ignore', stdout: 'ignore' });
+ * ```
  */
 export function qemuArgv(m: QemuMachine): string[] {
   const mmio = m.machine === 'microvm';
@@ -96,6 +132,7 @@ export function qemuArgv(m: QemuMachine): string[] {
       '-device',
       `${virtio('9p')},fsdev=share${i},mount_tag=${share.tag}`,
     ]),
+    ...(m.nic ? nicArgv(m.nic, mmio) : []),
   ];
 }
 

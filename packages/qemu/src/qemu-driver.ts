@@ -15,30 +15,47 @@ import {
   hostRunner,
   hostUndo,
   InvalidSpecError,
+  type Lease,
+  type LeaseResource,
   type OpenOptions,
   type ProcessRunner,
   parseSize,
   processStartTime,
   throwIfAborted,
+  type Undo,
   UnsupportedError,
   validateSpec,
 } from '@execenv/core';
 import { findBinary, HOST_PATH, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
 import { convertToQcow2, driverImages, imageRootDirectory, QemuImg, resolveImage } from '@execenv/images';
+import { type NetworkMode, Networks, networkMode, resolvConf } from '@execenv/net';
 import { type AccelChoice, chooseAccel, hostTscKhz, kvmFacts } from './accel.js';
 import { startGuest } from './guest.js';
-import { buildInitramfs, guestInitramfs, isStaticElf } from './initramfs.js';
+import { type GuestNetwork, type QemuNic, userNetwork } from './guest-network.js';
+import { buildInitramfs, checkGuestBinds, guestInitramfs, isStaticElf } from './initramfs.js';
 import { loadKernel, type QemuKernel } from './kernel.js';
 import { QemuEnvironment } from './qemu-environment.js';
-import type { QemuDriverOptions } from './qemu-options.js';
+import { type CheckedEnvOptions, checkEnvOptions, type QemuDriverOptions } from './qemu-options.js';
 
-/** The registry name of this driver. */
+/**
+ * The registry name of this driver.
+ *
+ * @example
+ * ```ts
+ * import { open } from '@execenv/core';
+ * import { DRIVER_NAME } from '@execenv/qemu'; // importing the package registers the driver
+ * const env = await open(DRIVER_NAME, { image: './rootfs.tar.zst' }); // the kernel from EXECENV_QEMU_KERNEL
+ * await env.close();
+ * ```
+ */
 export const DRIVER_NAME = 'qemu';
 
 const DEFAULT_MEMORY_MIB = 512;
 const DEFAULT_BOOT_TIMEOUT_MS = 120_000;
 /** What every environment of this driver can do. */
 const CAPABILITIES: readonly Capability[] = ['isolation-machine', 'root', 'resource-limits', 'revert', 'reboot'];
+/** The lease kind of a guest's tap and address on an @execenv/net network: released by its holder, the env id. */
+const NET_RESOURCE = 'qemu-net';
 /** Longest path a unix socket address holds. */
 const MAX_SOCKET_PATH = 107;
 
@@ -55,6 +72,19 @@ const SYSTEM_BINARY: Readonly<Record<string, string>> = {
  * whose init runs the execenv agent on a virtio serial port, and QMP for
  * control. Exec and files go through the agent, whose root is the guest's
  * disk. Where KVM does not work the guest runs under TCG, and says so.
+ *
+ * @example
+ * ```ts
+ * import { QemuDriver } from '@execenv/qemu';
+ * const driver = new QemuDriver({ kernel: process.env.EXECENV_QEMU_KERNEL });
+ * console.log((await driver.accel()).reason); // KVM, or why TCG
+ * const env = await driver.open({ image: './rootfs.tar.zst', resources: { cpu: 2, memory: '1G' } });
+ * try {
+ *   console.log((await env.exec(['uname', '-r'])).stdout); // the guest's kernel, not the host's
+ * } finally {
+ *   await env.close();
+ * }
+ * ```
  */
 export class QemuDriver implements Driver {
   readonly name = DRIVER_NAME;
@@ -83,7 +113,7 @@ export class QemuDriver implements Driver {
   }
 
   async probe(): Promise<Availability> {
-    const capabilities = [...CAPABILITIES];
+    const capabilities: Capability[] = [...CAPABILITIES, 'network'];
     const unavailable = (reason: string): Availability => ({ available: false, reason, capabilities });
     const binary = this.#binary;
     if (!binary.includes('/') && !(await findBinary(binary)))
@@ -109,12 +139,14 @@ export class QemuDriver implements Driver {
   async open(spec: EnvSpec, opts: OpenOptions = {}): Promise<QemuEnvironment> {
     const checked = validateSpec(spec, DRIVER_NAME);
     const context = { driver: DRIVER_NAME, op: 'open' };
-    if ((checked.network ?? 'none') !== 'none')
+    const network = networkMode(checked.network);
+    if (network.mode === 'host')
       throw new InvalidSpecError(
         'network',
-        `the qemu driver supports only "none" so far, got "${checked.network}"`,
+        'a guest has a kernel of its own and cannot share the host\'s network: use "nat" or a named network',
         context,
       );
+    const envOptions = checkEnvOptions(checked.driverOptions, checked.network ?? 'none');
     const mounts = checked.mounts ?? [];
     for (const [i, m] of mounts.entries())
       if (!(await stat(m.source).catch(() => undefined))?.isDirectory())
@@ -141,6 +173,12 @@ export class QemuDriver implements Driver {
         'the qemu driver needs an image: a root filesystem tarball or a qcow2/raw disk',
         context,
       );
+    const binds = mounts.map((m, i) => ({ tag: `execenv${i}`, target: m.target, readOnly: !!m.readOnly }));
+    try {
+      checkGuestBinds(binds);
+    } catch (err) {
+      throw new InvalidSpecError('mounts', (err as Error).message, context);
+    }
     const memoryMiB = checked.resources?.memory
       ? Math.ceil(parseSize(checked.resources.memory)! / 2 ** 20)
       : (this.#options.memoryMiB ?? DEFAULT_MEMORY_MIB);
@@ -148,7 +186,7 @@ export class QemuDriver implements Driver {
       throw new InvalidSpecError('resources.memory', `a guest needs at least 128 MiB, got ${memoryMiB} MiB`, context);
     if (checked.resources?.disk) throw new UnsupportedError(DRIVER_NAME, 'resources.disk', { op: 'open' });
     const runner = this.#runner;
-    const undo = hostUndo(runner);
+    const undo = this.#undo();
     throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
     const kernel = await this.#kernel();
     const initramfs = await this.#initramfsFor(kernel);
@@ -168,11 +206,11 @@ export class QemuDriver implements Driver {
         await mkdir(envDir, { recursive: true, mode: 0o700 });
         if (Buffer.byteLength(join(envDir, 'qmp.sock')) > MAX_SOCKET_PATH)
           throw new InvalidSpecError('stateDir', `${envDir} is too long for a unix socket path`, context);
-        const guestBinds = mounts.map((m, i) => ({ tag: `execenv${i}`, target: m.target, readOnly: !!m.readOnly }));
-        const bootInitramfs = await guestInitramfs(initramfs, guestBinds, join(envDir, 'initramfs.cpio.gz')).catch(
-          (err: Error) => {
-            throw new InvalidSpecError('mounts', err.message, context);
-          },
+        const net = await this.#joinNetwork(network, envOptions, { id, lease, stateDir });
+        const bootInitramfs = await guestInitramfs(
+          initramfs,
+          { binds, network: net?.guest },
+          join(envDir, 'initramfs.cpio.gz'),
         );
         const disk = join(envDir, 'disk.qcow2');
         const qemuImg = new QemuImg(runner);
@@ -199,6 +237,7 @@ export class QemuDriver implements Driver {
               qmpSocket: join(envDir, 'qmp.sock'),
               consoleLog: join(envDir, 'console.log'),
               tscKhz,
+              nic: net?.nic,
             },
             onStarted: async (pid) => {
               const startTime = await processStartTime(pid);
@@ -210,7 +249,11 @@ export class QemuDriver implements Driver {
         return new QemuEnvironment({
           id,
           driver: DRIVER_NAME,
-          capabilities: CAPABILITIES,
+          capabilities: [
+            ...CAPABILITIES,
+            ...(net ? (['network'] as const) : []),
+            ...(net?.nic.kind === 'user' && net.nic.forwards.length > 0 ? (['port-forwarding'] as const) : []),
+          ],
           onEvent: opts.onEvent,
           closeOnSignal: opts.closeOnSignal,
           session: guest.session,
@@ -236,7 +279,49 @@ export class QemuDriver implements Driver {
   }
 
   async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
-    return leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, hostUndo(this.#runner));
+    return leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, this.#undo());
+  }
+
+  /** Undoes one lease resource: a guest's network through @execenv/net, the rest as core does. */
+  #undo(): Undo {
+    const host = hostUndo(this.#runner);
+    return async (resource: LeaseResource) => {
+      if (resource.kind !== NET_RESOURCE) return host(resource);
+      const networks = new Networks({
+        ...this.#options.networks,
+        stateDir: resource.stateDir as string,
+        runner: this.#runner,
+      });
+      await networks.release(resource.holder as string, resource.network as string);
+    };
+  }
+
+  /**
+   * The guest's NIC and what its init configures: QEMU's user-mode network
+   * when asked for, else a tap on the @execenv/net bridge of a private
+   * network, recorded in the lease before it is made (the holder is the env
+   * id, so close, a failed open and gc release it); none for `none`.
+   */
+  async #joinNetwork(
+    network: NetworkMode,
+    envOptions: CheckedEnvOptions,
+    ctx: { id: string; lease: Lease; stateDir: string },
+  ): Promise<{ nic: QemuNic; guest: GuestNetwork } | undefined> {
+    if (envOptions.userNetwork) return userNetwork(envOptions.userNetwork.forwards);
+    if (network.mode !== 'private') return undefined;
+    const networks = new Networks({ ...this.#options.networks, stateDir: ctx.stateDir, runner: this.#runner });
+    await ctx.lease.add({ kind: NET_RESOURCE, holder: ctx.id, network: network.network, stateDir: ctx.stateDir });
+    const link = await networks.attachTap({ network: network.network, holder: ctx.id });
+    return {
+      nic: { kind: 'tap', tap: link.tap, mac: link.mac },
+      guest: {
+        mac: link.mac,
+        address: link.address,
+        prefixLength: link.prefixLength,
+        gateway: link.gateway,
+        resolvConf: resolvConf(link),
+      },
+    };
   }
 
   async #kernel(): Promise<QemuKernel> {

@@ -1,7 +1,19 @@
 import { createConnection, type Socket } from 'node:net';
 import { ExecenvError } from '@execenv/core';
 
-/** An asynchronous event QEMU sent, such as SHUTDOWN or STOP. */
+/**
+ * An asynchronous event QEMU sent, such as SHUTDOWN or STOP.
+ *
+ * @example
+ * ```ts
+ * import { QmpClient, type QmpEvent } from '@execenv/qemu';
+ * const qmp = await QmpClient.connect('/run/execenv/vm/qmp.sock');
+ * const stop = qmp.onEvent((e: QmpEvent) => {
+ *   if (e.event === 'SHUTDOWN') console.log('guest shut down', e.data?.reason);
+ * });
+ * console.log(qmp.events.map((e) => e.event)); // what came before, oldest first
+ * ```
+ */
 export interface QmpEvent {
   event: string;
   data?: Record<string, unknown>;
@@ -13,6 +25,18 @@ type Pending = { resolve: (value: unknown) => void; reject: (error: Error) => vo
  * QmpClient speaks the QEMU Machine Protocol on a unix socket: one JSON
  * object per line; the greeting and capability negotiation on connect, then
  * commands answered by id, and events in between.
+ *
+ * @example
+ * ```ts
+ * import { QmpClient } from '@execenv/qemu';
+ * const qmp = await QmpClient.connect('/run/execenv/vm/qmp.sock'); // ExecenvError TRANSPORT when QEMU does not answer
+ * try {
+ *   console.log(await qmp.execute('query-status')); // { status: 'running', running: true, ... }
+ *   await qmp.execute('quit');
+ * } finally {
+ *   qmp.close();
+ * }
+ * ```
  */
 export class QmpClient {
   readonly #socket: Socket;

@@ -17,10 +17,12 @@ describe('guestInitramfs', () => {
     await writeFile(shared, base);
     const out = await guestInitramfs(
       shared,
-      [
-        { tag: 'execenv0', target: '/mnt/with space', readOnly: false },
-        { tag: 'execenv1', target: '/srv/ro', readOnly: true },
-      ],
+      {
+        binds: [
+          { tag: 'execenv0', target: '/mnt/with space', readOnly: false },
+          { tag: 'execenv1', target: '/srv/ro', readOnly: true },
+        ],
+      },
       join(scratch, 'guest.cpio.gz'),
     );
     const bytes = await readFile(out);
@@ -31,10 +33,10 @@ describe('guestInitramfs', () => {
   });
 
   it('leaves a guest without binds on the shared file, and refuses targets the configuration cannot carry', async () => {
-    expect(await guestInitramfs(shared, [], join(scratch, 'none.cpio.gz'))).toBe(shared);
+    expect(await guestInitramfs(shared, { binds: [] }, join(scratch, 'none.cpio.gz'))).toBe(shared);
     for (const target of ['relative', '/a\nbind x /etc'])
       await expect(
-        guestInitramfs(shared, [{ tag: 'execenv0', target, readOnly: false }], join(scratch, 'bad.cpio.gz')),
+        guestInitramfs(shared, { binds: [{ tag: 'execenv0', target, readOnly: false }] }, join(scratch, 'bad.cpio.gz')),
       ).rejects.toThrow(RangeError);
   });
 });
@@ -45,5 +47,39 @@ describe('isStaticElf', () => {
     expect(await isStaticElf(process.execPath)).toBe(false);
     expect(await isStaticElf(shared)).toBe(false);
     expect(await isStaticElf(join(scratch, 'absent'))).toBe(false);
+  });
+});
+
+describe('guestInitramfs with a network interface', () => {
+  const network = {
+    mac: '0a:58:0a:d5:00:02',
+    address: '10.213.0.2',
+    prefixLength: 24,
+    gateway: '10.213.0.1',
+    resolvConf: 'nameserver 10.213.0.1\nsearch execenv\n',
+  };
+
+  it('names the interface by MAC with its address and gateway, and carries the resolv.conf', async () => {
+    const out = await guestInitramfs(shared, { binds: [], network }, join(scratch, 'net.cpio.gz'));
+    const base = await readFile(shared);
+    const config = gunzipSync((await readFile(out)).subarray(base.length)).toString('latin1');
+    expect(config).toContain('execenv.conf');
+    expect(config).toContain('net 0a:58:0a:d5:00:02 10.213.0.2/24 10.213.0.1\n');
+    expect(config).toContain('execenv-resolv.conf');
+    expect(config).toContain('nameserver 10.213.0.1\nsearch execenv\n');
+  });
+
+  it('keeps the image resolv.conf when the network has no DNS, and refuses malformed addresses', async () => {
+    const out = await guestInitramfs(
+      shared,
+      { binds: [], network: { ...network, resolvConf: undefined } },
+      join(scratch, 'nodns.cpio.gz'),
+    );
+    const base = await readFile(shared);
+    expect(gunzipSync((await readFile(out)).subarray(base.length)).toString('latin1')).not.toContain('resolv');
+    for (const bad of [{ mac: '0a:58:0a:d5:00:02\nbind x /' }, { address: '10.0.0.2 x' }, { prefixLength: 33 }])
+      await expect(
+        guestInitramfs(shared, { binds: [], network: { ...network, ...bad } }, join(scratch, 'bad.cpio.gz')),
+      ).rejects.toThrow(RangeError);
   });
 });

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadKernel, moduleLoadOrder, moduleName } from '../src/kernel.js';
+import { BOOT_MODULES, loadKernel, moduleLoadOrder, moduleName, NET_MODULES } from '../src/kernel.js';
 
 const MODULES_DEP = `kernel/drivers/virtio/virtio_ring.ko:
 kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko
@@ -13,6 +13,9 @@ kernel/fs/mbcache.ko:
 kernel/fs/jbd2/jbd2.ko:
 kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
 kernel/drivers/net/dummy.ko:
+kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
 `;
 
 const scratch = await mkdtemp(join(tmpdir(), 'execenv-kernel-test-'));
@@ -29,6 +32,16 @@ describe('moduleLoadOrder', () => {
       'kernel/fs/mbcache.ko',
       'kernel/fs/jbd2/jbd2.ko',
       'kernel/fs/ext4/ext4.ko',
+    ]);
+  });
+
+  it('brings virtio_net with its failover dependencies, apart from the boot modules', () => {
+    const boot = moduleLoadOrder(MODULES_DEP, BOOT_MODULES);
+    expect(boot.some((m) => m.includes('/net/'))).toBe(false);
+    expect(moduleLoadOrder(MODULES_DEP, NET_MODULES).filter((m) => !boot.includes(m))).toEqual([
+      'kernel/net/core/failover.ko',
+      'kernel/drivers/net/net_failover.ko',
+      'kernel/drivers/net/virtio_net.ko',
     ]);
   });
 
