@@ -42,12 +42,34 @@ import { ensureDefaultImage } from './default-image.js';
 import { chrootUndo, mappedTree } from './mapped-tree.js';
 import { currentSubordinateIds, rootlessIdMap, rootlessMapArgs } from './subordinate-ids.js';
 
-/** The registry name of this driver. */
+/**
+ * The registry name of this driver.
+ *
+ * @example
+ * ```ts
+ * import { open } from '@execenv/core';
+ * import { DRIVER_NAME } from '@execenv/chroot'; // importing the package registers the driver
+ * const env = await open(DRIVER_NAME, { image: './bookworm.tar.zst' });
+ * await env.close();
+ * ```
+ */
 export const DRIVER_NAME = 'chroot';
 
 /**
  * ChrootDriver opens chroot environments: an overlay over a cached root
  * filesystem, with every command in its own mount and pid namespace.
+ *
+ * @example
+ * ```ts
+ * import { ChrootDriver } from '@execenv/chroot';
+ * const driver = new ChrootDriver({ cacheDir: '/var/cache/execenv' });
+ * const env = await driver.open({ image: '/srv/bookworm-minbase.tar.zst', network: 'host' });
+ * try {
+ *   await env.exec(['apt-get', 'install', '-y', 'lintian'], { check: true, timeout: 600_000 });
+ * } finally {
+ *   await env.close();
+ * }
+ * ```
  */
 export class ChrootDriver implements Driver {
   readonly name = DRIVER_NAME;

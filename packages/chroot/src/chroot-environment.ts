@@ -1,6 +1,20 @@
 import { AgentEnvironment, type AgentEnvironmentInit, type AgentSessionLike } from '@execenv/core/driver';
 
-/** Everything a chroot environment is made of once its agent answers. */
+/**
+ * Everything a chroot environment is made of once its agent answers.
+ *
+ * @example
+ * ```ts
+ * import { ChrootEnvironment } from '@execenv/chroot';
+ * import { FakeAgentSession } from '@execenv/core/testing';
+ * const env = new ChrootEnvironment({
+ *   id: 'execenv-test', driver: 'chroot', capabilities: ['isolation-chroot', 'root', 'revert'],
+ *   session: new FakeAgentSession(),
+ *   restart: async () => new FakeAgentSession(), // a fresh agent over the emptied overlay
+ *   destroy: async () => {},
+ * });
+ * ```
+ */
 export interface ChrootEnvironmentInit extends AgentEnvironmentInit {
   /**
    * Stops the agent, empties the overlay's upper layer, mounts the root
@@ -14,6 +28,18 @@ export interface ChrootEnvironmentInit extends AgentEnvironmentInit {
  * the environment's mount and pid namespaces: every command and file
  * operation goes through it, so paths resolve inside the root and a timeout
  * or abort reaches every process a command started.
+ *
+ * @example
+ * ```ts
+ * import { ChrootDriver } from '@execenv/chroot';
+ * const env = await new ChrootDriver().open({ image: '/srv/bookworm-minbase.tar.zst' });
+ * try {
+ *   await env.exec(['sh', '-c', 'rm -rf /usr/share/doc']);
+ *   await env.revert(); // the image as opened again
+ * } finally {
+ *   await env.close();
+ * }
+ * ```
  */
 export class ChrootEnvironment extends AgentEnvironment {
   readonly #restart: () => Promise<AgentSessionLike>;

@@ -6,13 +6,42 @@ import type { ImageSettings } from '@execenv/images';
  * images are cached (see ImageSettings of @execenv/images). Given to the
  * driver or per environment, these override the user's configuration
  * (`$XDG_CONFIG_HOME/execenv/config.json`, `EXECENV_*` variables).
+ *
+ * @example
+ * ```ts
+ * import { ChrootDriver, type ChrootImageSources } from '@execenv/chroot';
+ * const images: ChrootImageSources = {
+ *   servers: { lxc: 'https://images.example.org' },
+ *   keys: ['/usr/share/keyrings/images.gpg'],
+ * };
+ * const env = await new ChrootDriver({ images }).open({ image: 'index:debian/bookworm/amd64' });
+ * ```
  */
 export type ChrootImageSources = ImageSettings;
 
-/** How the driver gets the privileges to mount: as root, or inside a user namespace. */
+/**
+ * How the driver gets the privileges to mount: as root, or inside a user namespace.
+ *
+ * @example
+ * ```ts
+ * import { ChrootDriver, type ChrootMode } from '@execenv/chroot';
+ * const mode: ChrootMode = 'rootless'; // even as root: no mounts in the host's mount namespace
+ * const driver = new ChrootDriver({ mode });
+ * console.log((await driver.mode()).reason); // mode "rootless" was asked for: mounts inside a user namespace...
+ * ```
+ */
 export type ChrootMode = 'root' | 'rootless';
 
-/** Options of a chroot driver instance (see createChrootDriver). */
+/**
+ * Options of a chroot driver instance (see ChrootDriver).
+ *
+ * @example
+ * ```ts
+ * import { ChrootDriver, type ChrootDriverOptions } from '@execenv/chroot';
+ * const options: ChrootDriverOptions = { mode: 'rootless', subordinateIds: false, cacheDir: '/srv/execenv-cache' };
+ * const driver = new ChrootDriver(options);
+ * ```
+ */
 export interface ChrootDriverOptions {
   /**
    * `root` mounts in the host's mount namespace and needs root; `rootless`
@@ -34,7 +63,17 @@ export interface ChrootDriverOptions {
   images?: ChrootImageSources;
 }
 
-/** Per-environment options, given as `spec.driverOptions`. */
+/**
+ * Per-environment options, given as `spec.driverOptions`.
+ *
+ * @example
+ * ```ts
+ * import { ChrootDriver, type ChrootEnvOptions } from '@execenv/chroot';
+ * import type { EnvSpec } from '@execenv/core';
+ * const spec: EnvSpec<ChrootEnvOptions> = { image: './bookworm.tar.zst', driverOptions: { hostDns: false } };
+ * const env = await new ChrootDriver().open(spec);
+ * ```
+ */
 export interface ChrootEnvOptions {
   /**
    * Copy the host's /etc/resolv.conf and /etc/hosts into the environment, as

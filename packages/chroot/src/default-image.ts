@@ -6,7 +6,16 @@ import { findBinary, HOST_PATH, pathExists } from '@execenv/core/driver';
 /** The suite of the default image. */
 export const DEFAULT_SUITE = 'bookworm';
 
-/** Path of the default image in the cache: a Debian minbase root filesystem built by mmdebstrap. */
+/**
+ * Path of the default image in the cache: a Debian minbase root filesystem built by mmdebstrap.
+ *
+ * @example
+ * ```ts
+ * import { defaultImagePath } from '@execenv/chroot';
+ * import { defaultCacheDir } from '@execenv/core';
+ * const image = defaultImagePath(defaultCacheDir()); // ~/.cache/execenv/default-image/debian-bookworm-minbase.tar.zst
+ * ```
+ */
 export function defaultImagePath(cacheDir: string): string {
   return join(cacheDir, 'default-image', `debian-${DEFAULT_SUITE}-minbase.tar.zst`);
 }
@@ -31,6 +40,13 @@ export async function hostDebianMirror(): Promise<string> {
 /**
  * Returns the default image, building it with mmdebstrap the first time
  * (about 20 s; later opens find it in the cache).
+ *
+ * @example
+ * ```ts
+ * import { ensureDefaultImage } from '@execenv/chroot';
+ * import { defaultCacheDir, hostRunner } from '@execenv/core';
+ * const image = await ensureDefaultImage(defaultCacheDir(), hostRunner(), (e) => console.error(e.type));
+ * ```
  */
 export async function ensureDefaultImage(
   cacheDir: string,

@@ -11,7 +11,17 @@ export { ChrootEnvironment, type ChrootEnvironmentInit } from './chroot-environm
 export type { ChrootDriverOptions, ChrootEnvOptions, ChrootImageSources, ChrootMode } from './chroot-options.js';
 export { defaultImagePath, ensureDefaultImage } from './default-image.js';
 
-/** The driver instance registered as `chroot`. */
+/**
+ * The driver instance registered as `chroot`.
+ *
+ * @example
+ * ```ts
+ * import { chrootDriver } from '@execenv/chroot';
+ * const { available, reason } = await chrootDriver.probe();
+ * if (!available) throw new Error(`chroot driver unavailable: ${reason}`);
+ * const { removed } = await chrootDriver.gc(); // leftovers of processes that died
+ * ```
+ */
 export const chrootDriver = new ChrootDriver();
 
 register('chroot', chrootDriver);

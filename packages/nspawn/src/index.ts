@@ -10,7 +10,17 @@ export { agentListenArgv, escapeNspawnPath, type NspawnArgs, nspawnArgv } from '
 export { DRIVER_NAME, NspawnDriver } from './nspawn-driver.js';
 export type { NspawnDriverOptions, NspawnEnvOptions, NspawnImageSources, NspawnMode } from './nspawn-options.js';
 
-/** The driver instance registered as `nspawn`. */
+/**
+ * The driver instance registered as `nspawn`.
+ *
+ * @example
+ * ```ts
+ * import { nspawnDriver } from '@execenv/nspawn';
+ * const { available, reason, details } = await nspawnDriver.probe();
+ * if (!available) throw new Error(`nspawn driver unavailable: ${reason}`);
+ * console.log(`resource limits: ${details?.resourceLimits}`); // 'yes' where systemd is PID 1
+ * ```
+ */
 export const nspawnDriver = new NspawnDriver();
 
 register('nspawn', nspawnDriver);

@@ -10,7 +10,22 @@ export const RUNTIME_IN_CONTAINER = '/run/execenv';
 /** The agent's socket, inside the runtime directory. */
 export const SOCKET_NAME = 'agent.sock';
 
-/** Everything that decides one container's systemd-nspawn command line. */
+/**
+ * Everything that decides one container's systemd-nspawn command line.
+ *
+ * @example
+ * ```ts
+ * import { type NspawnArgs, nspawnArgv } from '@execenv/nspawn';
+ * const args: NspawnArgs = {
+ *   nspawn: '/usr/bin/systemd-nspawn', machine: 'execenv-demo', mode: 'plain', network: 'none',
+ *   directory: '/var/cache/execenv/rootfs/bookworm', upper: '/var/lib/execenv/demo/upper',
+ *   runtimeDir: '/var/lib/execenv/demo/run', agentBinary: '/usr/lib/execenv/agent',
+ *   binds: [{ source: '/srv/src', target: '/src', readOnly: true }],
+ *   linux32: false, scope: false, properties: [], killInit: true,
+ * };
+ * const argv = nspawnArgv(args);
+ * ```
+ */
 export interface NspawnArgs {
   /** The systemd-nspawn binary. */
   nspawn: string;
@@ -52,12 +67,26 @@ export interface NspawnArgs {
 /**
  * Escapes a path for nspawn's colon-separated --bind and --overlay values,
  * where backslash escapes are interpreted.
+ *
+ * @example
+ * ```ts
+ * import { escapeNspawnPath } from '@execenv/nspawn';
+ * const bind = `--bind=${escapeNspawnPath('/srv/a:b')}:/src`; // --bind=/srv/a\:b:/src
+ * ```
  */
 export function escapeNspawnPath(path: string): string {
   return path.replace(/\\/g, '\\\\').replace(/:/g, '\\:');
 }
 
-/** The agent's argv inside the container (PROTOCOL.md, "Command line"): no --root, it serves where it runs. */
+/**
+ * The agent's argv inside the container (PROTOCOL.md, "Command line"): no --root, it serves where it runs.
+ *
+ * @example
+ * ```ts
+ * import { agentListenArgv } from '@execenv/nspawn';
+ * agentListenArgv(); // ['/run/execenv-agent', '--listen', '/run/execenv/agent.sock']
+ * ```
+ */
 export function agentListenArgv(): string[] {
   return [AGENT_IN_CONTAINER, '--listen', `${RUNTIME_IN_CONTAINER}/${SOCKET_NAME}`];
 }
@@ -66,6 +95,16 @@ export function agentListenArgv(): string[] {
  * The systemd-nspawn argv of one container. Settings files, journal links
  * and machined registration are off, so nothing outside the environment's
  * own directories is read or written.
+ *
+ * @example
+ * ```ts
+ * import { type NspawnArgs, nspawnArgv } from '@execenv/nspawn';
+ * import { hostRunner } from '@execenv/core';
+ * declare const args: NspawnArgs; // see NspawnArgs
+ * const argv = nspawnArgv({ ...args, mode: 'boot', setpriv: '/usr/bin/setpriv' });
+ * // ['/usr/bin/setpriv', '--pdeathsig', 'SIGTERM', '--', '/usr/bin/systemd-nspawn', '--quiet', ..., '--boot', ...]
+ * const nspawn = hostRunner().spawn(argv, { stdin: 'ignore' });
+ * ```
  */
 export function nspawnArgv(a: NspawnArgs): string[] {
   const esc = escapeNspawnPath;

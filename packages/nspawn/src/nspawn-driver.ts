@@ -44,7 +44,17 @@ import { NSPAWN_NETWORKS, type NspawnDriverOptions, type NspawnEnvOptions, type 
 import { MACHINE, machineResource, nspawnUndo } from './nspawn-undo.js';
 import { resourceProperties } from './resources.js';
 
-/** The registry name of this driver. */
+/**
+ * The registry name of this driver.
+ *
+ * @example
+ * ```ts
+ * import { open } from '@execenv/core';
+ * import { DRIVER_NAME } from '@execenv/nspawn'; // importing the package registers the driver
+ * const env = await open(DRIVER_NAME, { image: '/srv/bookworm-minbase.tar.zst' });
+ * await env.close();
+ * ```
+ */
 export const DRIVER_NAME = 'nspawn';
 
 /** Longest path a unix socket address holds (sun_path less its NUL). */
@@ -65,6 +75,18 @@ interface Plan {
  * NspawnDriver opens systemd-nspawn containers: an overlay over a cached
  * root filesystem (or a kept machine directory), with the execenv agent as
  * the container's init, or entered into a booted systemd.
+ *
+ * @example
+ * ```ts
+ * import { NspawnDriver } from '@execenv/nspawn';
+ * const driver = new NspawnDriver({ cacheDir: '/var/cache/execenv' });
+ * const env = await driver.open({ image: '/srv/bookworm-systemd.tar.zst', driverOptions: { boot: true } });
+ * try {
+ *   await env.exec(['systemctl', 'start', 'cron'], { check: true });
+ * } finally {
+ *   await env.close();
+ * }
+ * ```
  */
 export class NspawnDriver implements Driver {
   readonly name = DRIVER_NAME;

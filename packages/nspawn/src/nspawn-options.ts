@@ -1,10 +1,31 @@
 import type { ProcessRunner } from '@execenv/core';
 import type { ResolveImageOptions } from '@execenv/images';
 
-/** Where `index:` references are looked up and which keys sign them (see resolveImage of @execenv/images). */
+/**
+ * Where `index:` references are looked up and which keys sign them (see resolveImage of @execenv/images).
+ *
+ * @example
+ * ```ts
+ * import { NspawnDriver, type NspawnImageSources } from '@execenv/nspawn';
+ * const images: NspawnImageSources = {
+ *   servers: { lxc: 'https://images.example.org' },
+ *   keys: ['/usr/share/keyrings/images.gpg'],
+ * };
+ * const env = await new NspawnDriver({ images }).open({ image: 'index:debian/bookworm/amd64' });
+ * ```
+ */
 export type NspawnImageSources = Pick<ResolveImageOptions, 'servers' | 'keys' | 'verify'>;
 
-/** Options of an nspawn driver instance. */
+/**
+ * Options of an nspawn driver instance.
+ *
+ * @example
+ * ```ts
+ * import { NspawnDriver, type NspawnDriverOptions } from '@execenv/nspawn';
+ * const options: NspawnDriverOptions = { cacheDir: '/var/cache/execenv', machinesDir: '/srv/machines' };
+ * const driver = new NspawnDriver(options);
+ * ```
+ */
 export interface NspawnDriverOptions {
   /** Runs every host command. @default core's execa runner */
   runner?: ProcessRunner;
@@ -26,7 +47,19 @@ export interface NspawnDriverOptions {
   fixPropagationTmpfs?: boolean;
 }
 
-/** Per-environment options, given as `spec.driverOptions`. */
+/**
+ * Per-environment options, given as `spec.driverOptions`.
+ *
+ * @example
+ * ```ts
+ * import { NspawnDriver, type NspawnEnvOptions } from '@execenv/nspawn';
+ * const driver = new NspawnDriver();
+ * const driverOptions: NspawnEnvOptions = { machine: 'builder', startTimeoutMs: 60_000 };
+ * const env = await driver.open({ image: '/srv/bookworm-minbase.tar.zst', ephemeral: false, driverOptions });
+ * await env.close(); // the machine directory stays for the next open of 'builder'
+ * await driver.removeMachine('builder');
+ * ```
+ */
 export interface NspawnEnvOptions {
   /**
    * Boot the image's init (`systemd-nspawn -b`): systemd is PID 1, the agent
@@ -54,5 +87,14 @@ export interface NspawnEnvOptions {
 /** Networks the nspawn driver supports: none (a private network namespace with loopback) or the host's. */
 export const NSPAWN_NETWORKS = ['none', 'host'] as const;
 
-/** How the container runs: the agent as its init, or a booted init with the agent entered into it. */
+/**
+ * How the container runs: the agent as its init, or a booted init with the agent entered into it.
+ *
+ * @example
+ * ```ts
+ * import type { NspawnEnvOptions, NspawnMode } from '@execenv/nspawn';
+ * const options: NspawnEnvOptions = { boot: true };
+ * const mode: NspawnMode = options.boot ? 'boot' : 'plain';
+ * ```
+ */
 export type NspawnMode = 'plain' | 'boot';

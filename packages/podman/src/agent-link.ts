@@ -3,7 +3,20 @@ import { DriverUnavailableError, type RunningProcess } from '@execenv/core';
 import { AGENT_PATH } from './container-args.js';
 import type { PodmanCli } from './podman-cli.js';
 
-/** A connection to the agent of one container. */
+/**
+ * A connection to the agent of one container.
+ *
+ * @example
+ * ```ts
+ * import { type AgentLink, connectExec, connectSocket, PodmanCli } from '@execenv/podman';
+ * function connect(cli: PodmanCli, container: string, socket?: string): Promise<AgentLink> {
+ *   return socket ? connectSocket(cli, container, socket) : connectExec(cli, container);
+ * }
+ * const link = await connect(new PodmanCli({ connection: 'build-host' }), 'execenv-abc123');
+ * console.log(`agent answered in ${await link.session.ping()} ms`);
+ * await link.close();
+ * ```
+ */
 export interface AgentLink {
   readonly session: AgentSession;
   /** Closes the session and whatever carries it. */
@@ -18,6 +31,15 @@ const READY_MS = 30_000;
  * container's bind-mounted runtime directory), retrying until it listens.
  * While it does not, the container's state is checked: an exited container
  * fails at once, with its log.
+ *
+ * @example
+ * ```ts
+ * import { connectSocket, PodmanCli } from '@execenv/podman';
+ * // The container runs with /tmp/execenv-podman-x mounted at RUN_DIR (createArgs with runtimeDir).
+ * const link = await connectSocket(new PodmanCli(), 'execenv-abc123', '/tmp/execenv-podman-x/agent.sock');
+ * console.log(await link.session.readDir('/etc'));
+ * await link.close();
+ * ```
  */
 export async function connectSocket(cli: PodmanCli, container: string, socket: string): Promise<AgentLink> {
   const deadline = Date.now() + READY_MS;
@@ -48,6 +70,18 @@ export async function connectSocket(cli: PodmanCli, container: string, socket: s
  * `podman exec -i`, serving a session on its stdin and stdout: for a podman
  * that shares no directory with this host. Its commands run in the
  * container's namespaces and cgroup, children of that agent.
+ *
+ * @example
+ * ```ts
+ * import { connectExec, PodmanCli } from '@execenv/podman';
+ * const cli = new PodmanCli({ url: 'ssh://builder@build-host/run/podman/podman.sock' });
+ * const link = await connectExec(cli, 'execenv-abc123'); // the container runs, its agent copied in
+ * try {
+ *   console.log(await link.session.stat('/etc/os-release', true));
+ * } finally {
+ *   await link.close(); // the agent ends the exec session
+ * }
+ * ```
  */
 export async function connectExec(cli: PodmanCli, container: string): Promise<AgentLink> {
   const proc: RunningProcess = cli.spawn(['exec', '-i', container, AGENT_PATH, '--stdio'], {

@@ -2,14 +2,53 @@ import { InvalidSpecError, type MountSpec, parseSize, type ResourceSpec } from '
 import { ID_LABEL, OWNER_LABEL } from './labels.js';
 import type { AgentTransport } from './podman-options.js';
 
-/** Where the agent binary is inside a container. */
+/**
+ * Where the agent binary is inside a container.
+ *
+ * @example
+ * ```ts
+ * import { AGENT_PATH, PodmanCli } from '@execenv/podman';
+ * // A second agent serving a session on its stdin and stdout, as connectExec starts it.
+ * const proc = new PodmanCli().spawn(['exec', '-i', 'execenv-abc123', AGENT_PATH, '--stdio'], { stdin: 'pipe' });
+ * ```
+ */
 export const AGENT_PATH = '/.execenv/agent';
-/** The directory of the agent's socket inside a container. */
+/**
+ * The directory of the agent's socket inside a container.
+ *
+ * @example
+ * ```ts
+ * import { join } from 'node:path';
+ * import { AGENT_SOCKET, RUN_DIR } from '@execenv/podman';
+ * const runtimeDir = '/tmp/execenv-podman-x'; // the host directory mounted at RUN_DIR
+ * const hostSocket = join(runtimeDir, AGENT_SOCKET.slice(RUN_DIR.length)); // /tmp/execenv-podman-x/agent.sock
+ * ```
+ */
 export const RUN_DIR = '/.execenv/run';
-/** The agent's socket inside a container. */
+/**
+ * The agent's socket inside a container.
+ *
+ * @example
+ * ```ts
+ * import { AGENT_PATH, AGENT_SOCKET } from '@execenv/podman';
+ * const entrypoint = JSON.stringify([AGENT_PATH, '--listen', AGENT_SOCKET]); // as createArgs sets it
+ * ```
+ */
 export const AGENT_SOCKET = `${RUN_DIR}/agent.sock`;
 
-/** Everything `podman create` is told about one environment's container. */
+/**
+ * Everything `podman create` is told about one environment's container.
+ *
+ * @example
+ * ```ts
+ * import { type ContainerPlan, createArgs, PodmanCli } from '@execenv/podman';
+ * const plan: ContainerPlan = {
+ *   name: 'execenv-abc123', image: 'docker.io/library/debian:bookworm', owner: '4242:123456@build-host',
+ *   transport: 'exec', network: 'none', resources: { cpu: 2, memory: '2G' }, pids: 512,
+ * };
+ * await new PodmanCli().run(createArgs(plan)); // podman create --name execenv-abc123 -i ...
+ * ```
+ */
 export interface ContainerPlan {
   /** Container name: the environment id. */
   name: string;
@@ -36,6 +75,17 @@ export interface ContainerPlan {
  * entrypoint (PID 1), listening on RUN_DIR's socket with stdin kept open
  * (`-i`: it exits, killing everything, when stdin closes), root user, the
  * id and owner labels, network, limits and mounts.
+ *
+ * @example
+ * ```ts
+ * import { createArgs, PodmanCli } from '@execenv/podman';
+ * const args = createArgs(
+ *   { name: 'execenv-abc123', image: 'localhost/builder', owner: '4242:123456@build-host', transport: 'socket',
+ *     agentBinary: '/usr/lib/execenv/agent', runtimeDir: '/tmp/execenv-podman-x' },
+ *   true, // podman run --detach: created and started in one call
+ * );
+ * await new PodmanCli().run(args);
+ * ```
  */
 export function createArgs(plan: ContainerPlan, start = false): string[] {
   const args = [

@@ -32,7 +32,18 @@ export type {
 export { PODMAN_NETWORKS } from './podman-options.js';
 export { CONTAINER, containerResource, NETWORK, networkResource, podmanUndo } from './podman-undo.js';
 
-/** The driver instance registered as `podman`. */
+/**
+ * The driver instance registered as `podman`.
+ *
+ * @example
+ * ```ts
+ * import { podmanDriver } from '@execenv/podman';
+ * const { available, reason, details } = await podmanDriver.probe();
+ * if (!available) throw new Error(`podman driver unavailable: ${reason}`);
+ * console.log(details?.mode, details?.transport); // e.g. rootless socket
+ * const pruned = await podmanDriver.pruneImages(); // imported rootfs images no container uses
+ * ```
+ */
 export const podmanDriver = new PodmanDriver();
 
 register('podman', podmanDriver);

@@ -10,7 +10,20 @@ import {
 import { hostEnv } from '@execenv/core/driver';
 import type { PodmanConnection } from './podman-options.js';
 
-/** What PodmanCli needs: the binary, the connection, the environment of every call. */
+/**
+ * What PodmanCli needs: the binary, the connection, the environment of every call.
+ *
+ * @example
+ * ```ts
+ * import { PodmanCli, type PodmanCliOptions } from '@execenv/podman';
+ * const options: PodmanCliOptions = {
+ *   podman: '/usr/local/bin/podman',
+ *   connection: 'build-host', // from `podman system connection list`
+ *   env: { CONTAINERS_CONF: '/etc/execenv/containers.conf' },
+ * };
+ * const cli = new PodmanCli(options);
+ * ```
+ */
 export interface PodmanCliOptions extends PodmanConnection {
   /** The podman binary. @default 'podman' */
   podman?: string;
@@ -24,6 +37,15 @@ export interface PodmanCliOptions extends PodmanConnection {
  * PodmanCli builds and runs podman command lines: the binary, the connection
  * flags (`--url`, `--connection`, `--identity`), then the subcommand, always
  * as an argv array through the process runner.
+ *
+ * @example
+ * ```ts
+ * import { PodmanCli } from '@execenv/podman';
+ * const cli = new PodmanCli({ url: 'ssh://builder@build-host/run/podman/podman.sock' });
+ * cli.argv(['ps']); // ['podman', '--url', 'ssh://builder@build-host/run/podman/podman.sock', 'ps']
+ * const version = (await cli.run(['version', '--format', '{{.Client.Version}}'])).stdout.trim();
+ * const hasDebian = await cli.succeeds(['image', 'exists', 'docker.io/library/debian:bookworm']);
+ * ```
  */
 export class PodmanCli {
   readonly #binary: string;
@@ -73,7 +95,17 @@ export class PodmanCli {
   }
 }
 
-/** Whether a podman failure says the object is already gone (`no such container`, `network not found`...). */
+/**
+ * Whether a podman failure says the object is already gone (`no such container`, `network not found`...).
+ *
+ * @example
+ * ```ts
+ * import { isGone, PodmanCli } from '@execenv/podman';
+ * await new PodmanCli().run(['network', 'rm', '--force', 'execenv-abc123']).catch((err: unknown) => {
+ *   if (!isGone(err)) throw err; // already removed is fine
+ * });
+ * ```
+ */
 export function isGone(err: unknown): boolean {
   if (!(err instanceof HostCommandError)) return false;
   return /no such (container|object|network|image)|not found|does not exist/i.test(err.result.stderr);

@@ -49,7 +49,17 @@ import {
 } from './podman-options.js';
 import { containerResource, networkResource, podmanUndo, removeContainer, removeNetwork } from './podman-undo.js';
 
-/** The registry name of this driver. */
+/**
+ * The registry name of this driver.
+ *
+ * @example
+ * ```ts
+ * import { open } from '@execenv/core';
+ * import { DRIVER_NAME } from '@execenv/podman'; // importing the package registers the driver
+ * const env = await open(DRIVER_NAME, { image: 'oci:docker.io/library/debian:bookworm' });
+ * await env.close();
+ * ```
+ */
 export const DRIVER_NAME = 'podman';
 
 /** Longest path a unix socket address holds (sun_path less its NUL). */
@@ -62,6 +72,18 @@ const ctx = { driver: DRIVER_NAME, op: 'open' };
  * rootless. The container's entrypoint is the execenv agent, so commands and
  * file operations go through it; podman itself is only asked to create,
  * start, stop, commit and remove.
+ *
+ * @example
+ * ```ts
+ * import { PodmanDriver } from '@execenv/podman';
+ * const driver = new PodmanDriver({ connection: 'build-host' }); // a remote podman: the agent over podman exec
+ * const env = await driver.open({ image: 'oci:docker.io/library/debian:bookworm', network: 'nat' });
+ * try {
+ *   await env.exec(['apt-get', 'update'], { check: true });
+ * } finally {
+ *   await env.close();
+ * }
+ * ```
  */
 export class PodmanDriver implements Driver {
   readonly name = DRIVER_NAME;

@@ -1,7 +1,24 @@
 import { InvalidSpecError } from '@execenv/core';
 import { AgentEnvironment, type AgentEnvironmentInit, type AgentSessionLike } from '@execenv/core/driver';
 
-/** What a podman environment can do to its container besides exec and files. */
+/**
+ * What a podman environment can do to its container besides exec and files.
+ *
+ * @example
+ * ```ts
+ * import { FakeAgentSession } from '@execenv/core/testing';
+ * import type { ContainerLifecycle } from '@execenv/podman';
+ * const commits: string[] = [];
+ * const lifecycle: ContainerLifecycle = {
+ *   commit: async (name) => {
+ *     commits.push(name);
+ *     return 'sha256:0123abcd'; // the image id
+ *   },
+ *   recreate: async () => new FakeAgentSession(), // a new container from the image, its agent's session
+ *   restart: async () => new FakeAgentSession(),
+ * };
+ * ```
+ */
 export interface ContainerLifecycle {
   /** Commits the container as image `name`; returns the image id. */
   commit(name: string): Promise<string>;
@@ -11,7 +28,23 @@ export interface ContainerLifecycle {
   restart(): Promise<AgentSessionLike>;
 }
 
-/** Everything a podman environment is made of once its agent answers. */
+/**
+ * Everything a podman environment is made of once its agent answers.
+ *
+ * @example
+ * ```ts
+ * import { FakeAgentSession } from '@execenv/core/testing';
+ * import { PodmanEnvironment } from '@execenv/podman';
+ * const fresh = async () => new FakeAgentSession();
+ * const env = new PodmanEnvironment({
+ *   id: 'execenv-test', driver: 'podman', container: 'execenv-test',
+ *   capabilities: ['isolation-container', 'root', 'revert', 'reboot', 'publish'],
+ *   session: new FakeAgentSession(),
+ *   lifecycle: { commit: async () => 'sha256:0123abcd', recreate: fresh, restart: fresh },
+ *   destroy: async () => {},
+ * });
+ * ```
+ */
 export interface PodmanEnvironmentInit extends AgentEnvironmentInit {
   /** The container's name (the environment id). */
   container: string;
@@ -24,6 +57,19 @@ const IMAGE_NAME = /^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$
  * PodmanEnvironment is one container whose entrypoint is the agent: every
  * command is a child of the container's PID 1, in its namespaces and cgroup.
  * It can be published as an image, reverted to its image and rebooted.
+ *
+ * @example
+ * ```ts
+ * import { PodmanDriver } from '@execenv/podman';
+ * const driver = new PodmanDriver();
+ * const env = await driver.open({ image: '/srv/images/bookworm-minbase.tar.zst', network: 'nat' });
+ * try {
+ *   await env.exec(['apt-get', 'install', '-y', 'build-essential'], { check: true, timeout: 600_000 });
+ *   const image = await env.publish('bookworm-build'); // 'oci:localhost/bookworm-build', for a later open
+ * } finally {
+ *   await env.close();
+ * }
+ * ```
  */
 export class PodmanEnvironment extends AgentEnvironment {
   /** The container's name in podman (the environment id). */

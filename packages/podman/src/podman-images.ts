@@ -13,7 +13,21 @@ import { convertToPodmanInput, type ImageCache, type ResolvedImage } from '@exec
 import { ROOTFS_LABEL, rootfsImageName } from './labels.js';
 import type { PodmanCli } from './podman-cli.js';
 
-/** What ensureImage needs. */
+/**
+ * What ensureImage needs.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { ImageCache, resolveImage } from '@execenv/images';
+ * import { type EnsureImageOptions, ensureImage, PodmanCli } from '@execenv/podman';
+ * const cache = new ImageCache();
+ * const reference = 'oci:docker.io/library/debian:bookworm';
+ * const options: EnsureImageOptions = { cli: new PodmanCli(), cache, runner: hostRunner(), reference, pull: 'always' };
+ * const name = await ensureImage(await resolveImage(reference, { cache }), options);
+ * // name: 'docker.io/library/debian:bookworm', pulled even when podman had it
+ * ```
+ */
 export interface EnsureImageOptions {
   /** The podman to import into or pull with. */
   cli: PodmanCli;
@@ -42,6 +56,18 @@ export interface EnsureImageOptions {
  * (cached by digest) and imported once as `localhost/execenv-rootfs:<sha256>`,
  * labelled `execenv.rootfs`, so later opens reuse it and gc can tell it
  * from the user's images.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { ImageCache, resolveImage } from '@execenv/images';
+ * import { createArgs, ensureImage, PodmanCli } from '@execenv/podman';
+ * const cache = new ImageCache();
+ * const cli = new PodmanCli();
+ * const resolved = await resolveImage('/srv/bookworm.tar.zst', { cache });
+ * const image = await ensureImage(resolved, { cli, cache, runner: hostRunner(), reference: '/srv/bookworm.tar.zst' });
+ * // image: 'localhost/execenv-rootfs:<sha256>', ready for createArgs({ image, ... })
+ * ```
  */
 export async function ensureImage(image: ResolvedImage, o: EnsureImageOptions): Promise<string> {
   switch (image.kind) {

@@ -5,6 +5,17 @@ import type { ResolveImageOptions } from '@execenv/images';
  * Which podman to talk to. Without any field the local podman of the user
  * running the commands is used (rootful as root, rootless otherwise), or a
  * remote one when `CONTAINER_HOST` is set in `env`.
+ *
+ * @example
+ * ```ts
+ * import { type PodmanConnection, PodmanDriver } from '@execenv/podman';
+ * const connection: PodmanConnection = {
+ *   url: 'ssh://builder@build-host/run/podman/podman.sock',
+ *   identity: '/home/me/.ssh/id_ed25519',
+ * };
+ * const driver = new PodmanDriver(connection);
+ * driver.transport; // 'exec': a remote podman shares no directory with this host
+ * ```
  */
 export interface PodmanConnection {
   /** A podman service URL, given as `--url`: `unix:///run/podman/podman.sock`, `ssh://user@host/run/podman/podman.sock`. */
@@ -15,10 +26,34 @@ export interface PodmanConnection {
   identity?: string;
 }
 
-/** How the host talks to the agent in a container. */
+/**
+ * How the host talks to the agent in a container.
+ *
+ * @example
+ * ```ts
+ * import { type AgentTransport, PodmanDriver } from '@execenv/podman';
+ * // A local podman whose containers cannot reach this host's files (podman machine): no shared socket.
+ * const transport: AgentTransport = 'exec';
+ * const driver = new PodmanDriver({ transport });
+ * ```
+ */
 export type AgentTransport = 'socket' | 'exec';
 
-/** Options of a podman driver instance. */
+/**
+ * Options of a podman driver instance.
+ *
+ * @example
+ * ```ts
+ * import { PodmanDriver, type PodmanDriverOptions } from '@execenv/podman';
+ * const options: PodmanDriverOptions = {
+ *   env: { XDG_RUNTIME_DIR: '/run/user/1000' }, // added to every podman command
+ *   runtimeDir: '/run/user/1000', // where per-environment socket directories are made
+ *   cacheDir: '/var/cache/execenv',
+ *   images: { servers: { lxc: 'https://images.example.org' }, keys: ['/usr/share/keyrings/images.gpg'] },
+ * };
+ * const driver = new PodmanDriver(options);
+ * ```
+ */
 export interface PodmanDriverOptions extends PodmanConnection {
   /** The podman binary. @default `podman` found in the fixed host PATH */
   podman?: string;
@@ -46,7 +81,21 @@ export interface PodmanDriverOptions extends PodmanConnection {
   runtimeDir?: string;
 }
 
-/** Per-environment options, given as `spec.driverOptions`. */
+/**
+ * Per-environment options, given as `spec.driverOptions`.
+ *
+ * @example
+ * ```ts
+ * import type { EnvSpec } from '@execenv/core';
+ * import { PodmanDriver, type PodmanEnvOptions } from '@execenv/podman';
+ * const spec: EnvSpec<PodmanEnvOptions> = {
+ *   image: 'oci:docker.io/library/debian:bookworm',
+ *   network: 'nat',
+ *   driverOptions: { privateNetwork: true, pids: 512, pull: 'never' },
+ * };
+ * const env = await new PodmanDriver().open(spec);
+ * ```
+ */
 export interface PodmanEnvOptions {
   /** With network `nat`: a podman network of its own for this environment, removed on close. @default false */
   privateNetwork?: boolean;
@@ -56,5 +105,16 @@ export interface PodmanEnvOptions {
   pull?: 'missing' | 'always' | 'never';
 }
 
-/** Networks the podman driver understands besides the name of an existing podman network. */
+/**
+ * Networks the podman driver understands besides the name of an existing podman network.
+ *
+ * @example
+ * ```ts
+ * import { PODMAN_NETWORKS, PodmanCli } from '@execenv/podman';
+ * const network = process.env.BUILD_NETWORK ?? 'none';
+ * const known =
+ *   (PODMAN_NETWORKS as readonly string[]).includes(network) ||
+ *   (await new PodmanCli().succeeds(['network', 'exists', network]));
+ * ```
+ */
 export const PODMAN_NETWORKS = ['none', 'nat', 'host'] as const;

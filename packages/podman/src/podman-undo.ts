@@ -2,17 +2,60 @@ import { readdir, readFile } from 'node:fs/promises';
 import { hostUndo, type LeaseResource, type ProcessRunner, type Undo } from '@execenv/core';
 import { isGone, type PodmanCli } from './podman-cli.js';
 
-/** Lease kind of a container; `name` is the environment id. */
+/**
+ * Lease kind of a container; `name` is the environment id.
+ *
+ * @example
+ * ```ts
+ * import { defaultStateDir, readLeases } from '@execenv/core';
+ * import { CONTAINER } from '@execenv/podman';
+ * for (const lease of await readLeases(defaultStateDir(), 'podman'))
+ *   console.log(lease.id, lease.resources.filter((r) => r.kind === CONTAINER).map((r) => r.name));
+ * ```
+ */
 export const CONTAINER = 'podman-container';
-/** Lease kind of a network made for one environment. */
+/**
+ * Lease kind of a network made for one environment.
+ *
+ * @example
+ * ```ts
+ * import { defaultStateDir, readLeases } from '@execenv/core';
+ * import { NETWORK } from '@execenv/podman';
+ * const leases = await readLeases(defaultStateDir(), 'podman');
+ * const networks = leases.flatMap((l) => l.resources.filter((r) => r.kind === NETWORK).map((r) => r.name));
+ * ```
+ */
 export const NETWORK = 'podman-network';
 
-/** The lease record of a container. */
+/**
+ * The lease record of a container.
+ *
+ * @example
+ * ```ts
+ * import { defaultStateDir, Lease } from '@execenv/core';
+ * import { containerResource } from '@execenv/podman';
+ * const lease = await Lease.create(defaultStateDir(), 'execenv-abc123', 'podman');
+ * await lease.add(containerResource('execenv-abc123')); // { kind: 'podman-container', path: ..., name: ... }
+ * // Then `podman create --name execenv-abc123`: a crash in between leaves a record gc() finishes.
+ * ```
+ */
 export function containerResource(name: string): LeaseResource {
   return { kind: CONTAINER, path: name, name };
 }
 
-/** The lease record of a network. */
+/**
+ * The lease record of a network.
+ *
+ * @example
+ * ```ts
+ * import { defaultStateDir, Lease, newEnvironmentId } from '@execenv/core';
+ * import { ID_LABEL, networkResource, PodmanCli } from '@execenv/podman';
+ * const id = newEnvironmentId();
+ * const lease = await Lease.create(defaultStateDir(), id, 'podman');
+ * await lease.add(networkResource(id)); // recorded first: a crash in between leaves a record gc() finishes
+ * await new PodmanCli().run(['network', 'create', '--label', `${ID_LABEL}=${id}`, id]);
+ * ```
+ */
 export function networkResource(name: string): LeaseResource {
   return { kind: NETWORK, path: name, name };
 }
@@ -60,7 +103,21 @@ export async function removeNetwork(cli: PodmanCli, name: string): Promise<void>
   });
 }
 
-/** The podman driver's undo: containers and networks through podman, core's kinds (dir) by hostUndo. */
+/**
+ * The podman driver's undo: containers and networks through podman, core's kinds (dir) by hostUndo.
+ *
+ * @example
+ * ```ts
+ * import { defaultStateDir, hostRunner, Lease, newEnvironmentId } from '@execenv/core';
+ * import { containerResource, createArgs, PodmanCli, podmanUndo } from '@execenv/podman';
+ * const cli = new PodmanCli();
+ * const id = newEnvironmentId();
+ * const lease = await Lease.create(defaultStateDir(), id, 'podman');
+ * await lease.add(containerResource(id));
+ * await cli.run(createArgs({ name: id, image: 'localhost/builder', owner: '4242:1234@host', transport: 'exec' }));
+ * await lease.release(podmanUndo(cli, hostRunner())); // podman rm --force, then the lease file goes
+ * ```
+ */
 export function podmanUndo(cli: PodmanCli, runner: ProcessRunner): Undo {
   const host = hostUndo(runner);
   return async (r) => {
