@@ -35,6 +35,8 @@ step "build, lint, typecheck"
 run npx nx run-many -t build lint typecheck --outputStyle=static
 # The packages lint themselves through nx; this also covers tools/, e2e/ and the top-level files.
 run npx biome check .
+# Every public export (what a package's exports map reaches) has TSDoc with an @example.
+run node tools/check-tsdoc.mjs
 
 step "unit tests"
 # Uncached so every run writes the reports the summary reads.
