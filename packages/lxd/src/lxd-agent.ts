@@ -90,10 +90,9 @@ export async function startLxdAgent(client: LxdClient, instance: string): Promis
   return {
     session,
     close: async () => {
+      // Not waited for: the instance goes next, and its deletion ends the exec and its websockets.
       session.close();
       proc.stdin?.end();
-      // The instance goes next; its deletion ends the exec whether or not the agent saw its stdin end.
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
     },
   };
 }

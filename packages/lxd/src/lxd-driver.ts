@@ -212,11 +212,20 @@ export class LxdDriver implements Driver {
           .catch((err: unknown) => {
             throw apiToExecenv(err, id, 'open');
           });
-        await waitReady(client, id, envOptions, opts.signal);
-        throwIfAborted();
-        const agent = await startLxdAgent(client, id).catch((err: unknown) => {
-          throw apiToExecenv(err, id, 'open');
-        });
+        // A started container runs commands at once, and an agent that answers is the readiness proof:
+        // only where that fails (and always for a VM, whose own agent comes up late) is readiness awaited.
+        const agent = await (envOptions.type === 'virtual-machine'
+          ? Promise.reject(new Error('a VM is waited for'))
+          : startLxdAgent(client, id)
+        )
+          .catch(async () => {
+            await waitReady(client, id, envOptions, opts.signal);
+            throwIfAborted();
+            return startLxdAgent(client, id);
+          })
+          .catch((err: unknown) => {
+            throw apiToExecenv(err, id, 'open');
+          });
         return new LxdEnvironment({
           id,
           driver: DRIVER_NAME,
@@ -231,6 +240,7 @@ export class LxdDriver implements Driver {
           closeOnSignal: opts.closeOnSignal,
           session: agent.session,
           hostRunner: hostRunner(),
+          client,
           instance: id,
           env: checked.env,
           destroy: async () => {

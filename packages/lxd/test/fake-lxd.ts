@@ -46,7 +46,6 @@ interface FakeOp {
 }
 
 interface FakeFile {
-  type: 'file' | 'directory' | 'symlink';
   content: Buffer;
   uid: number;
   gid: number;
@@ -68,6 +67,8 @@ export class FakeLxd {
   /** Images by fingerprint, as `GET /1.0/images?recursion=1` lists them. */
   readonly images = new Map<string, Record<string, unknown>>();
   readonly files = new Map<string, FakeFile>();
+  /** When set, every files API request fails with this status and error text. */
+  filesError: { status: number; error: string } | undefined;
   /** The `architecture` every new instance reports. */
   instancesArchitecture = 'x86_64';
   /** Agents started by an exec of AGENT_PATH: the real binary on this host, behind the exec's websockets. */
@@ -286,62 +287,17 @@ export class FakeLxd {
     return this.#error(res, 404, `not faked: ${m} ${p}`);
   }
 
+  /** The files API as the driver uses it: a POST writes a file. */
   #filesApi(method: string, url: URL, rec: Recorded, res: ServerResponse) {
-    const path = url.searchParams.get('path') ?? '';
-    const f = this.files.get(path);
-    const headers = (x: FakeFile) => ({
-      'X-LXD-type': x.type,
-      'X-LXD-uid': String(x.uid),
-      'X-LXD-gid': String(x.gid),
-      'X-LXD-mode': `0${(x.mode & 0o777).toString(8)}`,
-      'X-LXD-modified': '2026-11-23 12:11:10 +0000 UTC',
+    if (this.filesError) return this.#error(res, this.filesError.status, this.filesError.error);
+    if (method !== 'POST') return this.#error(res, 501, `the fake files API does not do ${method}`);
+    this.files.set(url.searchParams.get('path') ?? '', {
+      content: rec.body,
+      uid: Number(rec.headers['x-lxd-uid'] ?? 0),
+      gid: Number(rec.headers['x-lxd-gid'] ?? 0),
+      mode: Number.parseInt(String(rec.headers['x-lxd-mode'] ?? '0644'), 8),
     });
-    if (method === 'POST') {
-      const type = String(rec.headers['x-lxd-type'] ?? 'file') as FakeFile['type'];
-      this.files.set(path, {
-        type,
-        content: rec.body,
-        uid: Number(rec.headers['x-lxd-uid'] ?? 0),
-        gid: Number(rec.headers['x-lxd-gid'] ?? 0),
-        mode: Number.parseInt(String(rec.headers['x-lxd-mode'] ?? '0644'), 8),
-      });
-      return this.#sync(res);
-    }
-    if (!f) return this.#error(res, 404, 'not found');
-    if (method === 'HEAD') {
-      res.writeHead(200, headers(f));
-      res.end();
-      return;
-    }
-    if (method === 'DELETE') {
-      this.files.delete(path);
-      return this.#sync(res);
-    }
-    if (f.type === 'directory') {
-      const prefix = path.endsWith('/') ? path : `${path}/`;
-      const names = [...this.files.keys()].filter((k) => k.startsWith(prefix) && !k.slice(prefix.length).includes('/'));
-      return this.#send(res, 200, { type: 'sync', metadata: names.map((n) => n.slice(prefix.length)) }, headers(f));
-    }
-    if (f.type === 'symlink') {
-      // LXD answers a relative target made absolute.
-      const target = f.content.toString();
-      const full = target.startsWith('/') ? target : `${path.slice(0, path.lastIndexOf('/'))}/${target}`;
-      res.writeHead(200, { ...headers(f), 'Content-Type': 'application/octet-stream' });
-      res.end(full);
-      return;
-    }
-    const range = /^bytes=0-0$/.test(String(rec.headers.range ?? ''));
-    if (range && f.content.length > 0) {
-      res.writeHead(206, { ...headers(f), 'Content-Range': `bytes 0-0/${f.content.length}` });
-      res.end(f.content.subarray(0, 1));
-      return;
-    }
-    res.writeHead(200, {
-      ...headers(f),
-      'Content-Type': 'application/octet-stream',
-      'Content-Length': f.content.length,
-    });
-    res.end(f.content);
+    return this.#sync(res);
   }
 
   #onWebsocket(req: IncomingMessage, ws: WebSocket) {

@@ -205,16 +205,39 @@ export class AgentEnvironment extends CommandEnvironment {
     });
     content.once('error', (err) => count.destroy(err));
     try {
-      await this.session.writeFile(dest, content.pipe(count), {
+      await this.writeFileContent(content.pipe(count), dest, {
         mode: opts.mode ?? 0o644,
         uid: opts.uid ?? 0,
         gid: opts.gid ?? 0,
       });
     } catch (err) {
       content.destroy();
-      throw agentError(err, this.#ctx('push'), dest, 'dest');
+      throw err;
     }
     this.emit({ type: 'copy', envId: this.id, direction: 'push', path: dest, bytes });
+  }
+
+  /**
+   * Writes one pushed file's content at `dest` (absolute, inside), replacing
+   * what is there, with exactly this mode (setuid, setgid and sticky bits
+   * included), owner and group; rejects with the SDK's error for `push`. The
+   * default has the agent write it. A driver whose backend has a faster
+   * path for file content that also resolves `dest` inside the environment
+   * (a daemon's files API) overrides this.
+   *
+   * @example
+   * ```ts
+   * class FooEnvironment extends AgentEnvironment {
+   *   protected override async writeFileContent(content: Readable, dest: string, opts: Required<FileOptions>) {
+   *     await fooApi.putFile(this.id, dest, content, opts); // resolved inside by the daemon
+   *   }
+   * }
+   * ```
+   */
+  protected async writeFileContent(content: Readable, dest: string, opts: Required<FileOptions>): Promise<void> {
+    await this.session.writeFile(dest, content, opts).catch((err: unknown) => {
+      throw agentError(err, this.#ctx('push'), dest, 'dest');
+    });
   }
 
   protected override async doPull(src: string, dest: string): Promise<void> {
