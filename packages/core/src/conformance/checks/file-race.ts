@@ -17,7 +17,8 @@ const HUNG = Symbol('hung');
 
 /**
  * What every race compares against: a host directory holding `secret` (a file
- * whose content, 26 bytes, differs in size from the decoy `inside\n`) and a
+ * whose content, SECRET_BYTES long, differs in size from anything written
+ * inside during the race, alone or two writes interleaved) and a
  * directory named `marker`; pulls land in `out`.
  */
 interface HostSide {
@@ -39,6 +40,19 @@ interface Race {
   inside: string;
   /** Records an escape once per distinct line. */
   escape(op: string, got: string): void;
+}
+
+/**
+ * Size of the host's secret file. A stat that finds a regular file of this size where the host
+ * file could show is an escape, so no write of the race may add up to it: the loop's `inside\n`
+ * (7 bytes) and a host push (19) interleaved on one file once made 26 bytes, the size of an earlier,
+ * shorter secret.
+ */
+const SECRET_BYTES = 4093;
+
+/** The secret's content: `name`, a newline, and padding to SECRET_BYTES. */
+function secretText(name: string): string {
+  return `${name}\n${'s'.repeat(SECRET_BYTES - name.length - 2)}\n`;
 }
 
 const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
@@ -281,7 +295,7 @@ async function fileRace(ctx: CheckContext): Promise<void> {
   const dir = await realpath(await ctx.hostDir());
   const host: HostSide = {
     dir,
-    secret: `${unique('execenv-secret')}\n`,
+    secret: secretText(unique('execenv-secret')),
     marker: unique('host-only'),
     out: await ctx.hostDir(),
   };
