@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import type {
   Capability,
@@ -148,12 +149,13 @@ export abstract class BaseEnvironment implements Environment {
 
   async push(src: string | Uint8Array | Readable, dest: string, opts: FileOptions = {}): Promise<void> {
     this.ensureOpen('push');
-    await this.doPush(src, dest, opts);
+    // Host paths reach drivers absolute: a relative one is the caller's, relative to its working directory.
+    await this.doPush(typeof src === 'string' ? resolve(src) : src, dest, opts);
   }
 
   async pull(src: string, dest: string): Promise<void> {
     this.ensureOpen('pull');
-    await this.doPull(src, dest);
+    await this.doPull(src, resolve(dest));
   }
 
   async pushArchive(tar: Readable, destDir: string): Promise<void> {

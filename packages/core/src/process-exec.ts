@@ -57,7 +57,7 @@ function abortedError(argv: readonly string[], context: ErrorContext, reason: un
     `execenv: ${JSON.stringify(argv)} was aborted${context.envId ? ` in ${context.envId}` : ''}`,
     {
       ...context,
-      op: 'exec',
+      op: context.op ?? 'exec',
       cause: reason,
     },
   );

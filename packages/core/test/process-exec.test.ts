@@ -44,6 +44,16 @@ describe('superviseExec on host processes', () => {
     });
   });
 
+  it('names the operation it was given when already aborted, and exec otherwise', async () => {
+    const { throwIfAborted } = await import('../src/process-exec.js');
+    const signal = AbortSignal.abort();
+    expect(() => throwIfAborted(signal, ['open'], { driver: 'foo', op: 'open' })).toThrow(
+      expect.objectContaining({ code: 'ABORTED', op: 'open', driver: 'foo' }),
+    );
+    expect(() => throwIfAborted(signal, ['true'], { envId: 'e' })).toThrow(expect.objectContaining({ op: 'exec' }));
+    expect(() => throwIfAborted(new AbortController().signal, ['true'], {})).not.toThrow();
+  });
+
   it('kills and rejects past maxBuffer', async () => {
     await expect(run(['head', '-c', '100000', '/dev/zero'], { maxBuffer: 1000 })).rejects.toMatchObject({
       code: 'EXEC_FAILED',

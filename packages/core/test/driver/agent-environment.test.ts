@@ -1,6 +1,6 @@
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { pack as tarPack } from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -196,6 +196,20 @@ describe('AgentEnvironment files', () => {
       await env.close();
     });
   }
+
+  for (const withTar of [false, true])
+    it(`takes host paths relative to the working directory${withTar ? ' (GNU tar)' : ''}`, async () => {
+      const session = new FakeAgentSession();
+      const { env } = open(session, withTar ? { hostRunner: createRunner() } : {});
+      const tree = relative(process.cwd(), await hostTree());
+      expect(isAbsolute(tree)).toBe(false);
+      await env.push(tree, '/dst');
+      expect(await env.readDir('/dst')).toEqual(['readme', 'sub']);
+      const back = relative(process.cwd(), join(tmp, `back-relative-${withTar}`));
+      await env.pull('/dst', back);
+      expect(await readFile(join(back, 'readme'), 'utf8')).toBe('hello\n');
+      await env.close();
+    });
 
   it('pushes files with their mode and owner, and pulls them back atomically', async () => {
     const session = new FakeAgentSession();
