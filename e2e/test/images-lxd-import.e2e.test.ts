@@ -91,3 +91,52 @@ describe.skipIf(!lxdReady)('LXD imports what @execenv/images makes', () => {
     }
   }, 120_000);
 });
+
+describe.skipIf(!lxdReady)('the LXD driver and signed index images', () => {
+  it('opens index: from a signed lxc-download server with the keys it was given, and refuses a stranger', async () => {
+    const { LxdDriver } = await import('@execenv/lxd');
+    const server = await new ImageServer().start();
+    const fingerprints = async () =>
+      new Set(
+        JSON.parse((await lxc(['image', 'list', '--format', 'json'])).stdout).map(
+          (i: { fingerprint: string }) => i.fingerprint,
+        ),
+      );
+    const before = await fingerprints();
+    try {
+      const key = await generateSigningKey();
+      const files = await splitImageFiles(await readFile(busyboxTarball('.xz')), info);
+      await server.publishLxcDownload(
+        { distribution: 'busybox', release: '1.36', architecture: 'amd64' },
+        files,
+        key.privateKey,
+      );
+      const stateDir = join(work, 'state');
+      const trusted = new LxdDriver({
+        cacheDir: join(work, 'driver-cache'),
+        images: { servers: { lxc: server.url }, keys: [key.publicKey] },
+      });
+      const env = await trusted.open({ image: 'index:busybox/1.36/amd64' }, { stateDir });
+      try {
+        expect((await env.exec(['cat', '/etc/os-release'], { check: true })).stdout).toContain('busybox fixture');
+      } finally {
+        await env.close();
+      }
+      const stranger = await generateSigningKey('stranger');
+      const refusing = new LxdDriver({
+        cacheDir: join(work, 'driver-cache-stranger'),
+        images: { servers: { lxc: server.url }, keys: [stranger.publicKey] },
+      });
+      await expect(refusing.open({ image: 'index:busybox/1.36/amd64' }, { stateDir })).rejects.toMatchObject({
+        code: 'IMAGE_VERIFY_FAILED',
+      });
+      expect(await refusing.list({ stateDir })).toEqual([]);
+      (await trusted.client()).close();
+      (await refusing.client()).close();
+    } finally {
+      await server.stop();
+      for (const fingerprint of await fingerprints())
+        if (!before.has(fingerprint)) await lxc(['image', 'delete', String(fingerprint)], false);
+    }
+  }, 180_000);
+});

@@ -4,7 +4,6 @@ import {
   type Capability,
   type Driver,
   DriverUnavailableError,
-  defaultCacheDir,
   defaultStateDir,
   type EnvironmentInfo,
   type EnvSpec,
@@ -21,6 +20,7 @@ import {
   validateSpec,
 } from '@execenv/core';
 import { DEFAULT_PATH, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
+import { driverImages } from '@execenv/images';
 import { startLxdAgent } from './lxd-agent.js';
 import { LxdApiError, LxdClient, LxdConnectionError, type LxdEndpoint } from './lxd-client.js';
 import { findLocalSocket } from './lxd-endpoint.js';
@@ -166,10 +166,15 @@ export class LxdDriver implements Driver {
       undo,
       create: async ({ id, lease, throwIfAborted }) => {
         const owner = this.#owner(id, await ownerOf());
+        const { images, cache } = await driverImages(
+          this.#options.cacheDir,
+          this.#options.imageServers ? { servers: this.#options.imageServers } : undefined,
+          this.#options.images,
+        );
         const source = await lxdImageSource(checked.image!, {
           client,
-          cacheDir: this.#options.cacheDir ?? defaultCacheDir(),
-          servers: this.#options.imageServers,
+          images,
+          cache,
           onEvent: opts.onEvent,
           signal: opts.signal,
         }).catch((err: unknown) => {

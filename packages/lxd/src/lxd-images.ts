@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { type ExecenvEvent, hostRunner, ImageNotFoundError, InvalidSpecError } from '@execenv/core';
 import { hostArch } from '@execenv/core/driver';
 import {
   convertToLxdUnified,
   fileDigest,
-  ImageCache,
+  type ImageCache,
+  type ImageSettings,
   lxdImageFiles,
   type ResolvedImage,
   resolveImage,
@@ -51,8 +51,10 @@ export const IMAGE_PROPERTY = 'execenv.imported';
 /** What resolving an image needs. */
 export interface ImageContext {
   client: LxdClient;
-  cacheDir: string;
-  servers?: { lxc?: string; simplestreams?: string };
+  /** The effective image settings: servers, trusted keys, verification (see driverImages). */
+  images: ImageSettings;
+  /** The image cache conversions and downloads go to. */
+  cache: ImageCache;
   onEvent?: (e: ExecenvEvent) => void;
   signal?: AbortSignal;
 }
@@ -85,13 +87,13 @@ export function aliasOfDigest(digest: string): string {
 export async function lxdImageSource(reference: string, ctx: ImageContext): Promise<LxdImageSource> {
   const remote = /^simplestreams:(https:\/\/[^#\s]+)#([^\s]+)$/.exec(reference);
   if (remote) return { type: 'image', alias: remote[2]!, server: remote[1]!, protocol: 'simplestreams', mode: 'pull' };
-  const cache = new ImageCache({ dir: join(ctx.cacheDir, 'images') });
+  const cache = ctx.cache;
   const runner = hostRunner();
   ctx.onEvent?.({ type: 'image-resolve', reference });
   const resolved = await resolveImage(reference, {
+    ...ctx.images,
     cache,
     runner,
-    servers: ctx.servers,
     onEvent: ctx.onEvent,
     signal: ctx.signal,
   });

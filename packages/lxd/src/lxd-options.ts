@@ -1,3 +1,4 @@
+import type { ImageSettings } from '@execenv/images';
 import type { LxdEndpoint } from './lxd-client.js';
 
 /**
@@ -25,12 +26,17 @@ export interface LxdDriverOptions {
   project?: string;
   /** Directory for leases. @default OpenOptions.stateDir, else defaultStateDir() */
   stateDir?: string;
-  /** Directory for converted images. @default defaultCacheDir() */
+  /** Cache root: converted and downloaded images go to `<cacheDir>/images`. @default the image settings' cache */
   cacheDir?: string;
   /** How long an image this driver imported may stay unused before gc() removes it. @default 7 days */
   imageMaxIdleMs?: number;
-  /** Servers for `index:` image references. */
+  /** Servers for `index:` image references; the same as `images.servers`, which wins. */
   imageServers?: { lxc?: string; simplestreams?: string };
+  /**
+   * Image settings over the user's configuration and EXECENV_* variables:
+   * servers, trusted keys for signed indexes and images, verification, cache budget.
+   */
+  images?: ImageSettings;
 }
 
 /**
