@@ -1,7 +1,8 @@
-import { chmod, copyFile, mkdir, mkdtemp, open, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { findBinary, hostEnv } from '../driver/host.js';
+import { isStaticElf } from '../driver/static-elf.js';
 import { hostRunner, type ProcessRunner } from '../runner.js';
 
 /**
@@ -33,34 +34,6 @@ export interface ConformanceImageOptions {
 const PASSWD = 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n';
 const GROUP = 'root:x:0:\nnogroup:x:65534:\n';
 const SHADOW = 'root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n';
-
-/**
- * Whether an ELF file has no program interpreter, i.e. is statically linked (64-bit little-endian only).
- *
- * @example
- * ```ts
- * import { isStaticElf } from '@execenv/core/conformance';
- * // A busybox copied into an image must not need the host's libc.
- * if (!(await isStaticElf(busybox))) throw new Error(`${busybox} is dynamically linked: use busybox-static`);
- * ```
- */
-export async function isStaticElf(path: string): Promise<boolean> {
-  const fh = await open(path, 'r');
-  try {
-    const header = Buffer.alloc(64);
-    await fh.read(header, 0, 64, 0);
-    if (header.readUInt32BE(0) !== 0x7f454c46 || header[4] !== 2 || header[5] !== 1) return false;
-    const phoff = Number(header.readBigUInt64LE(32));
-    const phentsize = header.readUInt16LE(54);
-    const phnum = header.readUInt16LE(56);
-    const table = Buffer.alloc(phentsize * phnum);
-    await fh.read(table, 0, table.length, phoff);
-    for (let i = 0; i < phnum; i++) if (table.readUInt32LE(i * phentsize) === 3) return false;
-    return true;
-  } finally {
-    await fh.close();
-  }
-}
 
 async function staticBusybox(work: string, runner: ProcessRunner): Promise<string> {
   const host = await findBinary('busybox');

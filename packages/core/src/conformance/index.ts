@@ -5,10 +5,11 @@
  * @packageDocumentation
  */
 
+export { isStaticElf } from '../driver/static-elf.js';
 export { missingCommandsScript, REQUIRED_COMMANDS } from './checks/prerequisites.js';
 export { DEV_STDIO_SCRIPT } from './checks/spec.js';
 export { type Check, CheckContext, type CheckName, type ConformanceOptions } from './context.js';
-export { buildConformanceImage, type ConformanceImageOptions, isStaticElf } from './fixture.js';
+export { buildConformanceImage, type ConformanceImageOptions } from './fixture.js';
 export {
   CHECKS,
   type CheckResult,

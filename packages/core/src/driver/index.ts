@@ -16,4 +16,5 @@ export * from './host.js';
 export * from './isolation.js';
 export * from './open-environment.js';
 export * from './pipe-stdio.js';
+export * from './static-elf.js';
 export * from './unsupported.js';

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { extract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REQUIRED_COMMANDS } from '../../src/conformance/checks/prerequisites.js';
-import { buildConformanceImage, isStaticElf } from '../../src/conformance/fixture.js';
+import { buildConformanceImage } from '../../src/conformance/fixture.js';
 import { findBinary } from '../../src/driver/host.js';
+import { isStaticElf } from '../../src/driver/static-elf.js';
 
 const busybox = await findBinary('busybox');
 const usable = busybox !== undefined && (await isStaticElf(busybox));
