@@ -20,7 +20,7 @@ function elf(bits: 32 | 64, endian: 'le' | 'be', types: number[]): Buffer {
   } else u32(phoff, 28);
   u16(phentsize, bits === 64 ? 54 : 42);
   u16(types.length, bits === 64 ? 56 : 44);
-  types.forEach((t, i) => u32(t, phoff + i * phentsize));
+  for (const [i, t] of types.entries()) u32(t, phoff + i * phentsize);
   return b;
 }
 
