@@ -152,7 +152,7 @@ export function isPublishable(env: Environment): env is Publishable {
  * }
  * ```
  */
-export function revert(env: Environment): Promise<void> {
+export async function revert(env: Environment): Promise<void> {
   if (!isRevertable(env)) throw new UnsupportedError(env.driver, 'revert', { envId: env.id, op: 'revert' });
   return env.revert();
 }
@@ -166,7 +166,7 @@ export function revert(env: Environment): Promise<void> {
  * await reboot(env); // UnsupportedError (code 'UNSUPPORTED') where the driver cannot reboot
  * ```
  */
-export function reboot(env: Environment): Promise<void> {
+export async function reboot(env: Environment): Promise<void> {
   if (!isRebootable(env)) throw new UnsupportedError(env.driver, 'reboot', { envId: env.id, op: 'reboot' });
   return env.reboot();
 }
@@ -181,7 +181,7 @@ export function reboot(env: Environment): Promise<void> {
  * await restore(env, 'deps-installed');
  * ```
  */
-export function snapshot(env: Environment, name: string): Promise<void> {
+export async function snapshot(env: Environment, name: string): Promise<void> {
   if (!isSnapshottable(env)) throw new UnsupportedError(env.driver, 'snapshot', { envId: env.id, op: 'snapshot' });
   return env.snapshot(name);
 }
@@ -198,7 +198,7 @@ export function snapshot(env: Environment, name: string): Promise<void> {
  * }
  * ```
  */
-export function restore(env: Environment, name: string): Promise<void> {
+export async function restore(env: Environment, name: string): Promise<void> {
   if (!isSnapshottable(env)) throw new UnsupportedError(env.driver, 'snapshot', { envId: env.id, op: 'restore' });
   return env.restore(name);
 }
@@ -212,7 +212,7 @@ export function restore(env: Environment, name: string): Promise<void> {
  * const copy = await open(env.driver, { image }); // a new environment in the published state
  * ```
  */
-export function publish(env: Environment, alias: string): Promise<string> {
+export async function publish(env: Environment, alias: string): Promise<string> {
   if (!isPublishable(env)) throw new UnsupportedError(env.driver, 'publish', { envId: env.id, op: 'publish' });
   return env.publish(alias);
 }

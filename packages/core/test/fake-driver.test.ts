@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isRevertable, revert } from '../src/capabilities.js';
+import { isRevertable, publish, reboot, restore, revert, snapshot } from '../src/capabilities.js';
 import { FakeDriver } from '../src/testing/index.js';
 
 describe('FakeDriver', () => {
@@ -64,10 +64,11 @@ describe('FakeDriver', () => {
     await expect(env.exec(['true'])).rejects.toMatchObject({ code: 'CLOSED' });
   });
 
-  it('declares no revert, so revert() is UNSUPPORTED', async () => {
+  it('declares no revert, so revert() rejects with UNSUPPORTED (a promise, never a throw)', async () => {
     const env = await new FakeDriver().open({});
     expect(isRevertable(env)).toBe(false);
-    expect(() => revert(env)).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
+    const calls = [revert(env), reboot(env), snapshot(env, 's'), restore(env, 's'), publish(env, 'a')];
+    for (const call of calls) await expect(call).rejects.toMatchObject({ code: 'UNSUPPORTED' });
     await env.close();
   });
 
