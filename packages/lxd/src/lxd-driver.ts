@@ -156,6 +156,12 @@ export class LxdDriver implements Driver {
         op: 'open',
       });
     const network = checked.network ?? 'none';
+    if (network === 'host')
+      throw new InvalidSpecError(
+        'network',
+        'an LXD instance cannot share the host\'s network: use "nat", "none" or the name of an LXD network',
+        { driver: DRIVER_NAME, op: 'open' },
+      );
     const client = await this.client();
     const undo = this.#undo(client);
     return openWithLease({
@@ -466,8 +472,9 @@ export async function waitReady(
 }
 
 /**
- * Publishes an instance as an image under `alias` (stopping it first, as LXD
- * requires for containers, and starting it again); returns `lxd:<alias>`.
+ * Publishes an instance as an image under `alias`: from a snapshot made for
+ * it and deleted afterwards, so the instance (ephemeral, which a stop would
+ * delete) keeps running. Returns `lxd:<alias>`.
  */
 export async function publishInstance(client: LxdClient, name: string, alias: string): Promise<string> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(alias))

@@ -121,6 +121,8 @@ describe('LxdDriver.open', () => {
     expect(err).toMatchObject({ code: 'INVALID_SPEC', field: 'driverOptions.type' });
     const noImage = await driver.open({}, open).catch((e: unknown) => e);
     expect(noImage).toMatchObject({ code: 'INVALID_SPEC', field: 'image' });
+    const host = await driver.open({ image: 'lxd:debian', network: 'host' }, open).catch((e: unknown) => e);
+    expect(host).toMatchObject({ code: 'INVALID_SPEC', field: 'network' });
     expect(fake.calls()).toEqual([]);
   });
 
