@@ -65,8 +65,11 @@ export interface LxdEnvOptions {
   /** Storage pool of the root disk. @default the default profile's */
   storagePool?: string;
   /**
-   * Init the container runs when its image has none (`lxc.init.cmd`); `auto`
-   * keeps the image's /sbin/init when it exists, else `/bin/sleep infinity`.
+   * Init of a container (`lxc.init.cmd`). `auto` runs `/bin/sleep infinity`
+   * when the image reference is a file or URL (a root filesystem tarball
+   * promises no init) and the image's own init for `lxd:`, `index:` and
+   * `simplestreams:` images; `image` always runs the image's own; an argv
+   * runs that command. VMs always boot their image's init.
    * @default 'auto'
    */
   init?: 'auto' | 'image' | string[];
