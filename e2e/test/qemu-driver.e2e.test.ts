@@ -6,7 +6,7 @@ import { createServer as createTcpServer } from 'node:net';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Environment } from '@execenv/core';
+import { type Environment, isSnapshottable } from '@execenv/core';
 import { Networks } from '@execenv/net';
 import { QemuDriver } from '@execenv/qemu';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -46,6 +46,13 @@ describe('qemu driver on this host', () => {
     expect(['kvm', 'tcg']).toContain(probe.details?.accel);
     expect(probe.reason).toMatch(/KVM|TCG/);
     console.log(`qemu driver: ${probe.version}; ${probe.reason}`);
+    // KVM is chosen by starting QEMU with it: where the CPU cannot virtualise, QEMU itself says why not.
+    if (!/^flags\s*:.*\b(vmx|svm)\b/m.test(await readFile('/proc/cpuinfo', 'utf8'))) {
+      expect(probe.details?.accel).toBe('tcg');
+      expect(probe.reason).toMatch(
+        /^KVM does not work here \(.*(qemu-system-x86_64: |KVM).*\): software emulation \(TCG\)$/,
+      );
+    }
   });
 
   it('runs commands in a guest with its own kernel, and removes the VM and its files on close', async () => {
@@ -80,16 +87,70 @@ describe('qemu driver on this host', () => {
   it('reboots keeping the disk, and reverts to the image', async () => {
     const env = await driver.open({ image: busyboxTarball() }, { stateDir });
     try {
-      await env.exec(['sh', '-c', 'echo kept > /root/mark; sleep 600 &']);
+      await env.exec(['sh', '-c', 'echo kept > /root/mark']);
+      // Each command has a process namespace of its own: what runs is watched through its handle.
+      const background = env.spawn(['sleep', '600']);
+      background.stdout.resume();
+      background.stderr.resume();
       const bootId = async () => (await env.exec(['cat', '/proc/sys/kernel/random/boot_id'])).stdout.trim();
       const first = await bootId();
       await env.reboot();
       expect(await bootId()).not.toBe(first);
       expect((await env.exec(['cat', '/root/mark'])).stdout).toBe('kept\n');
-      expect((await env.exec(['sh', '-c', 'pgrep -f "sleep 600" || true'])).stdout).toBe('');
+      expect((await background.result).signal).toBe('SIGKILL');
       await env.revert();
       expect((await env.exec(['sh', '-c', 'cat /root/mark 2>&1 || true'])).stdout).toMatch(/No such file/);
       expect(await qemuProcessesWith(env.id)).toHaveLength(1);
+    } finally {
+      await env.close();
+    }
+    expect(await qemuProcessesWith(env.id)).toEqual([]);
+  });
+
+  it('snapshots the disk while the guest runs, and restores it by booting again', async () => {
+    const env = await driver.open({ image: busyboxTarball() }, { stateDir });
+    try {
+      expect(isSnapshottable(env)).toBe(true);
+      const sh = async (script: string) => (await env.exec(['sh', '-c', script], { check: true })).stdout;
+      await sh('echo as snapshotted > /root/state; echo here > /root/other');
+      // Each command has a process namespace of its own: what runs is watched through its handle.
+      const background = env.spawn(['sleep', '601']);
+      background.stdout.resume();
+      background.stderr.resume();
+      const bootId = await sh('cat /proc/sys/kernel/random/boot_id');
+      await env.snapshot('before');
+      // Taken live: the guest and what runs in it go on.
+      expect(await sh('cat /proc/sys/kernel/random/boot_id')).toBe(bootId);
+      const stillRunning = await Promise.race([
+        background.result.then(() => false),
+        new Promise((resolve) => setTimeout(() => resolve(true), 500)),
+      ]);
+      expect(stillRunning).toBe(true);
+      await sh('echo changed > /root/state; rm /root/other; echo new > /root/new');
+      await env.restore('before');
+      expect(await sh('cat /proc/sys/kernel/random/boot_id')).not.toBe(bootId);
+      expect(await sh('cat /root/state /root/other')).toBe('as snapshotted\nhere\n');
+      expect(await sh('cat /root/new 2>&1 || true')).toMatch(/No such file/);
+      expect((await background.result).signal).toBe('SIGKILL');
+      await expect(env.restore('never-taken')).rejects.toMatchObject({ code: 'NOT_FOUND', op: 'restore' });
+      await expect(env.snapshot('not/a/name')).rejects.toMatchObject({ code: 'INVALID_SPEC', field: 'name' });
+      expect(await qemuProcessesWith(env.id)).toHaveLength(1);
+    } finally {
+      await env.close();
+    }
+    expect(await qemuProcessesWith(env.id)).toEqual([]);
+  });
+
+  it('boots a q35 machine (virtio-pci) and runs a command in it', async () => {
+    const q35 = new QemuDriver({ kernel: qemuKernel(), machine: 'q35' });
+    const env = await q35.open({ image: busyboxTarball() }, { stateDir });
+    try {
+      const r = await env.exec(['sh', '-c', 'cat /sys/class/dmi/id/product_name; ls /sys/bus/pci/devices | wc -l'], {
+        check: true,
+      });
+      const [product, pciDevices] = r.stdout.trim().split('\n');
+      expect(product).toMatch(/Q35/);
+      expect(Number(pciDevices)).toBeGreaterThan(2);
     } finally {
       await env.close();
     }

@@ -1,5 +1,7 @@
-import { constants } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import type { ProcessRunner, RunResult } from '@execenv/core';
+import { HOST_PATH } from '@execenv/core/driver';
+import { machineOption, type QemuMachineType } from './qemu-command.js';
 
 /**
  * The accelerator a guest runs with, and why it was chosen.
@@ -17,56 +19,169 @@ export interface AccelChoice {
 }
 
 /**
- * What the host offers for KVM; read from the host unless a test gives it.
+ * What starting QEMU with KVM said: whether it worked, and QEMU's own words when not.
  *
  * @example
  * ```ts
- * import { chooseAccel, type KvmFacts } from '@execenv/qemu';
- * const nestedGuest: KvmFacts = { device: true, cpuFlags: false }; // /dev/kvm without vmx/svm
+ * import { chooseAccel, type KvmProbe } from '@execenv/qemu';
+ * const nestedGuest: KvmProbe = { works: false, error: 'qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69' };
  * chooseAccel('auto', nestedGuest).accel; // 'tcg'
  * ```
  */
-export interface KvmFacts {
-  /** Whether /dev/kvm can be opened for reading and writing. */
-  device: boolean;
-  /** Whether the CPU announces hardware virtualisation (vmx or svm in /proc/cpuinfo). */
-  cpuFlags: boolean;
+export interface KvmProbe {
+  works: boolean;
+  /** Why not: QEMU's error lines, or how it ended. */
+  error?: string;
 }
 
-/** Reads the KVM facts of this host. */
-export async function kvmFacts(): Promise<KvmFacts> {
-  const device = await access('/dev/kvm', constants.R_OK | constants.W_OK).then(
-    () => true,
-    () => false,
-  );
-  const cpuinfo = await readFile('/proc/cpuinfo', 'utf8').catch(() => '');
-  return { device, cpuFlags: /^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo) };
+/** How long the probe may take; QEMU answers within a second on an idle host. */
+const PROBE_TIMEOUT_MS = 30_000;
+const MAX_ERROR_LENGTH = 400;
+
+/**
+ * The QEMU command that tells whether KVM works: the guests' machine type
+ * and CPU (`-cpu host`) under `-accel kvm`, stopped before its first
+ * instruction (`-S`), with QMP on stdio to ask `query-kvm` and `quit`.
+ * A host where /dev/kvm opens but cannot run such a guest fails here, with
+ * QEMU's reason on stderr.
+ *
+ * @example
+ * ```ts
+ * import { kvmProbeArgv } from '@execenv/qemu';
+ * kvmProbeArgv('qemu-system-x86_64', 'microvm');
+ * // ['qemu-system-x86_64', '-machine', 'microvm,x-option-roms=off,rtc=on', '-accel', 'kvm', '-cpu', 'host', ...]
+ * ```
+ */
+export function kvmProbeArgv(binary: string, machine: QemuMachineType): string[] {
+  return [
+    binary,
+    '-machine',
+    machineOption(machine),
+    '-accel',
+    'kvm',
+    '-cpu',
+    'host',
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-S',
+    '-qmp',
+    'stdio',
+  ];
 }
 
 /**
- * Chooses the accelerator: `kvm` or `tcg` when asked for, else KVM where the
- * device opens and the CPU has virtualisation extensions (a /dev/kvm without
- * them fails at the guest's first instruction), else TCG.
+ * What the KVM probe writes to QEMU's QMP on stdin: negotiate, `query-kvm` (answered under id `kvm`), `quit`.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { KVM_PROBE_INPUT, kvmProbeArgv } from '@execenv/qemu';
+ * const result = await hostRunner().run(kvmProbeArgv('qemu-system-x86_64', 'q35'), { input: KVM_PROBE_INPUT, check: false });
+ * ```
+ */
+export const KVM_PROBE_INPUT = `${[
+  { execute: 'qmp_capabilities' },
+  { execute: 'query-kvm', id: 'kvm' },
+  { execute: 'quit' },
+]
+  .map((command) => JSON.stringify(command))
+  .join('\n')}\n`;
+
+/**
+ * Reads the outcome of the KVM probe: it works when QEMU ended cleanly and
+ * `query-kvm` said KVM is enabled; else the error is QEMU's own (its error
+ * lines, warnings only when there is nothing else), or how it ended.
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { KVM_PROBE_INPUT, kvmProbeArgv, readKvmProbe } from '@execenv/qemu';
+ * const result = await hostRunner().run(kvmProbeArgv('qemu-system-x86_64', 'microvm'), {
+ *   input: KVM_PROBE_INPUT,
+ *   check: false,
+ * });
+ * readKvmProbe(result); // { works: false, error: 'qemu-system-x86_64: Could not access KVM kernel module: ...' }
+ * ```
+ */
+export function readKvmProbe(result: RunResult): KvmProbe {
+  const lines = result.stderr
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
+  const errors = lines.filter((line) => !/: warning: /.test(line));
+  const said = (errors.length > 0 ? errors : lines).join('; ');
+  const quoted = said.length > MAX_ERROR_LENGTH ? `${said.slice(0, MAX_ERROR_LENGTH)}…` : said;
+  if (result.exitCode === 0 && kvmEnabled(result.stdout)) return { works: true };
+  if (quoted) return { works: false, error: quoted };
+  if (result.exitCode === 0) return { works: false, error: 'QEMU started, but query-kvm says KVM is not enabled' };
+  return {
+    works: false,
+    error: `QEMU ended with ${result.signal ? `signal ${result.signal}` : `exit status ${result.exitCode}`}`,
+  };
+}
+
+/** Whether QMP on stdout answered `query-kvm` with KVM enabled. */
+function kvmEnabled(stdout: string): boolean {
+  for (const line of stdout.split('\n')) {
+    try {
+      const message = JSON.parse(line) as { id?: unknown; return?: { enabled?: unknown } };
+      if (message.id === 'kvm') return message.return?.enabled === true;
+    } catch {
+      // Not a QMP message.
+    }
+  }
+  return false;
+}
+
+/**
+ * Starts QEMU once with KVM as a guest would use it and reports whether
+ * that worked (see kvmProbeArgv).
+ *
+ * @example
+ * ```ts
+ * import { hostRunner } from '@execenv/core';
+ * import { probeKvm } from '@execenv/qemu';
+ * const probe = await probeKvm(hostRunner(), 'qemu-system-x86_64', 'microvm');
+ * if (!probe.works) console.warn(`no KVM: ${probe.error}`);
+ * ```
+ */
+export async function probeKvm(runner: ProcessRunner, binary: string, machine: QemuMachineType): Promise<KvmProbe> {
+  try {
+    const result = await runner.run(kvmProbeArgv(binary, machine), {
+      input: KVM_PROBE_INPUT,
+      check: false,
+      timeout: PROBE_TIMEOUT_MS,
+      env: { PATH: HOST_PATH },
+    });
+    return readKvmProbe(result);
+  } catch (err) {
+    return { works: false, error: `${binary} could not run: ${(err as Error).message}` };
+  }
+}
+
+/**
+ * Chooses the accelerator: `kvm` or `tcg` when asked for, else KVM when
+ * QEMU started with it, else TCG, quoting QEMU.
  *
  * @example
  * ```ts
  * import { chooseAccel } from '@execenv/qemu';
- * chooseAccel('auto', { device: true, cpuFlags: true }); // { accel: 'kvm', reason: '/dev/kvm and hardware ...' }
- * chooseAccel('auto', { device: false, cpuFlags: true }).accel; // 'tcg'
- * chooseAccel('kvm', { device: false, cpuFlags: false }).accel; // 'kvm': asked for, whatever the host offers
+ * chooseAccel('auto', { works: true }); // { accel: 'kvm', reason: 'KVM works: ...' }
+ * chooseAccel('auto', { works: false, error: 'Could not access KVM kernel module' }).reason;
+ * // 'KVM does not work here (Could not access KVM kernel module): software emulation (TCG)'
+ * chooseAccel('kvm', { works: false }).accel; // 'kvm': asked for, whatever the host offers
  * ```
  */
-export function chooseAccel(asked: 'auto' | 'kvm' | 'tcg', facts: KvmFacts): AccelChoice {
+export function chooseAccel(asked: 'auto' | 'kvm' | 'tcg', probe: KvmProbe): AccelChoice {
   if (asked === 'kvm') return { accel: 'kvm', reason: 'KVM was asked for' };
   if (asked === 'tcg') return { accel: 'tcg', reason: 'TCG was asked for' };
-  if (!facts.device) return { accel: 'tcg', reason: 'no usable /dev/kvm: software emulation (TCG)' };
-  if (!facts.cpuFlags)
-    return {
-      accel: 'tcg',
-      reason:
-        '/dev/kvm exists but the CPU announces no vmx/svm (a nested guest without them): software emulation (TCG)',
-    };
-  return { accel: 'kvm', reason: '/dev/kvm and hardware virtualisation are available' };
+  if (probe.works) return { accel: 'kvm', reason: 'KVM works: QEMU started a guest machine with it' };
+  return {
+    accel: 'tcg',
+    reason: `KVM does not work here (${probe.error ?? 'QEMU did not say why'}): software emulation (TCG)`,
+  };
 }
 
 /**

@@ -6,14 +6,24 @@
 import { register } from '@execenv/core';
 import { QemuDriver } from './qemu-driver.js';
 
-export { type AccelChoice, chooseAccel, hostTscKhz, type KvmFacts } from './accel.js';
+export {
+  type AccelChoice,
+  chooseAccel,
+  hostTscKhz,
+  KVM_PROBE_INPUT,
+  type KvmProbe,
+  kvmProbeArgv,
+  probeKvm,
+  readKvmProbe,
+} from './accel.js';
 export { type CpioEntry, packCpio } from './cpio.js';
+export { checkSnapshotName, DiskSnapshots, type DiskSnapshotsInit } from './disk-snapshots.js';
 export { type GuestNetwork, nicArgv, type QemuNic, USER_NETWORK, userNetwork } from './guest-network.js';
 export { AGENT_PORT_NAME, buildInitramfs, type InitramfsInputs, initScript } from './initramfs.js';
 export { BOOT_MODULES, loadKernel, moduleLoadOrder, NET_MODULES, type QemuKernel } from './kernel.js';
-export { type QemuMachine, type QemuMachineType, qemuArgv } from './qemu-command.js';
+export { machineOption, type QemuMachine, type QemuMachineType, qemuArgv, ROOT_DRIVE } from './qemu-command.js';
 export { DRIVER_NAME, QemuDriver } from './qemu-driver.js';
-export { QemuEnvironment, type QemuEnvironmentInit } from './qemu-environment.js';
+export { type GuestRestart, QemuEnvironment, type QemuEnvironmentInit } from './qemu-environment.js';
 export {
   type CheckedEnvOptions,
   type CheckedPortForward,

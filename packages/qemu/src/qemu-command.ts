@@ -15,6 +15,17 @@ import type { QemuKernel } from './kernel.js';
 export type QemuMachineType = 'microvm' | 'q35' | 'pc';
 
 /**
+ * The QEMU block device name of the root disk (`-drive id=`), which QMP's block commands name.
+ *
+ * @example
+ * ```ts
+ * import { ROOT_DRIVE } from '@execenv/qemu';
+ * await qmp.execute('blockdev-snapshot-internal-sync', { device: ROOT_DRIVE, name: 'configured' });
+ * ```
+ */
+export const ROOT_DRIVE = 'root';
+
+/**
  * Everything one guest's QEMU command line is made of.
  *
  * @example
@@ -87,7 +98,7 @@ export interface QemuShare {
 export function qemuArgv(m: QemuMachine): string[] {
   const mmio = m.machine === 'microvm';
   const virtio = (device: string) => `virtio-${device}-${mmio ? 'device' : 'pci'}`;
-  const machine = mmio ? 'microvm,x-option-roms=off,rtc=on' : m.machine;
+  const machine = machineOption(m.machine);
   const append = ['console=ttyS0', 'panic=-1', 'quiet'];
   if (m.accel === 'tcg' && m.tscKhz) append.push(`tsc_early_khz=${m.tscKhz}`, 'tsc=reliable');
   return [
@@ -115,9 +126,9 @@ export function qemuArgv(m: QemuMachine): string[] {
     '-serial',
     `file:${option(m.consoleLog)}`,
     '-drive',
-    `id=root,file=${option(m.disk)},format=qcow2,if=none,cache=unsafe`,
+    `id=${ROOT_DRIVE},file=${option(m.disk)},format=qcow2,if=none,cache=unsafe`,
     '-device',
-    `${virtio('blk')},drive=root`,
+    `${virtio('blk')},drive=${ROOT_DRIVE}`,
     '-device',
     virtio('serial'),
     '-chardev',
@@ -134,6 +145,20 @@ export function qemuArgv(m: QemuMachine): string[] {
     ]),
     ...(m.nic ? nicArgv(m.nic, mmio) : []),
   ];
+}
+
+/**
+ * The `-machine` value of a machine type: microvm without option ROMs and with its RTC.
+ *
+ * @example
+ * ```ts
+ * import { machineOption } from '@execenv/qemu';
+ * machineOption('microvm'); // 'microvm,x-option-roms=off,rtc=on'
+ * machineOption('q35'); // 'q35'
+ * ```
+ */
+export function machineOption(machine: QemuMachineType): string {
+  return machine === 'microvm' ? 'microvm,x-option-roms=off,rtc=on' : machine;
 }
 
 /** A value inside a QEMU option list, where a comma is written twice. */

@@ -29,11 +29,13 @@ import {
 import { findBinary, HOST_PATH, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
 import { convertToQcow2, driverImages, imageRootDirectory, QemuImg, resolveImage } from '@execenv/images';
 import { type NetworkMode, Networks, networkMode, resolvConf } from '@execenv/net';
-import { type AccelChoice, chooseAccel, hostTscKhz, kvmFacts } from './accel.js';
+import { type AccelChoice, chooseAccel, hostTscKhz, type KvmProbe, probeKvm } from './accel.js';
+import { DiskSnapshots } from './disk-snapshots.js';
 import { startGuest } from './guest.js';
 import { type GuestNetwork, type QemuNic, userNetwork } from './guest-network.js';
 import { buildInitramfs, checkGuestBinds, guestInitramfs, isStaticElf } from './initramfs.js';
 import { loadKernel, type QemuKernel } from './kernel.js';
+import { ROOT_DRIVE } from './qemu-command.js';
 import { QemuEnvironment } from './qemu-environment.js';
 import { type CheckedEnvOptions, checkEnvOptions, type QemuDriverOptions } from './qemu-options.js';
 
@@ -53,7 +55,14 @@ export const DRIVER_NAME = 'qemu';
 const DEFAULT_MEMORY_MIB = 512;
 const DEFAULT_BOOT_TIMEOUT_MS = 120_000;
 /** What every environment of this driver can do. */
-const CAPABILITIES: readonly Capability[] = ['isolation-machine', 'root', 'resource-limits', 'revert', 'reboot'];
+const CAPABILITIES: readonly Capability[] = [
+  'isolation-machine',
+  'root',
+  'resource-limits',
+  'revert',
+  'reboot',
+  'snapshot',
+];
 /** The lease kind of a guest's tap and address on an @execenv/net network: released by its holder, the env id. */
 const NET_RESOURCE = 'qemu-net';
 /** Longest path a unix socket address holds. */
@@ -90,6 +99,7 @@ export class QemuDriver implements Driver {
   readonly name = DRIVER_NAME;
   readonly #options: Readonly<QemuDriverOptions>;
   readonly #initramfs = new Map<string, Promise<string>>();
+  #kvmProbe: Promise<KvmProbe> | undefined;
 
   constructor(options: QemuDriverOptions = {}) {
     this.#options = Object.freeze({ ...options });
@@ -107,9 +117,16 @@ export class QemuDriver implements Driver {
     return this.#options.binary ?? SYSTEM_BINARY[hostArch()] ?? 'qemu-system-x86_64';
   }
 
-  /** The accelerator guests will use, and why. */
+  /**
+   * The accelerator guests will use, and why. With `accel: 'auto'` QEMU is
+   * started once with KVM (the first call; later ones reuse its answer):
+   * KVM when that works, else TCG with QEMU's reason.
+   */
   async accel(): Promise<AccelChoice> {
-    return chooseAccel(this.#options.accel ?? 'auto', await kvmFacts());
+    const asked = this.#options.accel ?? 'auto';
+    if (asked !== 'auto') return chooseAccel(asked, { works: asked === 'kvm' });
+    this.#kvmProbe ??= probeKvm(this.#runner, this.#binary, this.#options.machine ?? 'microvm');
+    return chooseAccel(asked, await this.#kvmProbe);
   }
 
   async probe(): Promise<Availability> {
@@ -246,6 +263,13 @@ export class QemuDriver implements Driver {
           });
         };
         let guest = await boot();
+        const snapshots = new DiskSnapshots({
+          disk,
+          device: ROOT_DRIVE,
+          qemuImg,
+          qmp: () => guest.qmp,
+          context: { envId: id },
+        });
         return new QemuEnvironment({
           id,
           driver: DRIVER_NAME,
@@ -259,12 +283,14 @@ export class QemuDriver implements Driver {
           session: guest.session,
           hostRunner: runner,
           env: checked.env ?? {},
-          restart: async (discard) => {
-            await guest.stop({ graceful: !discard });
-            if (discard) await freshDisk();
+          restart: async ({ graceful, whileStopped }) => {
+            await guest.stop({ graceful });
+            await whileStopped?.();
             guest = await boot();
             return guest.session;
           },
+          freshDisk,
+          snapshots,
           destroy: async () => {
             await guest.stop();
             await lease.release(undo);

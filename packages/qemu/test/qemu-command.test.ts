@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { chooseAccel } from '../src/accel.js';
 import { initScript } from '../src/initramfs.js';
 import { type QemuMachine, qemuArgv } from '../src/qemu-command.js';
 
@@ -87,19 +86,6 @@ describe('qemuArgv with shared directories', () => {
       '-device',
       'virtio-9p-device,fsdev=share1,mount_tag=execenv1',
     ]);
-  });
-});
-
-describe('chooseAccel', () => {
-  it('takes KVM only where the device opens and the CPU can virtualise', () => {
-    expect(chooseAccel('auto', { device: true, cpuFlags: true }).accel).toBe('kvm');
-    expect(chooseAccel('auto', { device: true, cpuFlags: false })).toEqual({
-      accel: 'tcg',
-      reason: expect.stringMatching(/no vmx\/svm/),
-    });
-    expect(chooseAccel('auto', { device: false, cpuFlags: true }).reason).toMatch(/no usable \/dev\/kvm/);
-    expect(chooseAccel('tcg', { device: true, cpuFlags: true }).accel).toBe('tcg');
-    expect(chooseAccel('kvm', { device: false, cpuFlags: false }).accel).toBe('kvm');
   });
 });
 
