@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { DriverUnavailableError } from '@execenv/core';
+import { isStaticElf } from '@execenv/core/driver';
 import { type CpioEntry, packCpio } from './cpio.js';
 import type { GuestNetwork } from './guest-network.js';
 import { BOOT_MODULES, moduleLoadOrder, NET_MODULES, type QemuKernel, readModulesDep } from './kernel.js';
@@ -174,30 +175,6 @@ export async function buildInitramfs(inputs: InitramfsInputs, dir: string): Prom
   await writeFile(temp, archive);
   await rename(temp, path);
   return path;
-}
-
-/** Whether an ELF file has no program interpreter (PT_INTERP), i.e. is statically linked. */
-export async function isStaticElf(path: string): Promise<boolean> {
-  const file = await open(path, 'r').catch(() => undefined);
-  if (!file) return false;
-  try {
-    const header = Buffer.alloc(64);
-    await file.read(header, 0, 64, 0);
-    if (header.readUInt32BE(0) !== 0x7f454c46) return false;
-    const is64 = header[4] === 2;
-    const le = header[5] === 1;
-    const u16 = (b: Buffer, o: number) => (le ? b.readUInt16LE(o) : b.readUInt16BE(o));
-    const u32 = (b: Buffer, o: number) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
-    const phoff = is64 ? Number(le ? header.readBigUInt64LE(32) : header.readBigUInt64BE(32)) : u32(header, 28);
-    const phentsize = u16(header, is64 ? 54 : 42);
-    const phnum = u16(header, is64 ? 56 : 44);
-    const table = Buffer.alloc(phentsize * phnum);
-    await file.read(table, 0, table.length, phoff);
-    for (let i = 0; i < phnum; i++) if (u32(table, i * phentsize) === 3) return false;
-    return true;
-  } finally {
-    await file.close();
-  }
 }
 
 /** A host directory bound into a guest's root: its 9p mount tag and the path inside. */

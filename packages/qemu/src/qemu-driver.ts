@@ -26,14 +26,14 @@ import {
   UnsupportedError,
   validateSpec,
 } from '@execenv/core';
-import { findBinary, HOST_PATH, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
+import { findBinary, HOST_PATH, hostArch, isStaticElf, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
 import { convertToQcow2, driverImages, imageRootDirectory, QemuImg, resolveImage } from '@execenv/images';
 import { type NetworkMode, Networks, networkMode, resolvConf } from '@execenv/net';
 import { type AccelChoice, chooseAccel, hostTscKhz, type KvmProbe, probeKvm } from './accel.js';
 import { DiskSnapshots } from './disk-snapshots.js';
 import { startGuest } from './guest.js';
 import { type GuestNetwork, type QemuNic, userNetwork } from './guest-network.js';
-import { buildInitramfs, checkGuestBinds, guestInitramfs, isStaticElf } from './initramfs.js';
+import { buildInitramfs, checkGuestBinds, guestInitramfs } from './initramfs.js';
 import { loadKernel, type QemuKernel } from './kernel.js';
 import { ROOT_DRIVE } from './qemu-command.js';
 import { QemuEnvironment } from './qemu-environment.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { packCpio } from '../src/cpio.js';
-import { guestInitramfs, isStaticElf } from '../src/initramfs.js';
+import { guestInitramfs } from '../src/initramfs.js';
 
 const scratch = await mkdtemp(join(tmpdir(), 'execenv-initramfs-test-'));
 afterAll(() => rm(scratch, { recursive: true, force: true }));
@@ -38,15 +38,6 @@ describe('guestInitramfs', () => {
       await expect(
         guestInitramfs(shared, { binds: [{ tag: 'execenv0', target, readOnly: false }] }, join(scratch, 'bad.cpio.gz')),
       ).rejects.toThrow(RangeError);
-  });
-});
-
-describe('isStaticElf', () => {
-  it('tells a static binary from a dynamic one and from what is no ELF at all', async () => {
-    expect(await isStaticElf('/bin/busybox')).toBe(true);
-    expect(await isStaticElf(process.execPath)).toBe(false);
-    expect(await isStaticElf(shared)).toBe(false);
-    expect(await isStaticElf(join(scratch, 'absent'))).toBe(false);
   });
 });
 
