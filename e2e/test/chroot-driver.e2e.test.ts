@@ -1,13 +1,16 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ChrootDriver } from '@execenv/chroot';
+import { ChrootDriver, type ChrootEnvironment } from '@execenv/chroot';
 import { type ExecenvEvent, isRevertable, mountPoints, open, readLeases } from '@execenv/core';
 import { DIRECTORY_CONVERTER_VERSION, ImageCache, RECENT_USE_MS, TREE_COMPLETE } from '@execenv/images';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Networks } from '@execenv/net';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { busyboxTarball, minbaseTarball } from './fixtures.js';
+import { envAddress, expectNoNetLeft, firstLine, helloServer, hostSnapshot } from './net-fixtures.js';
 
 const run = promisify(execFile);
 const driver = new ChrootDriver({ mode: 'root' });
@@ -149,10 +152,14 @@ describe('chroot driver on this host', () => {
 
   it('refuses what it cannot do before creating anything', async () => {
     const before = await readLeases(stateDir);
-    await expect(driver.open({ image: busyboxTarball(), network: 'nat' }, { stateDir })).rejects.toMatchObject({
+    await expect(driver.open({ image: busyboxTarball(), network: 'Not A Name' }, { stateDir })).rejects.toMatchObject({
       code: 'INVALID_SPEC',
       field: 'network',
     });
+    // A rootless chroot cannot make the veth pair a network needs.
+    await expect(
+      new ChrootDriver({ mode: 'rootless' }).open({ image: busyboxTarball(), network: 'nat' }, { stateDir }),
+    ).rejects.toMatchObject({ code: 'INVALID_SPEC', field: 'network', message: expect.stringMatching(/rootless/) });
     await expect(driver.open({ image: busyboxTarball(), arch: 'arm64' }, { stateDir })).rejects.toMatchObject({
       code: 'INVALID_SPEC',
       field: 'arch',
@@ -324,4 +331,89 @@ describe('cleanup when the owner goes away', () => {
     expect(await mountsUnderState()).toEqual([]);
     expect(await readdir(join(stateDir, 'envs'))).toEqual([]);
   });
+});
+
+describe('chroot environments on networks', () => {
+  const tag = randomBytes(3).toString('hex');
+
+  it('puts two environments on a named network: they reach each other and a server at the gateway, not another network; close leaves no trace', async () => {
+    const before = await hostSnapshot();
+    const network = `chroot-e2e-${tag}`;
+    const envs: ChrootEnvironment[] = [];
+    onTestFinished(async () => {
+      for (const env of envs) await env.close();
+    });
+    for (const name of [network, network, `chroot-e2e-other-${tag}`])
+      envs.push(await driver.open({ image: busyboxTarball(), network: name }, { stateDir }));
+    const [a, b, elsewhere] = envs as [ChrootEnvironment, ChrootEnvironment, ChrootEnvironment];
+    expect(a.capabilities.has('network')).toBe(true);
+    const [info] = (await new Networks({ stateDir }).list()).filter((n) => n.name === network);
+    expect(info?.holders).toEqual([a.id, b.id].sort());
+    const gateway = info?.gateway as string;
+    const [addressA, addressB] = [await envAddress(a), await envAddress(b)];
+    expect(addressA).not.toBe(addressB);
+    expect((await a.exec(['ip', 'route', 'show', 'default'])).stdout).toContain(`default via ${gateway} dev eth0`);
+    expect((await a.exec(['cat', '/etc/resolv.conf'])).stdout).toBe(`nameserver ${gateway}\nsearch execenv\n`);
+
+    const ping = await a.exec(['ping', '-c', '1', '-W', '5', addressB]);
+    expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
+    // The network's dnsmasq knows each environment by its id.
+    expect((await a.exec(['nslookup', `${b.id}.execenv`])).stdout).toContain(addressB);
+    // Another network's environment is not let through.
+    expect((await elsewhere.exec(['ping', '-c', '1', '-W', '2', addressA])).exitCode).not.toBe(0);
+
+    const { port } = await helloServer(gateway);
+    for (const [env, address] of [
+      [a, addressA],
+      [b, addressB],
+    ] as const) {
+      const got = await env.exec(['wget', '-q', '-O', '-', `http://${gateway}:${port}/`]);
+      expect(got.stdout, got.stderr).toBe(`hello ${address}\n`);
+    }
+
+    // Revert empties the overlay: the network's resolv.conf is written again, the namespace and its address stay.
+    await a.revert();
+    expect((await a.exec(['cat', '/etc/resolv.conf'])).stdout).toBe(`nameserver ${gateway}\nsearch execenv\n`);
+    expect(await envAddress(a)).toBe(addressA);
+
+    for (const env of envs.splice(0)) await env.close();
+    expect((await new Networks({ stateDir }).list()).map((n) => n.name)).toEqual([]);
+    await expectNoNetLeft(before);
+    expect(await mountsUnderState()).toEqual([]);
+  }, 180_000);
+
+  it('collects the veth and network of an owner that died', async () => {
+    const before = await hostSnapshot();
+    const network = `chroot-gc-${tag}`;
+    const owner = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { ChrootDriver } from '@execenv/chroot';
+const [image, network, stateDir] = process.argv.slice(1);
+const env = await new ChrootDriver({ mode: 'root' }).open({ image, network }, { stateDir });
+console.log(env.id);
+setInterval(() => {}, 60_000);`,
+        busyboxTarball(),
+        network,
+        stateDir,
+      ],
+      { cwd: new URL('..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    onTestFinished(async () => {
+      owner.kill('SIGKILL');
+      await driver.gc({ stateDir });
+    });
+    const id = await firstLine(owner);
+    owner.kill('SIGKILL');
+    await new Promise((resolve) => owner.once('exit', resolve));
+    expect((await new Networks({ stateDir }).list()).find((n) => n.name === network)?.holders).toEqual([id]);
+    const report = await driver.gc({ stateDir });
+    expect(report.removed).toContain(id);
+    expect(report.errors).toEqual([]);
+    expect(await new Networks({ stateDir }).list()).toEqual([]);
+    await expectNoNetLeft(before);
+    expect(await mountsUnderState()).toEqual([]);
+  }, 120_000);
 });

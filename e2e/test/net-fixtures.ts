@@ -1,5 +1,8 @@
 import { type ChildProcess, execFile } from 'node:child_process';
+import { createServer } from 'node:http';
 import { promisify } from 'node:util';
+import type { Environment } from '@execenv/core';
+import { expect, onTestFinished } from 'vitest';
 
 const run = promisify(execFile);
 
@@ -39,4 +42,29 @@ export function firstLine(child: ChildProcess): Promise<string> {
     });
     child.once('exit', (code) => reject(new Error(`the child exited with ${code} before printing`)));
   });
+}
+
+/** An HTTP server answering every request with `hello <client address>`, listening on `host`; closed when the test ends. */
+export async function helloServer(host: string): Promise<{ port: number }> {
+  const server = createServer((req, res) => res.end(`hello ${req.socket.remoteAddress}\n`));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, resolve);
+  });
+  onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { port: (server.address() as { port: number }).port };
+}
+
+/** The environment's global IPv4 address on `dev` (eth0), as `ip` inside it says. */
+export async function envAddress(env: Environment, dev = 'eth0'): Promise<string> {
+  const r = await env.exec(['ip', '-o', '-4', 'addr', 'show', 'dev', dev, 'scope', 'global']);
+  return /inet (\S+)\//.exec(r.stdout)?.[1] ?? `none in ${JSON.stringify(r.stdout)}`;
+}
+
+/** Fails unless @execenv/net left the host's links, addresses and nftables ruleset as `before` had them. */
+export async function expectNoNetLeft(before: Awaited<ReturnType<typeof hostSnapshot>>): Promise<void> {
+  const after = await hostSnapshot();
+  expect(netLines(after.link)).toEqual(netLines(before.link));
+  expect(netLines(after.addr)).toEqual(netLines(before.addr));
+  expect(netLines(after.nft)).toEqual(netLines(before.nft));
 }

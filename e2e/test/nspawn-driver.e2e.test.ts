@@ -1,9 +1,12 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import type { Environment } from '@execenv/core';
+import { Networks } from '@execenv/net';
 import { NspawnDriver } from '@execenv/nspawn';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { busyboxTarball, systemdTarball } from './fixtures.js';
+import { envAddress, expectNoNetLeft, firstLine, helloServer, hostSnapshot } from './net-fixtures.js';
 
 const driver = new NspawnDriver();
 const machine = `e2e-${randomBytes(4).toString('hex')}`;
@@ -68,8 +71,9 @@ describe('nspawn driver on this host', () => {
     expect(await links('none')).toEqual(['lo']);
     const host = (await readdir('/sys/class/net')).sort();
     expect((await links('host')).sort()).toEqual(host);
-    await expect(driver.open({ image: busyboxTarball(), network: 'nat' })).rejects.toMatchObject({
-      code: 'UNSUPPORTED',
+    await expect(driver.open({ image: busyboxTarball(), network: 'Not A Name' })).rejects.toMatchObject({
+      code: 'INVALID_SPEC',
+      field: 'network',
     });
   });
 
@@ -119,4 +123,109 @@ describe('nspawn boot mode', () => {
     expect((err as Error).message).toMatch(/not ready after 150 ms|did not finish booting within 150 ms/);
     expect((await driver.list()).map((e) => e.id)).toEqual(before);
   });
+});
+
+describe('nspawn containers on networks', () => {
+  const tag = randomBytes(3).toString('hex');
+
+  it('puts two containers on a named network: they reach each other and a server at the gateway, not another network; close leaves no trace', async () => {
+    const before = await hostSnapshot();
+    const network = `nspawn-e2e-${tag}`;
+    const other = `nspawn-e2e-other-${tag}`;
+    const envs: Environment[] = [];
+    onTestFinished(async () => {
+      for (const env of envs) await env.close();
+    });
+    for (const name of [network, network, other])
+      envs.push(await driver.open({ image: busyboxTarball(), network: name }));
+    const [a, b, elsewhere] = envs as [Environment, Environment, Environment];
+    expect(a.capabilities.has('network')).toBe(true);
+    const [info] = (await new Networks().list()).filter((n) => n.name === network);
+    expect(info?.holders).toEqual([a.id, b.id].sort());
+    const gateway = info?.gateway as string;
+    const [addressA, addressB] = [await envAddress(a), await envAddress(b)];
+    expect(addressA).not.toBe(addressB);
+    expect((await a.exec(['ip', 'route', 'show', 'default'])).stdout).toContain(`default via ${gateway} dev eth0`);
+    expect((await a.exec(['cat', '/etc/resolv.conf'])).stdout).toBe(`nameserver ${gateway}\nsearch execenv\n`);
+
+    const ping = await a.exec(['ping', '-c', '1', '-W', '5', addressB]);
+    expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
+    // The network's dnsmasq knows each container by its id.
+    expect((await a.exec(['nslookup', `${b.id}.execenv`])).stdout).toContain(addressB);
+    // Another network's container is not let through.
+    expect((await elsewhere.exec(['ping', '-c', '1', '-W', '2', addressA])).exitCode).not.toBe(0);
+
+    const { port } = await helloServer(gateway);
+    for (const [env, address] of [
+      [a, addressA],
+      [b, addressB],
+    ] as const) {
+      const got = await env.exec(['wget', '-q', '-O', '-', `http://${gateway}:${port}/`]);
+      expect(got.stdout, got.stderr).toBe(`hello ${address}\n`);
+    }
+
+    for (const env of envs.splice(0)) await env.close();
+    const left = (await new Networks().list()).filter((n) => n.name === network || n.name === other);
+    expect(left).toEqual([]);
+    await expectNoNetLeft(before);
+    for (const env of [a, b, elsewhere]) expect(await hostProcessesNaming(env.id)).toEqual([]);
+  }, 180_000);
+
+  it('boots systemd on the nat network, which reaches a server at the gateway', async () => {
+    const env = await driver.open({ image: systemdTarball(), network: 'nat', driverOptions: { boot: true } });
+    onTestFinished(() => env.close());
+    expect(env.capabilities.has('network')).toBe(true);
+    const nat = (await new Networks().list()).find((n) => n.name === 'nat');
+    expect(nat?.holders).toContain(env.id);
+    const gateway = nat?.gateway as string;
+    expect((await env.exec(['cat', '/etc/resolv.conf'])).stdout).toBe(`nameserver ${gateway}\nsearch execenv\n`);
+    const { port } = await helloServer(gateway);
+    // The image has bash but no HTTP client: a request by hand over bash's /dev/tcp.
+    const got = await env.exec([
+      'bash',
+      '-c',
+      'exec 3<>"/dev/tcp/$1/$2" && printf "GET / HTTP/1.0\\r\\n\\r\\n" >&3 && cat <&3',
+      'bash',
+      gateway,
+      String(port),
+    ]);
+    const subnetPrefix = gateway.replace(/\.\d+$/, '.');
+    expect(got.stdout, got.stderr).toMatch(new RegExp(`hello ${subnetPrefix.replaceAll('.', '\\.')}\\d+\n$`));
+    await env.close();
+    expect((await new Networks().list()).find((n) => n.name === 'nat')?.holders ?? []).not.toContain(env.id);
+  }, 240_000);
+
+  it('collects the veth and network of an owner that died', async () => {
+    const before = await hostSnapshot();
+    const network = `nspawn-gc-${tag}`;
+    const owner = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { NspawnDriver } from '@execenv/nspawn';
+const [image, network] = process.argv.slice(1);
+const env = await new NspawnDriver().open({ image, network });
+console.log(env.id);
+setInterval(() => {}, 60_000);`,
+        busyboxTarball(),
+        network,
+      ],
+      { cwd: new URL('..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    onTestFinished(async () => {
+      owner.kill('SIGKILL');
+      await driver.gc();
+    });
+    const id = await firstLine(owner);
+    owner.kill('SIGKILL');
+    await new Promise((resolve) => owner.once('exit', resolve));
+    expect((await new Networks().list()).find((n) => n.name === network)?.holders).toEqual([id]);
+    const report = await driver.gc();
+    expect(report.removed).toContain(id);
+    expect(report.errors).toEqual([]);
+    expect((await new Networks().list()).find((n) => n.name === network)).toBeUndefined();
+    await expectNoNetLeft(before);
+    expect(await hostProcessesNaming(id)).toEqual([]);
+  }, 120_000);
 });

@@ -25,19 +25,16 @@ import {
   toHostId,
   UnsupportedError,
   validateSpec,
+  withContext,
 } from '@execenv/core';
 import { agentError, findBinary, HOST_PATH, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
 import { driverImages, imageRootDirectory, resolveImage } from '@execenv/images';
+import { type NamespaceLink, type NetworkMode, networkMode, resolvConf } from '@execenv/net';
 import { MAX_SOCKET_PATH, startAgentServer } from './agent-server.js';
 import { ChrootEnvironment } from './chroot-environment.js';
 import { createNetworkNamespace, type MountContext, mountOverlay, type RootLayout } from './chroot-mounts.js';
-import {
-  CHROOT_NETWORKS,
-  type ChrootDriverOptions,
-  type ChrootEnvOptions,
-  type ChrootImageSources,
-  type ChrootMode,
-} from './chroot-options.js';
+import { joinNetwork } from './chroot-network.js';
+import type { ChrootDriverOptions, ChrootEnvOptions, ChrootImageSources, ChrootMode } from './chroot-options.js';
 import { ensureDefaultImage } from './default-image.js';
 import { chrootUndo, mappedTree } from './mapped-tree.js';
 import { currentSubordinateIds, rootlessIdMap, rootlessMapArgs } from './subordinate-ids.js';
@@ -133,13 +130,7 @@ export class ChrootDriver implements Driver {
 
   async open(spec: EnvSpec<ChrootEnvOptions>, opts: OpenOptions = {}): Promise<ChrootEnvironment> {
     const checked = validateSpec(spec, DRIVER_NAME);
-    const network = checked.network ?? 'none';
-    if (!(CHROOT_NETWORKS as readonly string[]).includes(network))
-      throw new InvalidSpecError(
-        'network',
-        `the chroot driver supports ${CHROOT_NETWORKS.join(' and ')}, got "${network}"`,
-        { driver: DRIVER_NAME },
-      );
+    const network = checkedNetwork(checked.network, { driver: DRIVER_NAME, op: 'open' });
     if (checked.resources) throw new UnsupportedError(DRIVER_NAME, 'resource-limits', { op: 'open' });
     const host = hostArch();
     const linux32 = checked.arch === 'i386' && host === 'amd64';
@@ -153,10 +144,17 @@ export class ChrootDriver implements Driver {
       throw new InvalidSpecError('ephemeral', 'chroot environments are always ephemeral; publish an image instead', {
         driver: DRIVER_NAME,
       });
-    const runner = this.#runner;
-    const undo = chrootUndo(runner);
-    throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
     const { mode } = await this.mode();
+    if (network.mode === 'private' && mode === 'rootless')
+      throw new InvalidSpecError(
+        'network',
+        `a rootless chroot cannot join network "${network.network}": its veth pair and bridge need root on the host; ` +
+          'use "none" or "host", or run as root (mode "root")',
+        { driver: DRIVER_NAME },
+      );
+    const runner = this.#runner;
+    const undo = chrootUndo(runner, this.#options.networks);
+    throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
     const agentBinary = await this.#agentBinary();
     // The image is resolved before the environment exists: a download holds no lease.
     const image = checked.image ?? (await ensureDefaultImage(this.#cacheDir, runner, opts.onEvent));
@@ -176,6 +174,7 @@ export class ChrootDriver implements Driver {
       opts,
       undo,
       create: async ({ id, lease, stateDir, throwIfAborted }) => {
+        const context = { envId: id, driver: DRIVER_NAME, op: 'open' };
         const envDir = join(stateDir, 'envs', id);
         await lease.add({ kind: 'dir', path: envDir });
         // The extracted image is the overlay's lower layer: pruning the cache must leave it while this runs.
@@ -192,14 +191,27 @@ export class ChrootDriver implements Driver {
         // Recorded before mounting: a crash half-way leaves a lease gc() can finish.
         if (mode === 'root') await lease.add({ kind: 'mount', path: layout.root, recursive: true });
         await mountOverlay(layout, ctx);
-        const netns = network === 'none' ? join(envDir, 'netns') : undefined;
+        const netns = network.mode === 'host' ? undefined : join(envDir, 'netns');
         if (netns) {
           if (mode === 'root') await lease.add({ kind: 'mount', path: netns });
           await createNetworkNamespace(netns, ctx);
         }
+        const link =
+          netns && network.mode === 'private'
+            ? await joinNetwork(runner, this.#options.networks ?? {}, {
+                id,
+                stateDir,
+                network: network.network,
+                netns,
+                lease,
+              })
+            : undefined;
+        const dns: DnsSource = {
+          hostDns: (checked.driverOptions as ChrootEnvOptions | undefined)?.hostDns !== false,
+          link,
+        };
         throwIfAborted();
         const socket = await socketPath(envDir, lease);
-        const hostDns = (checked.driverOptions as ChrootEnvOptions | undefined)?.hostDns !== false;
         const startAgent = async () => {
           const server = await startAgentServer(runner, {
             binary: agentBinary,
@@ -215,19 +227,19 @@ export class ChrootDriver implements Driver {
           try {
             if (server.process) await lease.add({ kind: 'process', ...server.process });
             const session = await AgentSession.connect(socket);
-            if (hostDns) await copyHostDns(session);
+            await writeDnsFiles(session, dns);
             return { server, session };
           } catch (err) {
             await server.stop();
             // The agent's own errors (a lost connection, a failed write) leave as the SDK's typed ones.
-            throw agentError(err, { envId: id, driver: DRIVER_NAME, op: 'open' }, socket);
+            throw agentError(err, context, socket);
           }
         };
         let agent = await startAgent();
         return new ChrootEnvironment({
           id,
           driver: DRIVER_NAME,
-          capabilities: ['isolation-chroot', 'root', 'revert', ...(network === 'host' ? (['network'] as const) : [])],
+          capabilities: capabilitiesOf(network),
           onEvent: opts.onEvent,
           closeOnSignal: opts.closeOnSignal,
           session: agent.session,
@@ -260,7 +272,11 @@ export class ChrootDriver implements Driver {
   }
 
   async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
-    const report = await leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, chrootUndo(this.#runner));
+    const report = await leaseGc(
+      opts.stateDir ?? defaultStateDir(),
+      DRIVER_NAME,
+      chrootUndo(this.#runner, this.#options.networks),
+    );
     // A killed open may have left a partial download or a half-extracted tree in the image cache.
     await this.#images()
       .then(({ cache }) => cache.sweep())
@@ -337,13 +353,42 @@ async function waitForNamespace(pid: number): Promise<string | undefined> {
   return undefined;
 }
 
-/** Writes the host's resolv.conf and hosts into the environment through its agent. */
-async function copyHostDns(session: AgentSession): Promise<void> {
-  for (const file of ['/etc/resolv.conf', '/etc/hosts']) {
-    const content = await readFile(file).catch(() => undefined);
-    // A host without the file has nothing to copy.
+/** What an environment has a network for: the host's, or a private one it joined. */
+function capabilitiesOf(network: NetworkMode): Capability[] {
+  return ['isolation-chroot', 'root', 'revert', ...(network.mode === 'none' ? [] : (['network'] as const))];
+}
+
+/** What the environment's resolv.conf and hosts are made of. */
+interface DnsSource {
+  /** Copy the host's files (driverOptions.hostDns). */
+  hostDns: boolean;
+  /** The private network the environment joined, whose dnsmasq answers it. */
+  link: NamespaceLink | undefined;
+}
+
+/**
+ * Writes the environment's resolv.conf and hosts through its agent: on a
+ * private network the network's resolv.conf (the image's stays when the
+ * network has no DNS), else the host's when `hostDns`; the host's hosts when `hostDns`.
+ */
+async function writeDnsFiles(session: AgentSession, dns: DnsSource): Promise<void> {
+  const files: [string, Buffer | undefined][] = [
+    ['/etc/resolv.conf', await resolvConfFor(dns)],
+    ['/etc/hosts', dns.hostDns ? await readHostFile('/etc/hosts') : undefined],
+  ];
+  for (const [file, content] of files)
     if (content) await session.writeFile(file, Readable.from([content]), { mode: 0o644, uid: 0, gid: 0 });
-  }
+}
+
+async function resolvConfFor(dns: DnsSource): Promise<Buffer | undefined> {
+  if (!dns.link) return dns.hostDns ? readHostFile('/etc/resolv.conf') : undefined;
+  const conf = resolvConf(dns.link);
+  return conf === undefined ? undefined : Buffer.from(conf);
+}
+
+/** A host file's content; undefined when the host has none (nothing to copy). */
+function readHostFile(file: string): Promise<Buffer | undefined> {
+  return readFile(file).catch(() => undefined);
 }
 
 /** Refuses a user whose ids the rootless environment's user namespace does not map. */
@@ -362,4 +407,13 @@ async function socketPath(envDir: string, lease: Lease): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'execenv-'));
   await lease.add({ kind: 'dir', path: dir });
   return join(dir, 'agent.sock');
+}
+
+/** Reads `spec.network` (networkMode of @execenv/net), naming this driver on a bad name's error. */
+function checkedNetwork(network: string | undefined, context: { driver: string; op: string }): NetworkMode {
+  try {
+    return networkMode(network);
+  } catch (err) {
+    throw withContext(err, context);
+  }
 }

@@ -1,5 +1,6 @@
 import type { ProcessRunner } from '@execenv/core';
 import type { ImageSettings } from '@execenv/images';
+import type { ChrootNetworksOptions } from './chroot-network.js';
 
 /**
  * Where `index:` references are looked up, which keys sign them, and how
@@ -61,6 +62,12 @@ export interface ChrootDriverOptions {
   cacheDir?: string;
   /** Image servers and trusted keys for `index:` references; local paths and URLs need none. @default the user's configuration */
   images?: ChrootImageSources;
+  /**
+   * How @execenv/net makes the networks environments join with `network:
+   * 'nat'` or a named network (pools, firewall, dnsmasq's directory,
+   * forwarding). Its state directory is the open's, and its runner this driver's.
+   */
+  networks?: ChrootNetworksOptions;
 }
 
 /**
@@ -77,13 +84,11 @@ export interface ChrootDriverOptions {
 export interface ChrootEnvOptions {
   /**
    * Copy the host's /etc/resolv.conf and /etc/hosts into the environment, as
-   * launchpad-buildd does.
+   * launchpad-buildd does. On a private network (`nat` or a named one) the
+   * network's resolv.conf is written instead of the host's.
    * @default true
    */
   hostDns?: boolean;
   /** Image settings for this environment, over the driver's and the user's configuration. */
   images?: ChrootImageSources;
 }
-
-/** Networks the chroot driver supports: an empty network namespace per exec, or the host's. */
-export const CHROOT_NETWORKS = ['none', 'host'] as const;

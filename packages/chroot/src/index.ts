@@ -8,6 +8,7 @@ import { ChrootDriver } from './chroot-driver.js';
 
 export { ChrootDriver, DRIVER_NAME } from './chroot-driver.js';
 export { ChrootEnvironment, type ChrootEnvironmentInit } from './chroot-environment.js';
+export type { ChrootNetworksOptions } from './chroot-network.js';
 export type { ChrootDriverOptions, ChrootEnvOptions, ChrootImageSources, ChrootMode } from './chroot-options.js';
 export { defaultImagePath, ensureDefaultImage } from './default-image.js';
 

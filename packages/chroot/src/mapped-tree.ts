@@ -1,5 +1,6 @@
 import { hostUndo, type LeaseResource, type ProcessRunner, type Undo } from '@execenv/core';
 import { HOST_PATH } from '@execenv/core/driver';
+import { type ChrootNetworksOptions, leaveNetwork, NET_RESOURCE } from './chroot-network.js';
 
 /** Lease kind of a tree whose files subordinate ids may own (rootless mode's overlay upper and work). */
 export const MAPPED_TREE = 'mapped-tree';
@@ -29,8 +30,15 @@ async function removeMappedTree(runner: ProcessRunner, r: LeaseResource): Promis
   });
 }
 
-/** The chroot driver's undo: mapped trees here, core's kinds (dir, mount, process) by hostUndo. */
-export function chrootUndo(runner: ProcessRunner): Undo {
+/**
+ * The chroot driver's undo: mapped trees here, network attachments through
+ * @execenv/net, core's kinds (dir, mount, process) by hostUndo.
+ */
+export function chrootUndo(runner: ProcessRunner, networks: ChrootNetworksOptions = {}): Undo {
   const host = hostUndo(runner);
-  return (r) => (r.kind === MAPPED_TREE ? removeMappedTree(runner, r) : host(r));
+  return (r) => {
+    if (r.kind === MAPPED_TREE) return removeMappedTree(runner, r);
+    if (r.kind === NET_RESOURCE) return leaveNetwork(runner, networks, r);
+    return host(r);
+  };
 }

@@ -8,6 +8,7 @@ import { NspawnDriver } from './nspawn-driver.js';
 
 export { agentListenArgv, escapeNspawnPath, type NspawnArgs, nspawnArgv } from './nspawn-args.js';
 export { DRIVER_NAME, NspawnDriver } from './nspawn-driver.js';
+export type { NspawnNetworksOptions } from './nspawn-network.js';
 export type { NspawnDriverOptions, NspawnEnvOptions, NspawnImageSources, NspawnMode } from './nspawn-options.js';
 
 /**

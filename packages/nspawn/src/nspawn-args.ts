@@ -37,8 +37,12 @@ export interface NspawnArgs {
   upper?: string;
   /** `plain`: the agent is the init; `boot`: the image's init boots. */
   mode: NspawnMode;
-  /** `none`: a private network namespace with only loopback; `host`: the host's. */
-  network: 'none' | 'host';
+  /**
+   * `none`: a private network namespace with only loopback; `host`: the
+   * host's; `{ namespacePath }`: the prepared namespace kept at that path
+   * (one on an @execenv/net network).
+   */
+  network: 'none' | 'host' | { namespacePath: string };
   /** Host directory bind-mounted at RUNTIME_IN_CONTAINER. */
   runtimeDir: string;
   /** Host path of the agent binary, bind-mounted read-only at AGENT_IN_CONTAINER. */
@@ -121,6 +125,10 @@ export function nspawnArgv(a: NspawnArgs): string[] {
   ];
   if (a.upper !== undefined) argv.push(`--overlay=${esc(a.directory)}:${esc(a.upper)}:/`);
   if (a.network === 'none') argv.push('--private-network');
+  else if (a.network !== 'host') {
+    // The network's resolv.conf is written through the agent: nspawn must not bind-mount the host's over it.
+    argv.push(`--network-namespace-path=${a.network.namespacePath}`, '--resolv-conf=off');
+  }
   if (a.linux32) argv.push('--personality=x86');
   argv.push(
     `--bind=${esc(a.runtimeDir)}:${RUNTIME_IN_CONTAINER}`,

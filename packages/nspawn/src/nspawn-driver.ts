@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { AgentSession, agentBinaryPath } from '@execenv/agent';
 import {
   type Availability,
@@ -21,6 +22,7 @@ import {
   throwIfAborted,
   UnsupportedError,
   validateSpec,
+  withContext,
 } from '@execenv/core';
 import {
   AgentEnvironment,
@@ -34,13 +36,15 @@ import {
   openWithLease,
 } from '@execenv/core/driver';
 import { ImageCache, imageRootDirectory, resolveImage } from '@execenv/images';
+import { type NamespaceLink, type NetworkMode, networkMode, resolvConf } from '@execenv/net';
 import { waitUntilBooted } from './boot-readiness.js';
 import { startContainer } from './container.js';
 import { type EnteredAgent, startEnteredAgent } from './entered-agent.js';
 import { ensurePropagationTmpfs, hostRunsSystemd, propagationDir } from './host-quirks.js';
 import { checkMachineName, ensureMachine } from './machines.js';
 import { nspawnArgv, SOCKET_NAME } from './nspawn-args.js';
-import { NSPAWN_NETWORKS, type NspawnDriverOptions, type NspawnEnvOptions, type NspawnMode } from './nspawn-options.js';
+import { joinNetwork } from './nspawn-network.js';
+import type { NspawnDriverOptions, NspawnEnvOptions, NspawnMode } from './nspawn-options.js';
 import { MACHINE, machineResource, nspawnUndo } from './nspawn-undo.js';
 import { resourceProperties } from './resources.js';
 
@@ -63,7 +67,7 @@ const MAX_SOCKET_PATH = 107;
 /** What open() settled from the spec before creating anything. */
 interface Plan {
   mode: NspawnMode;
-  network: 'none' | 'host';
+  network: NetworkMode;
   linux32: boolean;
   timeoutMs: number;
   machine: string | undefined;
@@ -174,7 +178,7 @@ export class NspawnDriver implements Driver {
     const base = await imageRootDirectory(resolved, { cache, runner, onEvent: opts.onEvent });
     const stateDir = opts.stateDir ?? defaultStateDir();
     if (this.#options.fixPropagationTmpfs !== false) await ensurePropagationTmpfs(runner, join(stateDir, 'nspawn'));
-    const undo = nspawnUndo(runner);
+    const undo = nspawnUndo(runner, this.#options.networks);
     return openWithLease({
       driver: DRIVER_NAME,
       spec: checked,
@@ -202,6 +206,17 @@ export class NspawnDriver implements Driver {
         const machineName = plan.machine ?? id;
         // nspawn removes it on a clean exit; killed, it leaves it behind.
         await lease.add({ kind: 'dir', path: propagationDir(machineName) });
+        const netns = join(envDir, 'netns');
+        const link =
+          plan.network.mode === 'private'
+            ? await joinNetwork(runner, this.#options.networks ?? {}, {
+                id,
+                stateDir,
+                network: plan.network.network,
+                netns,
+                lease,
+              })
+            : undefined;
         throwIfAborted();
         if (plan.mode === 'boot') emit(opts.onEvent, { type: 'boot', envId: id, driver: DRIVER_NAME });
         // One deadline for the whole start: the container, then (booted) the system inside.
@@ -213,7 +228,7 @@ export class NspawnDriver implements Driver {
             directory,
             upper,
             mode: plan.mode,
-            network: plan.network,
+            network: link ? { namespacePath: netns } : plan.network.mode === 'host' ? 'host' : 'none',
             runtimeDir,
             agentBinary,
             binds: checked.mounts ?? [],
@@ -255,6 +270,7 @@ export class NspawnDriver implements Driver {
               connected.close();
               throw err;
             });
+          if (link) await writeResolvConf(connected, link, id);
         } catch (err) {
           await stop();
           throw err;
@@ -313,14 +329,7 @@ export class NspawnDriver implements Driver {
   /** Checks everything in the spec that does not need the host, returning how to run it. */
   async #plan(spec: Readonly<EnvSpec<NspawnEnvOptions>>): Promise<Plan> {
     const ctx = { driver: DRIVER_NAME, op: 'open' };
-    const network = spec.network ?? 'none';
-    if (network === 'nat') throw new UnsupportedError(DRIVER_NAME, 'network "nat"', { op: 'open' });
-    if (!(NSPAWN_NETWORKS as readonly string[]).includes(network))
-      throw new InvalidSpecError(
-        'network',
-        `the nspawn driver supports ${NSPAWN_NETWORKS.join(' and ')}, got "${network}"`,
-        ctx,
-      );
+    const network = checkedNetwork(spec.network, ctx);
     const host = hostArch();
     const linux32 = spec.arch === 'i386' && host === 'amd64';
     if (spec.arch && spec.arch !== host && !linux32)
@@ -347,7 +356,7 @@ export class NspawnDriver implements Driver {
     const mode: NspawnMode = o.boot ? 'boot' : 'plain';
     return {
       mode,
-      network: network as Plan['network'],
+      network,
       linux32,
       timeoutMs: o.startTimeoutMs ?? (mode === 'boot' ? 120_000 : 30_000),
       machine,
@@ -382,7 +391,32 @@ function capabilitiesOf(plan: Plan): Capability[] {
   return [
     'isolation-container',
     'root',
-    ...(plan.network === 'host' ? (['network'] as const) : []),
+    ...(plan.network.mode === 'none' ? [] : (['network'] as const)),
     ...(plan.properties.length > 0 ? (['resource-limits'] as const) : []),
   ];
+}
+
+/**
+ * Writes the network's resolv.conf (its dnsmasq on the gateway) to the
+ * container's /etc/resolv.conf through the agent; the image's stays when
+ * the network has no DNS.
+ */
+async function writeResolvConf(session: AgentSession, link: NamespaceLink, envId: string): Promise<void> {
+  const conf = resolvConf(link);
+  if (conf === undefined) return;
+  await session
+    .writeFile('/etc/resolv.conf', Readable.from([Buffer.from(conf)]), { mode: 0o644, uid: 0, gid: 0 })
+    .catch((err: unknown) => {
+      session.close();
+      throw agentError(err, { envId, driver: DRIVER_NAME, op: 'open' }, '/etc/resolv.conf');
+    });
+}
+
+/** Reads `spec.network` (networkMode of @execenv/net), naming this driver on a bad name's error. */
+function checkedNetwork(network: string | undefined, context: { driver: string; op: string }): NetworkMode {
+  try {
+    return networkMode(network);
+  } catch (err) {
+    throw withContext(err, context);
+  }
 }

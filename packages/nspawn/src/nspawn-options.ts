@@ -1,5 +1,6 @@
 import type { ProcessRunner } from '@execenv/core';
 import type { ResolveImageOptions } from '@execenv/images';
+import type { NspawnNetworksOptions } from './nspawn-network.js';
 
 /**
  * Where `index:` references are looked up and which keys sign them (see resolveImage of @execenv/images).
@@ -45,6 +46,12 @@ export interface NspawnDriverOptions {
    * @default true
    */
   fixPropagationTmpfs?: boolean;
+  /**
+   * How @execenv/net makes the networks containers join with `network:
+   * 'nat'` or a named network (pools, firewall, dnsmasq's directory,
+   * forwarding). Its state directory is the open's, and its runner this driver's.
+   */
+  networks?: NspawnNetworksOptions;
 }
 
 /**
@@ -83,9 +90,6 @@ export interface NspawnEnvOptions {
    */
   machine?: string;
 }
-
-/** Networks the nspawn driver supports: none (a private network namespace with loopback) or the host's. */
-export const NSPAWN_NETWORKS = ['none', 'host'] as const;
 
 /**
  * How the container runs: the agent as its init, or a booted init with the agent entered into it.

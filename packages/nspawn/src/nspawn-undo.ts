@@ -1,4 +1,5 @@
 import { hostUndo, type LeaseResource, type ProcessRunner, type Undo } from '@execenv/core';
+import { leaveNetwork, NET_RESOURCE, type NspawnNetworksOptions } from './nspawn-network.js';
 
 /** Lease kind naming the persistent machine directory an environment runs on; it is kept, never removed. */
 export const MACHINE = 'machine';
@@ -10,12 +11,14 @@ export function machineResource(name: string, path: string): LeaseResource {
 
 /**
  * The nspawn driver's undo: a persistent machine's directory outlives its
- * environments, so its record is only dropped; core's kinds (dir, process,
- * mount) go to hostUndo.
+ * environments, so its record is only dropped; a network attachment goes
+ * through @execenv/net; core's kinds (dir, process, mount) go to hostUndo.
  */
-export function nspawnUndo(runner: ProcessRunner): Undo {
+export function nspawnUndo(runner: ProcessRunner, networks: NspawnNetworksOptions = {}): Undo {
   const host = hostUndo(runner);
   return async (r) => {
-    if (r.kind !== MACHINE) await host(r);
+    if (r.kind === MACHINE) return;
+    if (r.kind === NET_RESOURCE) await leaveNetwork(runner, networks, r);
+    else await host(r);
   };
 }

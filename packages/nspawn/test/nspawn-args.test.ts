@@ -84,6 +84,21 @@ describe('nspawnArgv', () => {
     ]);
   });
 
+  it('runs a container on a network in the namespace prepared for it', () => {
+    const netns = '/state/nspawn/envs/execenv-abc/netns';
+    const argv = nspawnArgv({ ...base, network: { namespacePath: netns } });
+    expect(argv.slice(8, 12)).toEqual([
+      '--overlay=/cache/trees/abc:/state/nspawn/envs/execenv-abc/upper:/',
+      `--network-namespace-path=${netns}`,
+      '--resolv-conf=off',
+      '--bind=/state/nspawn/envs/execenv-abc/run:/run/execenv',
+    ]);
+    expect(argv).not.toContain('--private-network');
+    expect(nspawnArgv({ ...base, mode: 'boot', network: { namespacePath: netns } })).toContain(
+      `--network-namespace-path=${netns}`,
+    );
+  });
+
   it('kills a booted ephemeral init outright', () => {
     const argv = nspawnArgv({ ...base, mode: 'boot' });
     expect(argv.slice(-6)).toEqual([
