@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +10,7 @@ import { Networks } from '@execenv/net';
 import { QemuDriver } from '@execenv/qemu';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { busyboxTarball } from './fixtures.js';
-import { firstLine, hostSnapshot, netLines } from './net-fixtures.js';
+import { expectNoNetLeft, firstLine, helloServer, hostSnapshot, netLines } from './net-fixtures.js';
 import { qemuKernel } from './qemu-fixtures.js';
 
 const E2E_DIR = fileURLToPath(new URL('..', import.meta.url));
@@ -190,17 +189,6 @@ describe('qemu driver on this host', () => {
   });
 });
 
-/** An HTTP server answering every request with `hello <client address>`, listening on `host`; closed when the test ends. */
-async function helloServer(host: string): Promise<{ server: Server; port: number }> {
-  const server = createServer((req, res) => res.end(`hello ${req.socket.remoteAddress}\n`));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, resolve);
-  });
-  onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return { server, port: (server.address() as { port: number }).port };
-}
-
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 async function freeLoopbackPort(): Promise<number> {
   const probe = createTcpServer();
@@ -256,9 +244,7 @@ describe('qemu guests on networks', () => {
     for (const env of envs.splice(0)) await env.close();
     expect(await new Networks({ stateDir }).list()).toEqual([]);
     const after = await hostSnapshot();
-    expect(netLines(after.link)).toEqual(netLines(before.link));
-    expect(netLines(after.addr)).toEqual(netLines(before.addr));
-    expect(netLines(after.nft)).toEqual(netLines(before.nft));
+    await expectNoNetLeft(before);
     expect(after.nft).not.toContain(info?.bridge as string);
     expect(await qemuProcessesWith(a.id)).toEqual([]);
     expect(await driver.list({ stateDir })).toEqual([]);
