@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // @execenv/podman against the raw podman CLI, side by side in one run, medians:
 //   exec of `true`:      env.exec(['true'])                 vs  podman exec CONTAINER true
-//   open -> close:       open() + close() of a busybox env  vs  podman run --rm IMAGE true (same imported image)
+//   open -> close:       open() + exec(['true']) + close()  vs  podman run --rm IMAGE true (same imported image),
+//                        of a busybox env                       one sample of each in turn (the host's load drifts)
 //   push + pull 100 MB:  env.push(dir) + env.pull(dir)      vs  podman cp DIR C:/x + podman cp C:/x DIR
 //                        (a tree of 100 files of 1 MB)
 //   8 in parallel:       8 open + exec + close at once      vs  8 podman run --rm at once
@@ -44,6 +45,16 @@ async function measure(fn, n = runs) {
   for (let i = 0; i < n; i++) xs.push(await time(fn));
   return median(xs);
 }
+/** Medians of `a` and `b` sampled in turn, so both see the same load. */
+async function measurePair(a, b, n = runs) {
+  const xs = [];
+  const ys = [];
+  for (let i = 0; i < n; i++) {
+    xs.push(await time(a));
+    ys.push(await time(b));
+  }
+  return [median(xs), median(ys)];
+}
 const rows = [];
 function report(name, sdk, raw, goal) {
   const ratio = sdk / raw;
@@ -71,11 +82,14 @@ try {
     report('exec true (x20)', sdk, podman, '<= 0.1');
   }
   if (only.has('open')) {
-    const sdk = await measure(async () => {
-      const e = await driver.open(spec);
-      await e.close();
-    });
-    const podman = await measure(() => sh(['podman', 'run', '--rm', '--network', 'none', image, 'true']));
+    const [sdk, podman] = await measurePair(
+      async () => {
+        const e = await driver.open(spec);
+        await e.exec(['true'], { check: true });
+        await e.close();
+      },
+      () => sh(['podman', 'run', '--rm', '--network', 'none', image, 'true']),
+    );
     report('open -> close', sdk, podman, '<= 1.1');
   }
   if (only.has('files')) {

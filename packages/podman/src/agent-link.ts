@@ -1,3 +1,5 @@
+import { type FSWatcher, watch } from 'node:fs';
+import { dirname } from 'node:path';
 import { AgentSession } from '@execenv/agent';
 import { DriverUnavailableError, type RunningProcess } from '@execenv/core';
 import { AGENT_PATH } from './container-args.js';
@@ -30,7 +32,9 @@ const READY_MS = 30_000;
  * Connects to the agent listening on `socket` (a host path in the
  * container's bind-mounted runtime directory), retrying until it listens.
  * While it does not, the container's state is checked: an exited container
- * fails at once, with its log.
+ * fails at once, with its log. `ended`, when given, replaces that check (a
+ * podman process each time): it says why the podman run that holds the
+ * container has ended, or undefined while it runs.
  *
  * @example
  * ```ts
@@ -41,27 +45,57 @@ const READY_MS = 30_000;
  * await link.close();
  * ```
  */
-export async function connectSocket(cli: PodmanCli, container: string, socket: string): Promise<AgentLink> {
+export async function connectSocket(
+  cli: PodmanCli,
+  container: string,
+  socket: string,
+  ended?: () => string | undefined,
+): Promise<AgentLink> {
   const deadline = Date.now() + READY_MS;
   let nextStateCheck = Date.now() + 250;
-  for (;;) {
-    try {
-      const session = await AgentSession.connect(socket);
-      return {
-        session,
-        close: async () => session.close(),
-      };
-    } catch (err) {
-      // Not listening yet: no socket, or the previous agent's socket file still there.
-      const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
-      if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw err;
+  // Woken as soon as the socket appears in its directory, not on the next poll.
+  let wake: (() => void) | undefined;
+  const watcher = watchDirectory(dirname(socket), () => wake?.());
+  try {
+    for (;;) {
+      try {
+        const session = await AgentSession.connect(socket);
+        return {
+          session,
+          close: async () => session.close(),
+        };
+      } catch (err) {
+        // Not listening yet: no socket, or the previous agent's socket file still there.
+        const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+        if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw err;
+      }
+      if (Date.now() > deadline) throw notReady(container, `no agent listening on ${socket} after ${READY_MS} ms`);
+      const detail = ended?.();
+      if (detail !== undefined) throw notReady(container, detail);
+      if (!ended && Date.now() > nextStateCheck) {
+        nextStateCheck = Date.now() + 250;
+        await failIfExited(cli, container);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 10);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
     }
-    if (Date.now() > deadline) throw notReady(container, `no agent listening on ${socket} after ${READY_MS} ms`);
-    if (Date.now() > nextStateCheck) {
-      nextStateCheck = Date.now() + 250;
-      await failIfExited(cli, container);
-    }
-    await new Promise((r) => setTimeout(r, 10));
+  } finally {
+    watcher?.close();
+  }
+}
+
+/** Calls `onChange` on every change in `dir`; undefined when it cannot be watched (polling alone then). */
+function watchDirectory(dir: string, onChange: () => void): FSWatcher | undefined {
+  try {
+    return watch(dir, onChange).on('error', () => {});
+  } catch {
+    return undefined;
   }
 }
 

@@ -66,15 +66,17 @@ export interface ContainerPlan {
   resources?: ResourceSpec;
   pids?: number;
   mounts?: readonly MountSpec[];
+  /** Where `podman run` writes the pid of the container's conmon (`--conmon-pidfile`). */
+  conmonPidFile?: string;
 }
 
 /**
- * The arguments of `podman create` for an environment (`podman run -d` when
- * `start`, one podman process less where nothing has to be copied in
- * between): the agent as the
- * entrypoint (PID 1), listening on RUN_DIR's socket with stdin kept open
- * (`-i`: it exits, killing everything, when stdin closes), root user, the
- * id and owner labels, network, limits and mounts.
+ * The arguments of `podman create` for an environment, or, when `run`, of
+ * the `podman run --rm` that creates, starts and, once its agent exits,
+ * removes it in one podman process that stays attached (AttachedRun): the
+ * agent as the entrypoint (PID 1), listening on RUN_DIR's socket with stdin
+ * kept open (`-i`: it exits, killing everything, when stdin closes), root
+ * user, the id and owner labels, network, limits and mounts.
  *
  * @example
  * ```ts
@@ -82,22 +84,14 @@ export interface ContainerPlan {
  * const args = createArgs(
  *   { name: 'execenv-abc123', image: 'localhost/builder', owner: '4242:123456@build-host', transport: 'socket',
  *     agentBinary: '/usr/lib/execenv/agent', runtimeDir: '/tmp/execenv-podman-x' },
- *   true, // podman run --detach: created and started in one call
+ *   true, // podman run --rm: created, started and, when its stdin closes, removed by one podman process
  * );
- * await new PodmanCli().run(args);
+ * const run = new PodmanCli().spawn(args, { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
  * ```
  */
-export function createArgs(plan: ContainerPlan, start = false): string[] {
-  const args = [
-    ...(start ? ['run', '--detach'] : ['create']),
-    '--name',
-    plan.name,
-    '-i',
-    '--user',
-    '0:0',
-    '--workdir',
-    '/',
-  ];
+export function createArgs(plan: ContainerPlan, run = false): string[] {
+  const args = [...(run ? ['run', '--rm'] : ['create']), '--name', plan.name, '-i', '--user', '0:0', '--workdir', '/'];
+  if (run && plan.conmonPidFile) args.push('--conmon-pidfile', plan.conmonPidFile);
   args.push('--label', `${ID_LABEL}=${plan.name}`, '--label', `${OWNER_LABEL}=${plan.owner}`);
   if (plan.network !== undefined) args.push('--network', plan.network);
   if (plan.transport === 'socket') {

@@ -28,6 +28,7 @@ import {
 import { agentError, findBinary, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
 import { ImageCache, resolveImage } from '@execenv/images';
 import { type AgentLink, connectExec, connectSocket } from './agent-link.js';
+import { AttachedRun, waitForConmon } from './attached-run.js';
 import { AGENT_PATH, type ContainerPlan, createArgs } from './container-args.js';
 import {
   ID_LABEL,
@@ -47,7 +48,15 @@ import {
   type PodmanDriverOptions,
   type PodmanEnvOptions,
 } from './podman-options.js';
-import { containerResource, networkResource, podmanUndo, removeContainer, removeNetwork } from './podman-undo.js';
+import {
+  CONTAINER,
+  containerResource,
+  networkResource,
+  podmanUndo,
+  removeContainer,
+  removeNetwork,
+} from './podman-undo.js';
+import { TarballImports } from './tarball-imports.js';
 
 /**
  * The registry name of this driver.
@@ -90,6 +99,8 @@ export class PodmanDriver implements Driver {
   readonly #options: Readonly<PodmanDriverOptions>;
   /** Images this driver found in podman or put there. */
   readonly #knownImages = new Set<string>();
+  /** Images made from local tarball files, by the file's identity. */
+  readonly #tarballImports = new TarballImports();
 
   constructor(options: PodmanDriverOptions = {}) {
     this.#options = Object.freeze({ ...options });
@@ -189,13 +200,6 @@ export class PodmanDriver implements Driver {
     const binary = await agentBinary();
     const cache = new ImageCache({ dir: join(this.#options.cacheDir ?? defaultCacheDir(), 'images') });
     emit(opts.onEvent, { type: 'image-resolve', reference: checked.image });
-    const resolved = await resolveImage(checked.image, {
-      ...this.#options.images,
-      cache,
-      runner,
-      onEvent: opts.onEvent,
-      signal: opts.signal,
-    });
     // The image is made available before the environment exists: a pull or an import holds no lease.
     const imageOptions = {
       cli,
@@ -207,9 +211,24 @@ export class PodmanDriver implements Driver {
       onEvent: opts.onEvent,
       signal: opts.signal,
     };
-    const image = await ensureImage(resolved, imageOptions);
+    const reference = checked.image;
+    const tarballKey = await this.#tarballImports.key(reference);
+    const ensure = async (): Promise<string> => {
+      const resolved = await resolveImage(reference, {
+        ...this.#options.images,
+        cache,
+        runner,
+        onEvent: opts.onEvent,
+        signal: opts.signal,
+      });
+      const name = await ensureImage(resolved, imageOptions);
+      if (tarballKey) this.#tarballImports.set(tarballKey, name);
+      return name;
+    };
+    const remembered = tarballKey && this.#tarballImports.get(tarballKey);
+    const image = remembered && this.#knownImages.has(remembered) ? remembered : await ensure();
     const owner = ownerLabel(await ownerOf(), hostname());
-    const undo = podmanUndo(cli, runner);
+    const undo = podmanUndo(cli, this.#options.runner);
     return openWithLease({
       driver: DRIVER_NAME,
       spec: checked,
@@ -225,6 +244,8 @@ export class PodmanDriver implements Driver {
           podmanNetwork = id;
         }
         const runtimeDir = transport === 'socket' ? await this.#runtimeDir(lease) : undefined;
+        const socket = runtimeDir ? join(runtimeDir, 'agent.sock') : undefined;
+        const conmonPidFile = runtimeDir ? join(runtimeDir, 'conmon.pid') : undefined;
         const plan: ContainerPlan = {
           name: id,
           image,
@@ -236,11 +257,15 @@ export class PodmanDriver implements Driver {
           resources: checked.resources,
           pids: envOptions.pids,
           mounts: checked.mounts,
+          conmonPidFile,
         };
-        const socket = runtimeDir ? join(runtimeDir, 'agent.sock') : undefined;
-        const connect = async (): Promise<AgentLink> => {
+        // With the socket transport one attached `podman run --rm` holds the container from open to close.
+        let run: AttachedRun | undefined;
+        // Whether closing the run's stdin still reaches the agent: a restarted container has a stdin of its own.
+        let attached = false;
+        const connect = async (ended?: () => string | undefined): Promise<AgentLink> => {
           try {
-            return socket ? await connectSocket(cli, id, socket) : await connectExec(cli, id);
+            return socket ? await connectSocket(cli, id, socket, ended) : await connectExec(cli, id);
           } catch (err) {
             throw agentError(err, { envId: id, driver: DRIVER_NAME, op: 'open' }, id);
           }
@@ -252,8 +277,24 @@ export class PodmanDriver implements Driver {
           } catch (err) {
             if (!isMissingImage(err)) throw err;
             this.#knownImages.delete(image);
-            await ensureImage(resolved, imageOptions);
+            await ensure();
             await cli.run(args);
+          }
+        };
+        const runAttached = async (): Promise<AgentLink> => {
+          const started = AttachedRun.start(cli, createArgs(plan, true));
+          run = started;
+          attached = true;
+          const ended = () => {
+            const exit = started.exit;
+            return exit && `podman run ended (${exit.exitCode ?? exit.signal}): ${exit.stderr}`;
+          };
+          try {
+            return await connect(ended);
+          } catch (err) {
+            // Whatever podman got to make, it removes once its stdin closes; lease.release removes the rest.
+            await started.end();
+            throw err;
           }
         };
         const createAndStart = async (): Promise<AgentLink> => {
@@ -261,13 +302,41 @@ export class PodmanDriver implements Driver {
           if (socket) {
             // A new agent cannot bind while its predecessor's socket file is there.
             await rm(socket, { force: true });
-            await createContainer(createArgs(plan, true));
-          } else {
-            await createContainer(createArgs(plan));
-            await copyAgent(cli, binary, id);
-            await cli.run(['start', id]);
+            try {
+              return await runAttached();
+            } catch (err) {
+              const exit = run?.exit;
+              if (!exit || !MISSING_IMAGE.test(exit.stderr)) throw err;
+              this.#knownImages.delete(image);
+              await ensure();
+              return runAttached();
+            }
           }
+          await createContainer(createArgs(plan));
+          await copyAgent(cli, binary, id);
+          await cli.run(['start', id]);
           return connect();
+        };
+        /**
+         * Ends `ending` and removes the container: through its attached run when that still reaches the
+         * agent, else with `podman rm`.
+         */
+        const removeOwnContainer = async (ending: AgentLink): Promise<void> => {
+          const current = run;
+          run = undefined;
+          if (current && attached) {
+            // SHUTDOWN ends the agent sooner than the end of stdin, which podman and conmon pass on.
+            const shutdown = ending.session.shutdown().catch(() => {});
+            const removed = await current.end();
+            await shutdown;
+            if (removed) {
+              if (conmonPidFile) await waitForConmon(conmonPidFile, id, 5000);
+              return;
+            }
+          }
+          await ending.close();
+          await removeContainer(cli, id);
+          await current?.reap();
         };
         // Recorded before it exists: a crash in between leaves a record gc() can finish.
         await lease.add(containerResource(id));
@@ -308,24 +377,25 @@ export class PodmanDriver implements Driver {
               return r.stdout.trim();
             },
             recreate: async () => {
-              await link.close();
-              await removeContainer(cli, id);
+              await removeOwnContainer(link);
               link = await createAndStart();
               return link.session;
             },
             restart: async () => {
               await link.close();
-              // The agent, PID 1, exits on SIGTERM at once; the timeout only bounds a stuck one.
-              await cli.run(['stop', '--time', '5', id]);
               if (socket) await rm(socket, { force: true });
-              await cli.run(['start', id]);
+              // One podman process, and it keeps a `run --rm` container: stop would remove it.
+              // The agent, PID 1, exits on SIGTERM at once; the timeout only bounds a stuck one.
+              await cli.run(['restart', '--time', '5', id]);
+              attached = false;
               link = await connect();
               return link.session;
             },
           },
           destroy: async () => {
-            await link.close();
-            await lease.release(undo);
+            await removeOwnContainer(link);
+            // Removed above, or by podman rm when that fails: podmanUndo would only ask podman again.
+            await lease.release((r) => (r.kind === CONTAINER && r.name === id ? Promise.resolve() : undo(r)));
           },
         });
       },
@@ -344,7 +414,11 @@ export class PodmanDriver implements Driver {
    */
   async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
     const cli = this.cli();
-    const report = await leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, podmanUndo(cli, this.#runner));
+    const report = await leaseGc(
+      opts.stateDir ?? defaultStateDir(),
+      DRIVER_NAME,
+      podmanUndo(cli, this.#options.runner),
+    );
     const dead = async (labels: Record<string, string> | null | undefined) => {
       const parsed = parseOwnerLabel(labels?.[OWNER_LABEL] ?? '');
       return parsed !== undefined && parsed.hostname === hostname() && !(await isAlive(parsed.owner));
@@ -424,21 +498,30 @@ export class PodmanDriver implements Driver {
     return removed;
   }
 
-  /** A private directory for the agent's socket, made through the runner so the podman user owns it. */
+  /**
+   * A private directory for the agent's socket, made through the given
+   * runner so the podman user owns it; without one, podman runs as this
+   * process's user and the directory is made here, without a process.
+   */
   async #runtimeDir(lease: Lease): Promise<string> {
     const base = this.#options.runtimeDir ?? tmpdir();
     const template = join(base, 'execenv-podman-XXXXXXXX');
     if (Buffer.byteLength(join(template, 'agent.sock')) > MAX_SOCKET_PATH)
       throw new DriverUnavailableError(DRIVER_NAME, `runtimeDir ${base} is too long for a unix socket path`);
-    const dir = (await this.#runner.run(['mktemp', '-d', template])).stdout.trim();
+    const dir = this.#options.runner
+      ? (await this.#options.runner.run(['mktemp', '-d', template])).stdout.trim()
+      : await mkdtemp(template.slice(0, -'XXXXXXXX'.length));
     await lease.add({ kind: 'dir', path: dir });
     return dir;
   }
 }
 
+/** What podman says when the image to create a container from is not there. */
+const MISSING_IMAGE = /image not known|no such image/i;
+
 /** Whether podman refused to create a container because its image is not there. */
 function isMissingImage(err: unknown): boolean {
-  return err instanceof HostCommandError && /image not known|no such image/i.test(err.result.stderr);
+  return err instanceof HostCommandError && MISSING_IMAGE.test(err.result.stderr);
 }
 
 /** The agent binary for this host, shipped in @execenv/agent. */

@@ -88,9 +88,23 @@ describe('createArgs', () => {
 });
 
 describe('createArgs with start', () => {
-  it('runs the container detached in the same podman process', () => {
-    const args = createArgs({ name: 'e', image: 'i', owner: 'o', transport: 'exec', network: 'none' }, true);
-    expect(args.slice(0, 4)).toEqual(['run', '--detach', '--name', 'e']);
+  it('runs the container with --rm in the same podman process, writing where its conmon pid goes', () => {
+    const plan = { name: 'e', image: 'i', owner: 'o', transport: 'exec' as const, network: 'none' };
+    const args = createArgs({ ...plan, conmonPidFile: '/tmp/x/conmon.pid' }, true);
+    expect(args.slice(0, 10)).toEqual([
+      'run',
+      '--rm',
+      '--name',
+      'e',
+      '-i',
+      '--user',
+      '0:0',
+      '--workdir',
+      '/',
+      '--conmon-pidfile',
+    ]);
+    expect(args[10]).toBe('/tmp/x/conmon.pid');
+    expect(createArgs({ ...plan, conmonPidFile: '/tmp/x/conmon.pid' })).not.toContain('--conmon-pidfile');
     expect(args.at(-1)).toBe('i');
   });
 });

@@ -20,25 +20,44 @@ afterEach(async () => {
 });
 
 /**
- * A podman stand-in: answers the runner's commands, and on `podman start`
- * runs the real agent on the host, listening where the container's would.
+ * A podman stand-in: answers the runner's commands, and plays a spawned
+ * `podman run --rm` by running the real agent on the host, listening where
+ * the container's would, until the run's stdin closes (or `podman rm`);
+ * `podman restart` starts another agent there.
  */
 function fakePodman(extra: (argv: readonly string[]) => Answer | undefined = () => undefined) {
   const agents: ChildProcess[] = [];
   let socketDir = '';
-  const runner = new ScriptedRunner((argv) => {
-    const answer = extra(argv);
-    if (answer) return answer;
-    if (argv[0] === 'mktemp') {
-      socketDir = join(work, `run-${agents.length}`);
-      return { stdout: `${socketDir}\n` };
-    }
-    if (argv[1] === 'run') {
-      void startAgent(join(socketDir, 'agent.sock')).then((a) => agents.push(a));
-    }
-    if (argv[1] === 'rm') for (const a of agents) a.stdin?.end();
-    return undefined;
-  });
+  let runs = 0;
+  const runner = new ScriptedRunner(
+    (argv) => {
+      const answer = extra(argv);
+      if (answer) return answer;
+      if (argv[0] === 'mktemp') {
+        socketDir = join(work, `run-${runs++}`);
+        return { stdout: `${socketDir}\n` };
+      }
+      if (argv[1] === 'rm' || argv[1] === 'restart') for (const a of agents) a.stdin?.end();
+      if (argv[1] === 'restart') void startAgent(join(socketDir, 'agent.sock')).then((a) => agents.push(a));
+      return undefined;
+    },
+    (run) => {
+      if (run.argv[1] !== 'run') return;
+      const answer = extra(run.argv);
+      if (answer) {
+        run.stderr.write(answer.stderr ?? '');
+        run.exit({ exitCode: answer.exitCode ?? 0, signal: null });
+        return;
+      }
+      const started = startAgent(join(socketDir, 'agent.sock')).then((a) => {
+        agents.push(a);
+        a.on('exit', () => run.exit({ exitCode: 0, signal: null }));
+        return a;
+      });
+      run.stdin.resume();
+      run.stdin.on('end', () => void started.then((a) => a.stdin?.end()));
+    },
+  );
   return { runner, agents };
 }
 
@@ -47,7 +66,7 @@ async function startAgent(socket: string): Promise<ChildProcess> {
   return spawn(await agentBinaryPath(), ['--listen', socket], { stdio: ['pipe', 'ignore', 'inherit'] });
 }
 
-const podmanArgvs = (runner: ScriptedRunner) => runner.argvs.filter((a) => a[0] === 'podman').map((a) => a.slice(1));
+const podmanArgvs = (runner: ScriptedRunner) => runner.commands.filter((a) => a[0] === 'podman').map((a) => a.slice(1));
 
 describe('PodmanDriver.open', () => {
   it('runs and removes one labelled container with the agent as its entrypoint', async () => {
@@ -64,7 +83,7 @@ describe('PodmanDriver.open', () => {
       ['image', 'exists', 'docker.io/library/busybox:1.36'],
       [
         'run',
-        '--detach',
+        '--rm',
         '--name',
         id,
         '-i',
@@ -72,6 +91,8 @@ describe('PodmanDriver.open', () => {
         '0:0',
         '--workdir',
         '/',
+        '--conmon-pidfile',
+        join(socketDir, 'conmon.pid'),
         '--label',
         `execenv.id=${id}`,
         '--label',
@@ -86,7 +107,6 @@ describe('PodmanDriver.open', () => {
         '["/.execenv/agent","--listen","/.execenv/run/agent.sock"]',
         'docker.io/library/busybox:1.36',
       ],
-      ['rm', '--force', '--ignore', '--volumes', '--time', '0', id],
     ]);
     expect(runner.argvs.filter((a) => a[0] !== 'podman')).toEqual([
       ['mktemp', '-d', join(work, 'execenv-podman-XXXXXXXX')],
@@ -118,7 +138,7 @@ describe('PodmanDriver.open', () => {
     expect(create[create.indexOf('--network') + 1]).toBe(env.id);
     expect(env.capabilities.has('network')).toBe(true);
     expect(argvs.slice(-2)).toEqual([
-      ['rm', '--force', '--ignore', '--volumes', '--time', '0', env.id],
+      ['run', '--rm', '--name', env.id, ...create.slice(4)],
       ['network', 'rm', '--force', env.id],
     ]);
   });
@@ -131,6 +151,43 @@ describe('PodmanDriver.open', () => {
     const run = podmanArgvs(runner).find((a) => a[0] === 'run')!;
     expect(run).not.toContain('--network');
     expect(podmanArgvs(runner).some((a) => a[0] === 'network')).toBe(false);
+  });
+
+  it('removes the container with podman rm when the attached run reports an error on exit', async () => {
+    const { runner } = fakePodman();
+    const driver = new PodmanDriver({ runner, runtimeDir: work });
+    const env = await driver.open({ image: 'oci:busybox' }, { stateDir, closeOnSignal: false });
+    const run = runner.spawned.find((p) => p.argv[1] === 'run')!;
+    run.stderr.write('time="2026-01-01T00:00:00Z" level=error msg="Removing container: layer in use"\n');
+    await env.close();
+    expect(podmanArgvs(runner).map((a) => a.slice(0, 2).join(' '))).toEqual(['image exists', 'run --rm', 'rm --force']);
+    expect(await readdir(join(stateDir, 'leases'))).toEqual([]);
+  });
+
+  it('reboots with podman restart, then removes the restarted container with podman rm', async () => {
+    const { runner } = fakePodman();
+    const driver = new PodmanDriver({ runner, runtimeDir: work });
+    const env = await driver.open({ image: 'oci:busybox' }, { stateDir, closeOnSignal: false });
+    await env.reboot();
+    await env.close();
+    expect(podmanArgvs(runner).map((a) => a.slice(0, 2).join(' '))).toEqual([
+      'image exists',
+      'run --rm',
+      'restart --time',
+      'rm --force',
+    ]);
+  });
+
+  it('reverts by ending the attached run and starting another', async () => {
+    const { runner } = fakePodman();
+    const driver = new PodmanDriver({ runner, runtimeDir: work });
+    const env = await driver.open({ image: 'oci:busybox' }, { stateDir, closeOnSignal: false });
+    await env.exec(['touch', join(work, 'mark')], { check: true });
+    await env.revert();
+    expect((await env.exec(['echo', 'again'])).stdout).toBe('again\n');
+    await env.close();
+    expect(podmanArgvs(runner).map((a) => a.slice(0, 2).join(' '))).toEqual(['image exists', 'run --rm', 'run --rm']);
+    expect(runner.spawned.every((p) => p.stdin.writableEnded)).toBe(true);
   });
 
   it('asks podman about an image once per driver, and again when podman lost it', async () => {
@@ -148,14 +205,11 @@ describe('PodmanDriver.open', () => {
     await (await driver.open({ image: 'oci:busybox' }, opts)).close();
     expect(podmanArgvs(runner).map((a) => a.slice(0, 2).join(' '))).toEqual([
       'image exists',
-      'run --detach',
-      'rm --force',
-      'run --detach',
-      'rm --force',
-      'run --detach',
+      'run --rm',
+      'run --rm',
+      'run --rm',
       'image exists',
-      'run --detach',
-      'rm --force',
+      'run --rm',
     ]);
   });
 

@@ -6,7 +6,7 @@ import {
   type RunResult,
   type SpawnOptions,
 } from '@execenv/core';
-import { FakeRunner } from '@execenv/core/testing';
+import { FakeRunner, type FakeSpawned } from '@execenv/core/testing';
 
 /** An answer to one command: what it printed and how it exited. */
 export type Answer = Partial<Pick<RunResult, 'exitCode' | 'stdout' | 'stderr'>>;
@@ -20,7 +20,14 @@ export type Answer = Partial<Pick<RunResult, 'exitCode' | 'stdout' | 'stderr'>>;
 export class ScriptedRunner implements ProcessRunner {
   readonly #fake = new FakeRunner();
 
-  constructor(readonly respond: (argv: readonly string[]) => Answer | undefined = () => undefined) {}
+  /** The argv of every command run or spawned, in order. */
+  readonly commands: string[][] = [];
+
+  constructor(
+    readonly respond: (argv: readonly string[]) => Answer | undefined = () => undefined,
+    /** Plays a spawned command: writes its output, ends it. */
+    readonly onSpawn: (spawned: FakeSpawned) => void = () => {},
+  ) {}
 
   /** Every command run to completion, in order. */
   get ran() {
@@ -38,6 +45,7 @@ export class ScriptedRunner implements ProcessRunner {
   }
 
   async run(argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
+    this.commands.push([...argv]);
     await this.#fake.run(argv, opts);
     const a = this.respond(argv) ?? {};
     const result: RunResult = {
@@ -52,6 +60,9 @@ export class ScriptedRunner implements ProcessRunner {
   }
 
   spawn(argv: readonly string[], opts?: SpawnOptions): RunningProcess {
-    return this.#fake.spawn(argv, opts);
+    this.commands.push([...argv]);
+    const proc = this.#fake.spawn(argv, opts);
+    this.onSpawn(this.#fake.spawned.at(-1)!);
+    return proc;
   }
 }
