@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { promisify, stripVTControlCharacters } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
@@ -18,15 +18,19 @@ describe('release with Nx (docs/releasing.md)', () => {
     const plan = join(plans, `e2e-release-check-${process.pid}.md`);
     await mkdir(plans, { recursive: true });
     await writeFile(plan, `---\n'@execenv/core': patch\n---\n\n${note}\n`);
+    const packagesStatus = async () =>
+      (await run('git', ['status', '--porcelain', '--', 'packages'], { cwd: REPO, encoding: 'utf8' })).stdout;
+    const before = await packagesStatus();
     let out: string;
     try {
       const r = await run('npx', ['nx', 'release', '--dry-run', '--skip-publish'], {
         cwd: REPO,
         encoding: 'utf8',
         maxBuffer: 64 << 20,
-        env: { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true' },
+        env: { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NO_COLOR: '1', FORCE_COLOR: '0' },
       });
-      out = r.stdout + r.stderr;
+      // Colours come through where a CI variable asks for them: the lines are read without them.
+      out = stripVTControlCharacters(r.stdout + r.stderr);
     } finally {
       await rm(plan, { force: true });
     }
@@ -40,8 +44,7 @@ describe('release with Nx (docs/releasing.md)', () => {
     expect(out).toMatch(/(CREATE|UPDATE) packages\/core\/CHANGELOG\.md \[dry-run\]/);
     expect(out).toContain(`+ - ${note}`);
     expect(out).toContain('The "dryRun" flag means no changes were made');
-    // Nothing was written: the working tree has no changed package.json or changelog.
-    const status = await run('git', ['status', '--porcelain', '--', 'packages'], { cwd: REPO, encoding: 'utf8' });
-    expect(status.stdout).toBe('');
+    // Nothing was written: no package.json or changelog changed.
+    expect(await packagesStatus()).toBe(before);
   }, 600_000);
 });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, mkdir, opendir, readdir, rename, rm, stat as statHost } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { chmod, mkdir, open, opendir, readdir, rename, rm, stat as statHost } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -273,7 +273,12 @@ export class AgentEnvironment extends CommandEnvironment {
     try {
       const { content, done } = this.session.readFile(src);
       done.catch(() => {});
-      await pipeline(content, createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
+      // Created before anything is read: a stream that opens its file lazily could create it after a failure's rm.
+      const file = await open(tmp, 'wx', 0o600).catch((err: unknown) => {
+        content.destroy();
+        throw err;
+      });
+      await pipeline(content, file.createWriteStream());
       const { mode, size } = await done;
       await chmod(tmp, mode & 0o7777);
       await rename(tmp, dest);
