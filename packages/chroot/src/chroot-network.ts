@@ -1,8 +1,5 @@
-import type { Lease, LeaseResource, ProcessRunner } from '@execenv/core';
-import { type NamespaceLink, Networks, type NetworksOptions } from '@execenv/net';
-
-/** Lease kind of an environment's veth and address on an @execenv/net network; its holder is the env id. */
-export const NET_RESOURCE = 'chroot-net';
+import type { ProcessRunner } from '@execenv/core';
+import { type DriverNetworksOptions, type LeasedJoin, leaseJoin, type NamespaceLink } from '@execenv/net';
 
 /**
  * How @execenv/net makes the networks environments join: everything but the
@@ -16,20 +13,12 @@ export const NET_RESOURCE = 'chroot-net';
  * await env.close();
  * ```
  */
-export type ChrootNetworksOptions = Omit<NetworksOptions, 'stateDir' | 'runner'>;
+export type ChrootNetworksOptions = DriverNetworksOptions;
 
-/** Where one environment joins a network. */
-export interface NetworkJoin {
-  /** The environment's id: the holder of its address. */
-  id: string;
-  /** The open's state directory: @execenv/net keeps its record there. */
-  stateDir: string;
-  /** The network's name (`nat` or a named network). */
-  network: string;
+/** Where one environment joins a network: its lease, id and state directory, and the namespace file. */
+export interface NetworkJoin extends LeasedJoin {
   /** The environment's network namespace file. */
   netns: string;
-  /** The environment's lease: the attachment is recorded in it before it is made. */
-  lease: Lease;
 }
 
 /**
@@ -42,19 +31,6 @@ export async function joinNetwork(
   options: ChrootNetworksOptions,
   join: NetworkJoin,
 ): Promise<NamespaceLink> {
-  await join.lease.add({ kind: NET_RESOURCE, holder: join.id, network: join.network, stateDir: join.stateDir });
-  const networks = new Networks({ ...options, stateDir: join.stateDir, runner });
+  const networks = await leaseJoin(runner, options, join);
   return networks.attachNamespace({ network: join.network, holder: join.id, netns: { path: join.netns } });
-}
-
-/** Undoes a NET_RESOURCE record: the holder's veth and address go, and the network with its last holder. */
-export async function leaveNetwork(
-  runner: ProcessRunner,
-  options: ChrootNetworksOptions,
-  record: LeaseResource,
-): Promise<void> {
-  const { holder, network, stateDir } = record;
-  if (typeof holder !== 'string' || typeof network !== 'string' || typeof stateDir !== 'string')
-    throw new Error(`execenv: malformed ${NET_RESOURCE} lease record for ${String(holder)}`);
-  await new Networks({ ...options, stateDir, runner }).release(holder, network);
 }

@@ -1,6 +1,7 @@
 import { hostUndo, type LeaseResource, type ProcessRunner, type Undo } from '@execenv/core';
 import { HOST_PATH } from '@execenv/core/driver';
-import { type ChrootNetworksOptions, leaveNetwork, NET_RESOURCE } from './chroot-network.js';
+import { NETWORK_LEASE_KIND, releaseLeasedJoin } from '@execenv/net';
+import type { ChrootNetworksOptions } from './chroot-network.js';
 
 /** Lease kind of a tree whose files subordinate ids may own (rootless mode's overlay upper and work). */
 export const MAPPED_TREE = 'mapped-tree';
@@ -38,7 +39,7 @@ export function chrootUndo(runner: ProcessRunner, networks: ChrootNetworksOption
   const host = hostUndo(runner);
   return (r) => {
     if (r.kind === MAPPED_TREE) return removeMappedTree(runner, r);
-    if (r.kind === NET_RESOURCE) return leaveNetwork(runner, networks, r);
+    if (r.kind === NETWORK_LEASE_KIND) return releaseLeasedJoin(runner, networks, r);
     return host(r);
   };
 }

@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import type { Lease, LeaseResource } from '@execenv/core';
 import { FakeRunner } from '@execenv/core/testing';
 import { Networks } from '@execenv/net';
+import { HostNetRunner } from '@execenv/net/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ChrootDriver } from '../src/chroot-driver.js';
 import { joinNetwork } from '../src/chroot-network.js';
 import { chrootUndo } from '../src/mapped-tree.js';
-import { HostNetRunner } from '@execenv/net/testing';
 
 let stateDir: string;
 let runner: HostNetRunner;
@@ -46,7 +46,7 @@ describe('joinNetwork', () => {
       lease: recordingLease(added),
     });
     expect(added).toEqual([
-      { resource: { kind: 'chroot-net', holder: 'execenv-aaaa', network: 'builds', stateDir }, ranBefore: 0 },
+      { resource: { kind: 'execenv-net', holder: 'execenv-aaaa', network: 'builds', stateDir }, ranBefore: 0 },
     ]);
     expect(link).toMatchObject({ address: '10.213.0.2', gateway: '10.213.0.1', ifname: 'eth0' });
     const h = link.hostInterface;
@@ -84,8 +84,8 @@ describe('joinNetwork', () => {
   });
 
   it('refuses a malformed lease record, running nothing', async () => {
-    await expect(chrootUndo(runner)({ kind: 'chroot-net', holder: 'execenv-aaaa' })).rejects.toThrow(
-      /malformed chroot-net/,
+    await expect(chrootUndo(runner)({ kind: 'execenv-net', holder: 'execenv-aaaa' })).rejects.toThrow(
+      /lacks its holder, network or state directory/,
     );
     expect(runner.ran).toEqual([]);
   });

@@ -11,6 +11,7 @@
 export { DNS_DOMAIN } from './dnsmasq.js';
 export type { FirewallChoice } from './firewall.js';
 export { macFor, parseSubnet, type Subnet } from './ipv4.js';
+export * from './leased-join.js';
 export { checkNetworkName, NAME_PREFIX, type NetworkMode, NFT_TABLE, networkMode } from './names.js';
 export * from './network-types.js';
 export * from './networks.js';

@@ -1,10 +1,7 @@
 import { writeFile } from 'node:fs/promises';
-import type { Lease, LeaseResource, ProcessRunner } from '@execenv/core';
+import type { ProcessRunner } from '@execenv/core';
 import { HOST_PATH } from '@execenv/core/driver';
-import { type NamespaceLink, Networks, type NetworksOptions } from '@execenv/net';
-
-/** Lease kind of a container's veth and address on an @execenv/net network; its holder is the env id. */
-export const NET_RESOURCE = 'nspawn-net';
+import { type DriverNetworksOptions, type LeasedJoin, leaseJoin, type NamespaceLink } from '@execenv/net';
 
 /**
  * How @execenv/net makes the networks containers join: everything but the
@@ -18,20 +15,12 @@ export const NET_RESOURCE = 'nspawn-net';
  * await env.close();
  * ```
  */
-export type NspawnNetworksOptions = Omit<NetworksOptions, 'stateDir' | 'runner'>;
+export type NspawnNetworksOptions = DriverNetworksOptions;
 
-/** Where one container joins a network. */
-export interface NetworkJoin {
-  /** The environment's id: the holder of its address. */
-  id: string;
-  /** The open's state directory: @execenv/net keeps its record there. */
-  stateDir: string;
-  /** The network's name (`nat` or a named network). */
-  network: string;
+/** Where one container joins a network: its lease, id and state directory, and where its namespace is kept. */
+export interface NetworkJoin extends LeasedJoin {
   /** Where the container's network namespace is kept (a bind mount of its nsfs file). */
   netns: string;
-  /** The environment's lease: the namespace and the attachment are recorded in it before they are made. */
-  lease: Lease;
 }
 
 /**
@@ -51,19 +40,6 @@ export async function joinNetwork(
   await runner.run(['unshare', '--net', '--', 'mount', '--bind', '/proc/self/ns/net', join.netns], {
     env: { PATH: HOST_PATH },
   });
-  await join.lease.add({ kind: NET_RESOURCE, holder: join.id, network: join.network, stateDir: join.stateDir });
-  const networks = new Networks({ ...options, stateDir: join.stateDir, runner });
+  const networks = await leaseJoin(runner, options, join);
   return networks.attachNamespace({ network: join.network, holder: join.id, netns: { path: join.netns } });
-}
-
-/** Undoes a NET_RESOURCE record: the holder's veth and address go, and the network with its last holder. */
-export async function leaveNetwork(
-  runner: ProcessRunner,
-  options: NspawnNetworksOptions,
-  record: LeaseResource,
-): Promise<void> {
-  const { holder, network, stateDir } = record;
-  if (typeof holder !== 'string' || typeof network !== 'string' || typeof stateDir !== 'string')
-    throw new Error(`execenv: malformed ${NET_RESOURCE} lease record for ${String(holder)}`);
-  await new Networks({ ...options, stateDir, runner }).release(holder, network);
 }

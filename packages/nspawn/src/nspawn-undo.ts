@@ -1,5 +1,6 @@
 import { hostUndo, type LeaseResource, type ProcessRunner, type Undo } from '@execenv/core';
-import { leaveNetwork, NET_RESOURCE, type NspawnNetworksOptions } from './nspawn-network.js';
+import { NETWORK_LEASE_KIND, releaseLeasedJoin } from '@execenv/net';
+import type { NspawnNetworksOptions } from './nspawn-network.js';
 
 /** Lease kind naming the persistent machine directory an environment runs on; it is kept, never removed. */
 export const MACHINE = 'machine';
@@ -18,7 +19,7 @@ export function nspawnUndo(runner: ProcessRunner, networks: NspawnNetworksOption
   const host = hostUndo(runner);
   return async (r) => {
     if (r.kind === MACHINE) return;
-    if (r.kind === NET_RESOURCE) await leaveNetwork(runner, networks, r);
+    if (r.kind === NETWORK_LEASE_KIND) await releaseLeasedJoin(runner, networks, r);
     else await host(r);
   };
 }

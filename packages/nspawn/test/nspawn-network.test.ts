@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Lease, LeaseResource } from '@execenv/core';
 import { Networks } from '@execenv/net';
+import { HostNetRunner } from '@execenv/net/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { joinNetwork } from '../src/nspawn-network.js';
 import { nspawnUndo } from '../src/nspawn-undo.js';
-import { HostNetRunner } from '@execenv/net/testing';
 
 let stateDir: string;
 let runner: HostNetRunner;
@@ -33,7 +33,7 @@ describe('joinNetwork', () => {
     const link = await joinNetwork(runner, options, { id: 'execenv-aaaa', stateDir, network: 'nat', netns, lease });
     expect(added).toEqual([
       { resource: { kind: 'mount', path: netns }, ranBefore: 0 },
-      { resource: { kind: 'nspawn-net', holder: 'execenv-aaaa', network: 'nat', stateDir }, ranBefore: 1 },
+      { resource: { kind: 'execenv-net', holder: 'execenv-aaaa', network: 'nat', stateDir }, ranBefore: 1 },
     ]);
     expect(runner.ran[0]?.argv).toEqual(['unshare', '--net', '--', 'mount', '--bind', '/proc/self/ns/net', netns]);
     const h = link.hostInterface;
@@ -56,7 +56,7 @@ describe('joinNetwork', () => {
   });
 
   it('refuses a malformed lease record, running nothing', async () => {
-    await expect(nspawnUndo(runner)({ kind: 'nspawn-net', network: 'nat' })).rejects.toThrow(/malformed nspawn-net/);
+    await expect(nspawnUndo(runner)({ kind: 'execenv-net', network: 'nat' })).rejects.toThrow(/lacks its holder, network or state directory/);
     expect(runner.ran).toEqual([]);
   });
 });

@@ -28,7 +28,14 @@ import {
 } from '@execenv/core';
 import { findBinary, HOST_PATH, hostArch, isStaticElf, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
 import { convertToQcow2, driverImages, imageRootDirectory, QemuImg, resolveImage } from '@execenv/images';
-import { type NetworkMode, Networks, networkMode, resolvConf } from '@execenv/net';
+import {
+  leaseJoin,
+  NETWORK_LEASE_KIND,
+  type NetworkMode,
+  networkMode,
+  releaseLeasedJoin,
+  resolvConf,
+} from '@execenv/net';
 import { type AccelChoice, chooseAccel, hostTscKhz, type KvmProbe, probeKvm } from './accel.js';
 import { DiskSnapshots } from './disk-snapshots.js';
 import { startGuest } from './guest.js';
@@ -63,8 +70,6 @@ const CAPABILITIES: readonly Capability[] = [
   'reboot',
   'snapshot',
 ];
-/** The lease kind of a guest's tap and address on an @execenv/net network: released by its holder, the env id. */
-const NET_RESOURCE = 'qemu-net';
 /** Longest path a unix socket address holds. */
 const MAX_SOCKET_PATH = 107;
 
@@ -311,15 +316,10 @@ export class QemuDriver implements Driver {
   /** Undoes one lease resource: a guest's network through @execenv/net, the rest as core does. */
   #undo(): Undo {
     const host = hostUndo(this.#runner);
-    return async (resource: LeaseResource) => {
-      if (resource.kind !== NET_RESOURCE) return host(resource);
-      const networks = new Networks({
-        ...this.#options.networks,
-        stateDir: resource.stateDir as string,
-        runner: this.#runner,
-      });
-      await networks.release(resource.holder as string, resource.network as string);
-    };
+    return async (resource: LeaseResource) =>
+      resource.kind === NETWORK_LEASE_KIND
+        ? releaseLeasedJoin(this.#runner, this.#options.networks ?? {}, resource)
+        : host(resource);
   }
 
   /**
@@ -335,8 +335,7 @@ export class QemuDriver implements Driver {
   ): Promise<{ nic: QemuNic; guest: GuestNetwork } | undefined> {
     if (envOptions.userNetwork) return userNetwork(envOptions.userNetwork.forwards);
     if (network.mode !== 'private') return undefined;
-    const networks = new Networks({ ...this.#options.networks, stateDir: ctx.stateDir, runner: this.#runner });
-    await ctx.lease.add({ kind: NET_RESOURCE, holder: ctx.id, network: network.network, stateDir: ctx.stateDir });
+    const networks = await leaseJoin(this.#runner, this.#options.networks ?? {}, { ...ctx, network: network.network });
     const link = await networks.attachTap({ network: network.network, holder: ctx.id });
     return {
       nic: { kind: 'tap', tap: link.tap, mac: link.mac },

@@ -1,6 +1,6 @@
 import { InvalidSpecError, type ProcessRunner } from '@execenv/core';
 import type { ImageSettings } from '@execenv/images';
-import type { NetworksOptions } from '@execenv/net';
+import type { DriverNetworksOptions } from '@execenv/net';
 import type { QemuMachineType } from './qemu-command.js';
 
 /**
@@ -51,7 +51,7 @@ export interface QemuDriverOptions {
    * a named network (pools, firewall, dnsmasq's directory, forwarding). Its
    * state directory is the open's, and its runner this driver's.
    */
-  networks?: Omit<NetworksOptions, 'stateDir' | 'runner'>;
+  networks?: DriverNetworksOptions;
 }
 
 /**
