@@ -10,7 +10,7 @@ import { DIRECTORY_CONVERTER_VERSION, ImageCache, RECENT_USE_MS, TREE_COMPLETE }
 import { Networks } from '@execenv/net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { busyboxTarball, minbaseTarball } from './fixtures.js';
-import { envAddress, expectNoNetLeft, firstLine, helloServer, hostSnapshot } from './net-fixtures.js';
+import { envAddress, expectNoNetLeft, expectOneNetwork, firstLine, hostSnapshot } from './net-fixtures.js';
 
 const run = promisify(execFile);
 const driver = new ChrootDriver({ mode: 'root' });
@@ -346,30 +346,8 @@ describe('chroot environments on networks', () => {
     for (const name of [network, network, `chroot-e2e-other-${tag}`])
       envs.push(await driver.open({ image: busyboxTarball(), network: name }, { stateDir }));
     const [a, b, elsewhere] = envs as [ChrootEnvironment, ChrootEnvironment, ChrootEnvironment];
-    expect(a.capabilities.has('network')).toBe(true);
-    const [info] = (await new Networks({ stateDir }).list()).filter((n) => n.name === network);
-    expect(info?.holders).toEqual([a.id, b.id].sort());
-    const gateway = info?.gateway as string;
-    const [addressA, addressB] = [await envAddress(a), await envAddress(b)];
-    expect(addressA).not.toBe(addressB);
-    expect((await a.exec(['ip', 'route', 'show', 'default'])).stdout).toContain(`default via ${gateway} dev eth0`);
-    expect((await a.exec(['cat', '/etc/resolv.conf'])).stdout).toBe(`nameserver ${gateway}\nsearch execenv\n`);
-
-    const ping = await a.exec(['ping', '-c', '1', '-W', '5', addressB]);
-    expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
-    // The network's dnsmasq knows each environment by its id.
-    expect((await a.exec(['nslookup', `${b.id}.execenv`])).stdout).toContain(addressB);
-    // Another network's environment is not let through.
-    expect((await elsewhere.exec(['ping', '-c', '1', '-W', '2', addressA])).exitCode).not.toBe(0);
-
-    const { port } = await helloServer(gateway);
-    for (const [env, address] of [
-      [a, addressA],
-      [b, addressB],
-    ] as const) {
-      const got = await env.exec(['wget', '-q', '-O', '-', `http://${gateway}:${port}/`]);
-      expect(got.stdout, got.stderr).toBe(`hello ${address}\n`);
-    }
+    const gateway = await expectOneNetwork(new Networks({ stateDir }), network, [a, b], elsewhere);
+    const addressA = await envAddress(a);
 
     // Revert empties the overlay: the network's resolv.conf is written again, the namespace and its address stay.
     await a.revert();

@@ -2,6 +2,7 @@ import { type ChildProcess, execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import { promisify } from 'node:util';
 import type { Environment } from '@execenv/core';
+import type { Networks } from '@execenv/net';
 import { expect, onTestFinished } from 'vitest';
 
 const run = promisify(execFile);
@@ -67,4 +68,41 @@ export async function expectNoNetLeft(before: Awaited<ReturnType<typeof hostSnap
   expect(netLines(after.link)).toEqual(netLines(before.link));
   expect(netLines(after.addr)).toEqual(netLines(before.addr));
   expect(netLines(after.nft)).toEqual(netLines(before.nft));
+}
+
+/**
+ * What two environments `a` and `b` on one network must show, whatever their
+ * driver: distinct addresses, a default route and resolv.conf pointing at the
+ * gateway, each other by address and by `<id>.execenv`, and a server at the
+ * gateway seeing each of them by its own address. `elsewhere`, on another
+ * network, must not reach them. Returns the gateway.
+ */
+export async function expectOneNetwork(
+  networks: Networks,
+  network: string,
+  [a, b]: readonly [Environment, Environment],
+  elsewhere?: Environment,
+): Promise<string> {
+  expect(a.capabilities.has('network')).toBe(true);
+  const [info] = (await networks.list()).filter((n) => n.name === network);
+  expect(info?.holders).toEqual([a.id, b.id].sort());
+  const gateway = info?.gateway as string;
+  const [addressA, addressB] = [await envAddress(a), await envAddress(b)];
+  expect(addressA).not.toBe(addressB);
+  expect((await a.exec(['ip', 'route', 'show', 'default'])).stdout).toContain(`default via ${gateway} dev eth0`);
+  expect((await a.exec(['cat', '/etc/resolv.conf'])).stdout).toBe(`nameserver ${gateway}\nsearch execenv\n`);
+  const ping = await a.exec(['ping', '-c', '1', '-W', '5', addressB]);
+  expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
+  // The network's dnsmasq knows each environment by its id.
+  expect((await a.exec(['nslookup', `${b.id}.execenv`])).stdout).toContain(addressB);
+  if (elsewhere) expect((await elsewhere.exec(['ping', '-c', '1', '-W', '2', addressA])).exitCode).not.toBe(0);
+  const { port } = await helloServer(gateway);
+  for (const [env, address] of [
+    [a, addressA],
+    [b, addressB],
+  ] as const) {
+    const got = await env.exec(['wget', '-q', '-O', '-', `http://${gateway}:${port}/`]);
+    expect(got.stdout, got.stderr).toBe(`hello ${address}\n`);
+  }
+  return gateway;
 }

@@ -6,7 +6,7 @@ import { Networks } from '@execenv/net';
 import { NspawnDriver } from '@execenv/nspawn';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { busyboxTarball, systemdTarball } from './fixtures.js';
-import { envAddress, expectNoNetLeft, firstLine, helloServer, hostSnapshot } from './net-fixtures.js';
+import { expectNoNetLeft, expectOneNetwork, firstLine, helloServer, hostSnapshot } from './net-fixtures.js';
 
 const driver = new NspawnDriver();
 const machine = `e2e-${randomBytes(4).toString('hex')}`;
@@ -139,30 +139,7 @@ describe('nspawn containers on networks', () => {
     for (const name of [network, network, other])
       envs.push(await driver.open({ image: busyboxTarball(), network: name }));
     const [a, b, elsewhere] = envs as [Environment, Environment, Environment];
-    expect(a.capabilities.has('network')).toBe(true);
-    const [info] = (await new Networks().list()).filter((n) => n.name === network);
-    expect(info?.holders).toEqual([a.id, b.id].sort());
-    const gateway = info?.gateway as string;
-    const [addressA, addressB] = [await envAddress(a), await envAddress(b)];
-    expect(addressA).not.toBe(addressB);
-    expect((await a.exec(['ip', 'route', 'show', 'default'])).stdout).toContain(`default via ${gateway} dev eth0`);
-    expect((await a.exec(['cat', '/etc/resolv.conf'])).stdout).toBe(`nameserver ${gateway}\nsearch execenv\n`);
-
-    const ping = await a.exec(['ping', '-c', '1', '-W', '5', addressB]);
-    expect(ping.exitCode, ping.stdout + ping.stderr).toBe(0);
-    // The network's dnsmasq knows each container by its id.
-    expect((await a.exec(['nslookup', `${b.id}.execenv`])).stdout).toContain(addressB);
-    // Another network's container is not let through.
-    expect((await elsewhere.exec(['ping', '-c', '1', '-W', '2', addressA])).exitCode).not.toBe(0);
-
-    const { port } = await helloServer(gateway);
-    for (const [env, address] of [
-      [a, addressA],
-      [b, addressB],
-    ] as const) {
-      const got = await env.exec(['wget', '-q', '-O', '-', `http://${gateway}:${port}/`]);
-      expect(got.stdout, got.stderr).toBe(`hello ${address}\n`);
-    }
+    const _gateway = await expectOneNetwork(new Networks(), network, [a, b], elsewhere);
 
     for (const env of envs.splice(0)) await env.close();
     const left = (await new Networks().list()).filter((n) => n.name === network || n.name === other);
