@@ -23,7 +23,7 @@ let stateDir: string;
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'execenv-e2e-consumer-example-'));
   const packs = await packWorkspaces(
-    ['@execenv/core', '@execenv/agent', '@execenv/images', '@execenv/chroot'],
+    ['@execenv/core', '@execenv/agent', '@execenv/images', '@execenv/net', '@execenv/chroot'],
     join(work, 'packs'),
   );
   app = await copyExample('consumer', join(work, 'consumer'));
@@ -61,6 +61,7 @@ describe('examples/consumer, an app that installs @execenv/core and one driver f
       '@execenv/chroot',
       '@execenv/core',
       '@execenv/images',
+      '@execenv/net',
     ]);
     expect(installed.filter((n) => n.startsWith('execenv-driver-'))).toEqual([]);
   });

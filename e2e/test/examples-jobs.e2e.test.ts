@@ -18,7 +18,7 @@ beforeAll(async () => {
   // The piuparts case runs as an unprivileged user, who must reach the example and its inputs.
   await chmod(work, 0o755);
   const packs = await packWorkspaces(
-    ['@execenv/core', '@execenv/agent', '@execenv/images', '@execenv/chroot'],
+    ['@execenv/core', '@execenv/agent', '@execenv/images', '@execenv/net', '@execenv/chroot'],
     join(work, 'packs'),
   );
   jobs = await copyExample('jobs', join(work, 'jobs'));

@@ -9,7 +9,7 @@ import { busyboxTarball } from './fixtures.js';
 
 const run = promisify(execFile);
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const PACKAGES = ['@execenv/core', '@execenv/images', '@execenv/agent', '@execenv/chroot'];
+const PACKAGES = ['@execenv/core', '@execenv/images', '@execenv/agent', '@execenv/net', '@execenv/chroot'];
 /** Every name a C compiler answers to on Debian; each is hidden from the consumer. */
 const COMPILERS = [
   'cc',

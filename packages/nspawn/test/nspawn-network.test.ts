@@ -56,7 +56,9 @@ describe('joinNetwork', () => {
   });
 
   it('refuses a malformed lease record, running nothing', async () => {
-    await expect(nspawnUndo(runner)({ kind: 'execenv-net', network: 'nat' })).rejects.toThrow(/lacks its holder, network or state directory/);
+    await expect(nspawnUndo(runner)({ kind: 'execenv-net', network: 'nat' })).rejects.toThrow(
+      /lacks its holder, network or state directory/,
+    );
     expect(runner.ran).toEqual([]);
   });
 });

@@ -383,11 +383,16 @@ export class PodmanDriver implements Driver {
             },
             restart: async () => {
               await link.close();
+              if (run && attached) {
+                // A `run --rm` container is removed when it stops, so it is not restarted: its PID 1 is the
+                // agent, and the environment killed every command's tree before this, which leaves
+                // nothing else running. A new session on the same agent is the rebooted container.
+                link = await connect();
+                return link.session;
+              }
               if (socket) await rm(socket, { force: true });
-              // One podman process, and it keeps a `run --rm` container: stop would remove it.
               // The agent, PID 1, exits on SIGTERM at once; the timeout only bounds a stuck one.
               await cli.run(['restart', '--time', '5', id]);
-              attached = false;
               link = await connect();
               return link.session;
             },

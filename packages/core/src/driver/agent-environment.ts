@@ -273,6 +273,8 @@ export class AgentEnvironment extends CommandEnvironment {
     try {
       const { content, done } = this.session.readFile(src);
       done.catch(() => {});
+      // The content may fail while the file is being created: pipeline reports that error, not the stream.
+      content.on('error', () => {});
       // Created before anything is read: a stream that opens its file lazily could create it after a failure's rm.
       const file = await open(tmp, 'wx', 0o600).catch((err: unknown) => {
         content.destroy();
