@@ -225,18 +225,18 @@ export class LxdDriver implements Driver {
           });
         // A started container runs commands at once, and an agent that answers is the readiness proof:
         // only where that fails (and always for a VM, whose own agent comes up late) is readiness awaited.
-        const agent = await (envOptions.type === 'virtual-machine'
-          ? Promise.reject(new Error('a VM is waited for'))
-          : startLxdAgent(client, id)
-        )
-          .catch(async () => {
-            await waitReady(client, id, envOptions, opts.signal);
-            throwIfAborted();
-            return startLxdAgent(client, id);
-          })
-          .catch((err: unknown) => {
-            throw apiToExecenv(err, id, 'open');
-          });
+        const startAgent = async () => {
+          if (envOptions.type !== 'virtual-machine') {
+            const agent = await startLxdAgent(client, id).catch(() => undefined);
+            if (agent) return agent;
+          }
+          await waitReady(client, id, envOptions, opts.signal);
+          throwIfAborted();
+          return startLxdAgent(client, id);
+        };
+        const agent = await startAgent().catch((err: unknown) => {
+          throw apiToExecenv(err, id, 'open');
+        });
         return new LxdEnvironment({
           id,
           driver: DRIVER_NAME,

@@ -261,8 +261,6 @@ export class PodmanDriver implements Driver {
         };
         // With the socket transport one attached `podman run --rm` holds the container from open to close.
         let run: AttachedRun | undefined;
-        // Whether closing the run's stdin still reaches the agent: a restarted container has a stdin of its own.
-        let attached = false;
         const connect = async (ended?: () => string | undefined): Promise<AgentLink> => {
           try {
             return socket ? await connectSocket(cli, id, socket, ended) : await connectExec(cli, id);
@@ -284,7 +282,6 @@ export class PodmanDriver implements Driver {
         const runAttached = async (): Promise<AgentLink> => {
           const started = AttachedRun.start(cli, createArgs(plan, true));
           run = started;
-          attached = true;
           const ended = () => {
             const exit = started.exit;
             return exit && `podman run ended (${exit.exitCode ?? exit.signal}): ${exit.stderr}`;
@@ -324,7 +321,7 @@ export class PodmanDriver implements Driver {
         const removeOwnContainer = async (ending: AgentLink): Promise<void> => {
           const current = run;
           run = undefined;
-          if (current && attached) {
+          if (current) {
             // SHUTDOWN ends the agent sooner than the end of stdin, which podman and conmon pass on.
             const shutdown = ending.session.shutdown().catch(() => {});
             const removed = await current.end();
@@ -383,7 +380,7 @@ export class PodmanDriver implements Driver {
             },
             restart: async () => {
               await link.close();
-              if (run && attached) {
+              if (run) {
                 // A `run --rm` container is removed when it stops, so it is not restarted: its PID 1 is the
                 // agent, and the environment killed every command's tree before this, which leaves
                 // nothing else running. A new session on the same agent is the rebooted container.
