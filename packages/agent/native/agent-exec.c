@@ -12,6 +12,14 @@
  * /proc/<pid>/task/<tid>/children, reaping, until it has no child left.
  *
  * Either way the supervisor writes the END payload to fd 3 and exits.
+ *
+ * Standby: once a session has run a command, the loop keeps one supervisor
+ * started ahead of need (namespaces made, /proc mounted) that waits on a
+ * socketpair for its request: the OPEN arguments and the four descriptors.
+ * An exec then costs one message instead of a clone and two mounts on its
+ * way; a standby that cannot take the request is discarded and a supervisor
+ * is started as before. The loop's namespaces do not change once it serves,
+ * so a supervisor started early sees what one started late would.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -26,6 +34,7 @@
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -332,8 +341,142 @@ static pid_t clone_into_namespaces(int (*fn)(void *), void *arg) {
   return clone(fn, clone_stack + sizeof clone_stack, CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, arg);
 }
 
+/* ---- the standby supervisor ------------------------------------------ */
+
+#define STANDBY_SOCKET_FD 3
+#define STANDBY_REQUEST_MAX (4 * 1024 * 1024)
+
+static pid_t standby_pid = -1;
+static int standby_sock = -1;
+static int exec_used;
+
+static ssize_t read_full(int fd, void *buf, size_t len) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = read(fd, (char *)buf + done, len - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return -1;
+    done += (size_t)n;
+  }
+  return (ssize_t)done;
+}
+
+/* Receives the request: a length, the four descriptors with it, then the NUL-separated arguments. */
+static int receive_request(int sock, int fds[4], char ***args, int *nargs) {
+  uint32_t len;
+  char control[CMSG_SPACE(4 * sizeof(int))];
+  struct iovec iov = {&len, sizeof len};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+  ssize_t n;
+  do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+  while (n < 0 && errno == EINTR);
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  if (n != (ssize_t)sizeof len || !cm || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(4 * sizeof(int)))
+    return -1;
+  memcpy(fds, CMSG_DATA(cm), 4 * sizeof(int));
+  if (len > STANDBY_REQUEST_MAX) return -1;
+  char *payload = malloc((size_t)len + 1);
+  if (!payload || read_full(sock, payload, len) < 0) return -1;
+  payload[len] = 0;
+  int count = 0;
+  for (uint32_t i = 0; i < len; i++) count += payload[i] == 0;
+  *args = calloc((size_t)count + 1, sizeof **args);
+  if (!*args) return -1;
+  char *p = payload;
+  for (int i = 0; i < count; i++) {
+    (*args)[i] = p;
+    p += strlen(p) + 1;
+  }
+  *nargs = count;
+  return 0;
+}
+
+static int standby_main(void *arg) {
+  int sock = *(int *)arg;
+  /* Nothing of the agent's stays open here but the socket, until the request's descriptors arrive. */
+  int keep[4] = {-1, -1, -1, sock};
+  if (prctl(PR_SET_PDEATHSIG, tree == TREE_PIDNS ? SIGKILL : SIG_EXEC_KILLTREE) != 0) _exit(125);
+  child_setup(keep, 4);
+  if (tree == TREE_PIDNS && (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+                             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0))
+    _exit(125);
+  int fds[4];
+  char **args;
+  int nargs;
+  if (receive_request(STANDBY_SOCKET_FD, fds, &args, &nargs) != 0) _exit(0);
+  child_setup(fds, 4);
+  supervise(args, nargs);
+  return 125;
+}
+
+static void discard_standby(void) {
+  if (standby_sock >= 0) close(standby_sock);
+  if (standby_pid > 0) kill(standby_pid, SIGKILL);
+  standby_sock = -1;
+  standby_pid = -1;
+}
+
+void exec_prepare(void) {
+  if (!exec_used || standby_pid > 0) return;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return;
+  pid_t pid = tree == TREE_PIDNS ? clone_into_namespaces(standby_main, &sv[1]) : fork();
+  if (pid == 0) _exit(standby_main(&sv[1]));
+  close(sv[1]);
+  if (pid < 0) {
+    close(sv[0]);
+    return;
+  }
+  standby_pid = pid;
+  standby_sock = sv[0];
+}
+
+void exec_discard_standby(void) {
+  discard_standby();
+}
+
+/* Hands the request to the standby; its pid, or -1 when it could not take it. */
+static pid_t use_standby(char *const *args, int nargs, const int fds[4]) {
+  if (standby_pid <= 0) return -1;
+  for (int i = 0; i < 4; i++)
+    if (fds[i] < 0) return -1;
+  size_t len = 0;
+  for (int i = 0; i < nargs; i++) len += strlen(args[i]) + 1;
+  char *payload = len <= STANDBY_REQUEST_MAX ? malloc(len ? len : 1) : NULL;
+  int sent = payload != NULL;
+  if (sent) {
+    char *p = payload;
+    for (int i = 0; i < nargs; i++) p = stpcpy(p, args[i]) + 1;
+    uint32_t len32 = (uint32_t)len;
+    char control[CMSG_SPACE(4 * sizeof(int))];
+    memset(control, 0, sizeof control);
+    struct iovec iov = {&len32, sizeof len32};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(4 * sizeof(int));
+    memcpy(CMSG_DATA(cm), fds, 4 * sizeof(int));
+    sent = sendmsg(standby_sock, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof len32 &&
+           write_all(standby_sock, payload, len) == 0;
+  }
+  free(payload);
+  pid_t pid = standby_pid;
+  if (!sent) {
+    discard_standby();
+    return -1;
+  }
+  close(standby_sock);
+  standby_sock = -1;
+  standby_pid = -1;
+  return pid;
+}
+
 pid_t exec_start(char *const *args, int nargs, int in_fd, int out_fd, int err_fd, int status_fd) {
   struct start s = {args, nargs, {in_fd, out_fd, err_fd, status_fd}};
+  exec_used = 1;
+  pid_t ready = use_standby(args, nargs, s.fds);
+  if (ready > 0) return ready;
   if (tree == TREE_PIDNS) return clone_into_namespaces(pidns_init, &s);
   pid_t pid = fork();
   if (pid != 0) return pid;

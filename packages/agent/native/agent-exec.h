@@ -23,6 +23,12 @@ void exec_set_linux32(int on);
  */
 pid_t exec_start(char *const *args, int nargs, int in_fd, int out_fd, int err_fd, int status_fd);
 
+/* Before the loop waits: keeps one supervisor started ahead of the next exec, once any exec has run. */
+void exec_prepare(void);
+
+/* At shutdown: ends the standby supervisor, which would otherwise wait for a request forever. */
+void exec_discard_standby(void);
+
 /* SIGNAL frame: delivers sig to the command of the supervisor `sup`. */
 void exec_signal(pid_t sup, int sig);
 

@@ -574,6 +574,7 @@ static void reap_children(void) {
 
 /* Kills every operation, waits a little for workers to clean up, and exits. */
 static void shutdown_agent(void) {
+  exec_discard_standby();
   for (struct session *s = sessions; s; s = s->next) {
     flush_session(s); /* best effort: a reply queued before SHUTDOWN */
     abort_session(s);
@@ -715,6 +716,7 @@ static void serve(void) {
     if (listener >= 0) watch(&ps, listener, POLLIN, R_LISTEN, NULL, NULL);
     if (watch_stdin) watch(&ps, 0, POLLIN, R_STDIN, NULL, NULL);
     for (struct session *s = sessions; s; s = s->next) watch_session(&ps, s);
+    exec_prepare();
     if (poll(ps.p, ps.n, -1) < 0) {
       if (errno == EINTR) continue;
       perror("execenv-agent: poll");

@@ -225,11 +225,18 @@ describe.skipIf(!binary)('the real agent', () => {
     expect(await processesWith(`sleep\0${marker}`)).toBe(0);
   });
 
-  it.each(['pidns', 'subreaper'] as const)(
-    'ends a command only once what it left in the background is gone (%s)',
+  it.each([
+    ['pidns', 'first'],
+    ['subreaper', 'first'],
+    ['pidns', 'standby'],
+    ['subreaper', 'standby'],
+  ] as const)(
+    'ends a command only once what it left in the background is gone (%s, %s supervisor)',
     { timeout: 15_000 },
-    async (tree) => {
+    async (tree, supervisor) => {
       const { session } = await stdioAgent(tree);
+      // After one command the agent keeps a supervisor started ahead, and the next command goes to it.
+      if (supervisor === 'standby') await run(session.exec(request(['true'])));
       const marker = `${6000 + Math.floor(Math.random() * 1000)}.${Date.now() % 1_000_000}`;
       // Detached from every pipe: nothing but the agent's tree cleanup can end it.
       const proc = session.exec(request(['sh', '-c', `sleep ${marker} </dev/null >/dev/null 2>&1 &`]));
@@ -257,6 +264,69 @@ describe.skipIf(!binary)('the real agent', () => {
     expect(await proc.exited).toEqual({ exitCode: null, signal: 'SIGKILL' });
     for (let i = 0; i < 40 && (await processesWith(`sleep\0${marker}`)) > 0; i++) await sleep(50);
     expect(await processesWith(`sleep\0${marker}`)).toBe(0);
+  });
+
+  it.each(['pidns', 'subreaper'] as const)(
+    'runs the next command in the supervisor it started ahead (%s)',
+    { timeout: 15_000 },
+    async (tree) => {
+      const { session, child } = await stdioAgent(tree);
+      const children = async (pid: number) =>
+        (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).split(' ').filter(Boolean).map(Number);
+      expect(await children(child.pid!)).toEqual([]);
+      await run(session.exec(request(['true'])));
+      // The first command's supervisor may still be on its way out.
+      let ready: number[] = [];
+      for (let i = 0; i < 100 && ready.length !== 1; i++) {
+        ready = await children(child.pid!);
+        if (ready.length !== 1) await sleep(20);
+      }
+      expect(ready).toHaveLength(1);
+      const proc = session.exec(request(['sleep', '30']));
+      proc.stdin.end();
+      proc.stdout.resume();
+      proc.stderr.resume();
+      let supervised: number[] = [];
+      for (let i = 0; i < 100 && supervised.length === 0; i++) {
+        supervised = await children(ready[0]!);
+        if (supervised.length === 0) await sleep(20);
+      }
+      expect(supervised).toHaveLength(1);
+      proc.kill();
+      expect(await proc.exited).toEqual({ exitCode: null, signal: 'SIGKILL' });
+    },
+  );
+
+  it('hands a request larger than a socket buffer to the standby supervisor intact', { timeout: 15_000 }, async () => {
+    const { session } = await stdioAgent();
+    await run(session.exec(request(['true'])));
+    const big = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`BIG${i}`, String(i).repeat(100_000)]));
+    const printed = await run(
+      session.exec(
+        request(
+          [
+            'sh',
+            '-c',
+            'printf "%s %s %s\\n" "$(printf %s "$BIG0" | wc -c)" "$(printf %s "$BIG7" | wc -c)" "$1"',
+            'sh',
+            'last',
+          ],
+          { env: { PATH, ...big } },
+        ),
+      ),
+    );
+    expect(printed).toMatchObject({ stdout: '100000 100000 last\n', exitCode: 0 });
+  });
+
+  it('shuts down at once with a supervisor standing by', { timeout: 15_000 }, async () => {
+    const { session, child } = await stdioAgent();
+    await run(session.exec(request(['true'])));
+    const exited = new Promise<[number | null, string | null]>((resolve) =>
+      child.once('exit', (code, signal) => resolve([code, signal])),
+    );
+    await session.shutdown();
+    // The agent's last resort for a worker that never finishes is SIGALRM after 10 s: a clean exit means none was waited for.
+    expect(await exited).toEqual([0, null]);
   });
 
   it('runs 100 commands at once on one session', { timeout: 30_000 }, async () => {
