@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { DriverUnavailableError } from '@execenv/core';
+import { Networks } from '@execenv/net';
 import { LxdApiError, type LxdClient } from './lxd-client.js';
 
 /**
@@ -81,23 +82,52 @@ export function freeSubnet(routes: readonly Ipv4Net[], taken: readonly Ipv4Net[]
 }
 
 /**
+ * How the NAT bridge's subnet is chosen when the bridge has to be made.
+ */
+export interface NatSubnetChoice {
+  /**
+   * The daemon runs on this host: the subnet is reserved through @execenv/net
+   * (its state in `stateDir`, under its lock) for as long as the bridge is being
+   * made, so an @execenv/net network opened at the same moment cannot take it.
+   * Absent for a remote daemon, whose host's routes are not this one's.
+   */
+  local?: { stateDir: string; holder: string };
+}
+
+/**
  * Makes sure the NAT bridge exists: an LXD-managed bridge with an explicit
  * free subnet (LXD's own "auto" search fails on hosts like this one), IPv4
  * NAT and no IPv6. Shared by every environment; returns its name.
  */
-export async function ensureNatNetwork(client: LxdClient): Promise<string> {
+export async function ensureNatNetwork(client: LxdClient, choice: NatSubnetChoice = {}): Promise<string> {
   try {
     await client.get(`/1.0/networks/${NAT_NETWORK}`);
     return NAT_NETWORK;
   } catch (err) {
     if (!(err instanceof LxdApiError && err.status === 404)) throw err;
   }
-  const existing = await client.get<{ config?: Record<string, string> }[]>('/1.0/networks', { recursion: '1' });
-  const taken = existing
-    .map((n) => n.config?.['ipv4.address'])
-    .filter((a): a is string => !!a && a.includes('/'))
-    .map(parseCidr);
-  const address = freeSubnet(await hostRoutes(), taken);
+  if (!choice.local) {
+    const existing = await client.get<{ config?: Record<string, string> }[]>('/1.0/networks', { recursion: '1' });
+    const taken = existing
+      .map((n) => n.config?.['ipv4.address'])
+      .filter((a): a is string => !!a && a.includes('/'))
+      .map(parseCidr);
+    await createNatNetwork(client, freeSubnet(await hostRoutes(), taken));
+    return NAT_NETWORK;
+  }
+  const { stateDir, holder } = choice.local;
+  const networks = new Networks({ stateDir });
+  const reservation = await networks.reserveSubnet({ name: NAT_NETWORK, holder });
+  try {
+    // Once LXD has made the bridge, its address and route keep every later choice off the subnet.
+    await createNatNetwork(client, `${reservation.gateway}/${reservation.prefixLength}`);
+  } finally {
+    await networks.release(holder, NAT_NETWORK);
+  }
+  return NAT_NETWORK;
+}
+
+async function createNatNetwork(client: LxdClient, address: string): Promise<void> {
   try {
     await client.call({
       method: 'POST',
@@ -113,5 +143,4 @@ export async function ensureNatNetwork(client: LxdClient): Promise<string> {
     // Created meanwhile by another environment opening at the same time.
     if (!(err instanceof LxdApiError && (err.status === 409 || /already exists/i.test(err.message)))) throw err;
   }
-  return NAT_NETWORK;
 }
