@@ -71,6 +71,11 @@ export class WindowedOutput extends Readable {
     this.#grant(extra);
   }
 
+  /** Bytes the agent may still send on this stream. */
+  get window(): number {
+    return this.#window;
+  }
+
   /** Whether the agent has sent EOF on this stream. */
   get eof(): boolean {
     return this.#eof;

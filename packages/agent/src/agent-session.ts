@@ -1,7 +1,7 @@
 import { createConnection } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
 import type { AgentExecRequest, AgentFileStat, AgentSessionLike, AgentWriteOptions } from '@execenv/core/driver';
-import { AgentChannel, type ChannelLink, type ChannelSpec } from './agent-channel.js';
+import { AgentChannel, type ChannelLink, type ChannelSpec, type WindowedOutput } from './agent-channel.js';
 import { AgentCommand } from './agent-command.js';
 import { AgentError, AgentTransportError } from './agent-errors.js';
 import { type AgentOutcome, keyValues, outcomeError, parseOutcome } from './agent-outcome.js';
@@ -13,6 +13,7 @@ import {
   encodeWindow,
   type Frame,
   FrameDecoder,
+  type FrameSink,
   FrameType,
   type FrameTypeCode,
   HELLO_GREETING,
@@ -391,10 +392,7 @@ export class AgentSession implements AgentSessionLike, AsyncDisposable {
   #receive(chunk: Buffer): void {
     if (this.#failure) return;
     try {
-      for (const frame of this.#decoder.push(chunk)) {
-        this.#dispatch(frame);
-        if (this.#failure) return;
-      }
+      this.#decoder.feed(chunk, this.#sink);
     } catch (err) {
       this.#fail(
         err instanceof AgentTransportError
@@ -403,6 +401,29 @@ export class AgentSession implements AgentSessionLike, AsyncDisposable {
       );
     }
   }
+
+  /** Where DATA bytes go until the frame they belong to is done. */
+  #dataOutput: WindowedOutput | undefined;
+  /** What the decoder hands on: control frames to #dispatch, DATA bytes straight to their output stream. */
+  readonly #sink: FrameSink = {
+    frame: (frame) => {
+      if (!this.#failure) this.#dispatch(frame);
+    },
+    dataStart: (channelId, stream, length) => {
+      if (this.#failure) return;
+      if (!this.#info || channelId === 0) throw protocolError(`DATA on channel ${channelId} before a channel is open`);
+      const channel = this.#channels.get(channelId);
+      if (!channel) throw protocolError(`frame type ${FrameType.DATA} for channel ${channelId}, which is not open`);
+      const output = channel.outputs.get(stream);
+      if (!output) throw protocolError(`DATA on stream ${stream} of a ${channel.spec.op} channel`);
+      if (length > output.window || output.eof)
+        throw protocolError(`DATA beyond the window on stream ${stream} of channel ${channelId}`);
+      this.#dataOutput = output;
+    },
+    data: (piece) => {
+      if (!this.#failure) this.#dataOutput?.receive(piece);
+    },
+  };
 
   #dispatch(frame: Frame): void {
     const { type, payload } = frame;

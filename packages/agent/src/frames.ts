@@ -144,6 +144,31 @@ export interface Frame {
   payload: Buffer;
 }
 
+/**
+ * FrameSink receives what FrameDecoder.feed decodes: DATA payloads as they
+ * arrive, every other frame whole.
+ *
+ * @example
+ * ```ts
+ * import { FrameDecoder, type FrameSink } from '@execenv/agent';
+ *
+ * const sink: FrameSink = {
+ *   frame: (f) => console.log('frame', f.type, f.channel),
+ *   dataStart: (channel, stream, length) => console.log(`DATA: ${length} bytes on ${channel}/${stream}`),
+ *   data: (piece) => process.stdout.write(piece),
+ * };
+ * socket.on('data', (chunk: Buffer) => decoder.feed(chunk, sink));
+ * ```
+ */
+export interface FrameSink {
+  /** A whole frame other than a non-empty DATA. */
+  frame(frame: Frame): void;
+  /** A DATA frame begins: `length` bytes follow for `stream` of `channel` (the stream id excluded). */
+  dataStart(channel: number, stream: number, length: number): void;
+  /** The next bytes of the DATA frame last begun (a view into the received data). */
+  data(piece: Buffer): void;
+}
+
 const KNOWN_TYPES = new Set<number>(Object.values(FrameType));
 
 /**
@@ -211,6 +236,8 @@ export class FrameDecoder {
   readonly #chunks: Buffer[] = [];
   #buffered = 0;
   #maxPayload: number;
+  /** The DATA frame whose bytes feed() is handing on. */
+  #data: { channel: number; stream: number; remaining: number } | undefined;
 
   /** @param maxPayload largest payload accepted; MAX_PAYLOAD unless a test wants less. */
   constructor(maxPayload = MAX_PAYLOAD) {
@@ -234,12 +261,7 @@ export class FrameDecoder {
     const frames: Frame[] = [];
     for (;;) {
       if (this.#buffered < HEADER_SIZE) break;
-      const header = this.#peek(HEADER_SIZE);
-      const length = header.readUInt32BE(0);
-      const type = header.readUInt8(8);
-      if (length > this.#maxPayload)
-        throw new AgentTransportError(`protocol error: frame payload of ${length} bytes exceeds ${this.#maxPayload}`);
-      if (!KNOWN_TYPES.has(type)) throw new AgentTransportError(`protocol error: unknown frame type 0x${hex(type)}`);
+      const { length, type } = this.#header();
       if (this.#buffered < HEADER_SIZE + length) break;
       const frame = this.#take(HEADER_SIZE + length);
       frames.push({
@@ -249,6 +271,54 @@ export class FrameDecoder {
       });
     }
     return frames;
+  }
+
+  /**
+   * Adds received bytes like push, but hands DATA payloads on as they
+   * arrive, piece by piece, as views of the received bytes: a bulk transfer
+   * is never joined into whole frames. Every other frame goes to
+   * `sink.frame` whole. Use either push or feed on one decoder, not both.
+   * @throws AgentTransportError as push does.
+   */
+  feed(chunk: Uint8Array, sink: FrameSink): void {
+    if (chunk.length > 0) {
+      this.#chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
+      this.#buffered += chunk.length;
+    }
+    for (;;) {
+      const data = this.#data;
+      if (data) {
+        if (this.#buffered === 0) return;
+        const piece = this.#take(Math.min(this.#chunks[0]!.length, data.remaining));
+        data.remaining -= piece.length;
+        if (data.remaining === 0) this.#data = undefined;
+        sink.data(piece);
+        continue;
+      }
+      if (this.#buffered < HEADER_SIZE) return;
+      const { length, type, channel } = this.#header();
+      if (type === FrameType.DATA && length > 0) {
+        if (this.#buffered < HEADER_SIZE + 1) return;
+        const stream = this.#take(HEADER_SIZE + 1)[HEADER_SIZE]!;
+        if (length > 1) this.#data = { channel, stream, remaining: length - 1 };
+        sink.dataStart(channel, stream, length - 1);
+        continue;
+      }
+      if (this.#buffered < HEADER_SIZE + length) return;
+      const frame = this.#take(HEADER_SIZE + length);
+      sink.frame({ channel, type: type as FrameTypeCode, payload: frame.subarray(HEADER_SIZE) });
+    }
+  }
+
+  /** The buffered frame header, checked. */
+  #header(): { length: number; type: number; channel: number } {
+    const header = this.#peek(HEADER_SIZE);
+    const length = header.readUInt32BE(0);
+    const type = header.readUInt8(8);
+    if (length > this.#maxPayload)
+      throw new AgentTransportError(`protocol error: frame payload of ${length} bytes exceeds ${this.#maxPayload}`);
+    if (!KNOWN_TYPES.has(type)) throw new AgentTransportError(`protocol error: unknown frame type 0x${hex(type)}`);
+    return { length, type, channel: header.readUInt32BE(4) };
   }
 
   /** The first n buffered bytes, joining chunks only as far as needed. */
@@ -280,7 +350,12 @@ export class FrameDecoder {
     while (size < n) size += this.#chunks[count++]!.length;
     // One splice rather than a shift per chunk: a large frame may arrive in many small reads.
     const parts = this.#chunks.splice(0, count, Buffer.alloc(0));
-    this.#chunks[0] = Buffer.concat(parts, size);
+    // Only n bytes are copied: what follows them in the last part stays a view of it.
+    const last = parts[count - 1]!;
+    const rest = size - n;
+    if (rest > 0) parts[count - 1] = last.subarray(0, last.length - rest);
+    this.#chunks[0] = Buffer.concat(parts, n);
+    if (rest > 0) this.#chunks.splice(1, 0, last.subarray(last.length - rest));
   }
 }
 

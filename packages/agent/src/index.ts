@@ -11,7 +11,7 @@ export type {
   AgentProcess,
   AgentWriteOptions,
 } from './agent-types.js';
-export type { Frame, FrameTypeCode } from './frames.js';
+export type { Frame, FrameSink, FrameTypeCode } from './frames.js';
 export {
   encodeFrame,
   FrameDecoder,

@@ -6,6 +6,7 @@ import {
   encodeFrame,
   type Frame,
   FrameDecoder,
+  type FrameSink,
   FrameType,
   HEADER_SIZE,
   MAX_PAYLOAD,
@@ -25,6 +26,33 @@ const sample = [
   encodeFrame(FrameType.END, 0xfffffffe, encodeFields(['exit', '0'])),
 ];
 const stream = Buffer.concat(sample);
+
+/** What feed() hands on, with DATA pieces joined back per frame, in the form summary() gives. */
+function fed(decoder: FrameDecoder, chunks: Buffer[]) {
+  const out: { channel: number; type: number; payload: string }[] = [];
+  const pieces: { piece: Buffer; chunk: Buffer }[] = [];
+  let open: { channel: number; parts: Buffer[]; left: number } | undefined;
+  let chunk: Buffer = Buffer.alloc(0);
+  const close = () => {
+    out.push({ channel: open!.channel, type: FrameType.DATA, payload: Buffer.concat(open!.parts).toString('hex') });
+    open = undefined;
+  };
+  const sink: FrameSink = {
+    frame: (f) => out.push({ channel: f.channel, type: f.type, payload: f.payload.toString('hex') }),
+    dataStart: (channel, streamId, length) => {
+      open = { channel, parts: [Buffer.of(streamId)], left: length };
+      if (length === 0) close();
+    },
+    data: (piece) => {
+      pieces.push({ piece, chunk });
+      open!.parts.push(piece);
+      open!.left -= piece.length;
+      if (open!.left === 0) close();
+    },
+  };
+  for (chunk of chunks) decoder.feed(chunk, sink);
+  return { out, pieces };
+}
 
 describe('frames', () => {
   it('encodes the header as PROTOCOL.md lays it out', () => {
@@ -55,6 +83,32 @@ describe('frames', () => {
       for (let at = 0; at < stream.length; at += size) frames.push(...decoder.push(stream.subarray(at, at + size)));
       expect(summary(frames)).toEqual(whole);
     }
+  });
+
+  it('feeds DATA on piece by piece, as views of the received chunks, whatever the split point', () => {
+    const whole = summary(new FrameDecoder().push(stream));
+    for (const size of [1, 7, 9, 10, 64, 997, 4096, 65536, stream.length]) {
+      // Chunks of their own, as a socket delivers them, not views into one buffer.
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < stream.length; at += size) chunks.push(Buffer.from(stream.subarray(at, at + size)));
+      const decoder = new FrameDecoder();
+      const { out, pieces } = fed(decoder, chunks);
+      expect(out).toEqual(whole);
+      expect(decoder.buffered).toBe(0);
+      // The 70000 bytes of the large DATA frame are never copied: each piece lies in the chunk it arrived in.
+      const bulk = pieces.filter((p) => p.piece.length > 0 && p.piece[0] === 7 && p.piece.at(-1) === 7);
+      expect(bulk.reduce((n, p) => n + p.piece.length, 0)).toBe(70000);
+      for (const p of bulk) expect(p.piece.buffer).toBe(p.chunk.buffer);
+    }
+  });
+
+  it('checks headers in feed as in push', () => {
+    const sink: FrameSink = { frame: () => {}, dataStart: () => {}, data: () => {} };
+    const oversize = Buffer.alloc(HEADER_SIZE);
+    oversize.writeUInt32BE(MAX_PAYLOAD + 1, 0);
+    oversize.writeUInt8(FrameType.DATA, 8);
+    expect(() => new FrameDecoder().feed(oversize, sink)).toThrow(AgentTransportError);
+    expect(() => new FrameDecoder().feed(Buffer.from('000000000000000077', 'hex'), sink)).toThrow(/unknown frame type/);
   });
 
   it('keeps channels of interleaved frames apart', () => {
