@@ -2,7 +2,8 @@
 // Reads vitest JSON reports and ends with one plain line: "N passed, N failed, N skipped".
 // Before it, "mutants: N caught, N survived" counts the mutant corpus: tests titled
 // "mutant <name>: caught by <check>"; a failed one survived (or was caught only by a deadline).
-// Exits 1 when a report is missing, a test failed, a mutant survived, or nothing passed at all.
+// Exits 1 when a report is missing, a test failed, a mutant survived or was skipped, fewer than
+// MUTANT_FLOOR mutants were caught, or nothing passed at all.
 import { readFileSync } from 'node:fs';
 
 const reports = process.argv.slice(2);
@@ -12,6 +13,9 @@ let skipped = 0;
 let missing = 0;
 let caught = 0;
 let survived = 0;
+let unrun = 0;
+// The corpus the project promises to run in full (issue: every survivor listed, at least 25).
+const MUTANT_FLOOR = 25;
 for (const file of reports) {
   let report;
   try {
@@ -32,6 +36,9 @@ for (const file of reports) {
         else if (t.status === 'failed') {
           survived++;
           console.log(`SURVIVED: ${t.title}`);
+        } else {
+          unrun++;
+          console.log(`NOT RUN: ${t.title}`);
         }
       }
     }
@@ -42,6 +49,9 @@ for (const file of reports) {
       failed++;
     }
 }
-if (caught + survived > 0) console.log(`mutants: ${caught} caught, ${survived} survived`);
+const mutantsShort = caught + survived + unrun > 0 && (unrun > 0 || caught < MUTANT_FLOOR);
+if (caught + survived + unrun > 0)
+  console.log(`mutants: ${caught} caught, ${survived} survived${unrun ? `, ${unrun} not run` : ''}`);
+if (mutantsShort) console.log(`mutants: every mutant must run and at least ${MUTANT_FLOOR} be caught`);
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
-process.exit(missing > 0 || failed > 0 || survived > 0 || passed === 0 ? 1 : 0);
+process.exit(missing > 0 || failed > 0 || survived > 0 || mutantsShort || passed === 0 ? 1 : 0);
