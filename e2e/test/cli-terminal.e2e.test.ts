@@ -137,7 +137,8 @@ describe('execenv in a real terminal', () => {
       '100',
       '-y',
       '30',
-      `env ${vars} ${quote(process.execPath)} ${quote(BIN)} run --image ${quote(busyboxTarball('.gz'))} -- echo command-output 2>&1 | cat; echo EXIT=$?; sleep 600`,
+      // The status is execenv's, taken inside the braces, not cat's.
+      `{ env ${vars} ${quote(process.execPath)} ${quote(BIN)} run --image ${quote(busyboxTarball('.gz'))} -- echo command-output 2>&1; echo EXIT=$?; } | cat; sleep 600`,
     );
     const s = await waitFor('plain', /EXIT=\d+/);
     expect(s.split('\n')).toEqual([

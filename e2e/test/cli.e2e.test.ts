@@ -204,6 +204,12 @@ describe('execenv run on the chroot driver', () => {
     expect(r.stderr).toMatch(/missing\.tar.*\[IMAGE_NOT_FOUND\]\n$/);
   });
 
+  it('runs on the default image when no image is given, as the README first does', { timeout: 900_000 }, async () => {
+    // The default image lives in the user's cache ($HOME/.cache/execenv, built with mmdebstrap on first use).
+    const r = await cli(['run', '--quiet', '--', 'sh', '-c', '. /etc/os-release; echo "$ID $VERSION_CODENAME"']);
+    expect(r).toMatchObject({ code: 0, stdout: 'debian bookworm\n' });
+  });
+
   it('gives bad flags one clear line and exit 2', async () => {
     for (const args of [
       ['run', '--no-such-flag', '--', 'true'],
