@@ -21,13 +21,20 @@ import {
 } from '@execenv/core';
 import { DEFAULT_PATH, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
 import { driverImages } from '@execenv/images';
-import { startLxdAgent } from './lxd-agent.js';
+import { type AgentDelivery, hostAgentBinary, startLxdAgent } from './lxd-agent.js';
 import { LxdApiError, LxdClient, LxdConnectionError, type LxdEndpoint } from './lxd-client.js';
 import { findLocalSocket } from './lxd-endpoint.js';
 import { LxdEnvironment } from './lxd-environment.js';
 import { startExec } from './lxd-exec.js';
 import { IMAGE_PROPERTY, lxdImageSource } from './lxd-images.js';
-import { CONFIG_PREFIX, checkLxdSpec, instanceRequest, type LxdOwner, profileRequest } from './lxd-instance-config.js';
+import {
+  CONFIG_PREFIX,
+  canMountAgent,
+  checkLxdSpec,
+  instanceRequest,
+  type LxdOwner,
+  profileRequest,
+} from './lxd-instance-config.js';
 import { ensureNatNetwork } from './lxd-network.js';
 import type { LxdDriverOptions, LxdEnvOptions } from './lxd-options.js';
 
@@ -164,30 +171,36 @@ export class LxdDriver implements Driver {
       );
     const client = await this.client();
     const undo = this.#undo(client);
+    const leaseStateDir = this.#options.stateDir ?? opts.stateDir ?? defaultStateDir();
     return openWithLease({
       driver: DRIVER_NAME,
       spec: checked,
       opts,
-      stateDir: this.#options.stateDir ?? opts.stateDir,
+      stateDir: leaseStateDir,
       undo,
       create: async ({ id, lease, throwIfAborted }) => {
         const owner = this.#owner(id, await ownerOf());
-        const { images, cache } = await driverImages(
-          this.#options.cacheDir,
-          this.#options.imageServers ? { servers: this.#options.imageServers } : undefined,
-          this.#options.images,
-        );
-        const source = await lxdImageSource(checked.image!, {
-          client,
-          images,
-          cache,
-          onEvent: opts.onEvent,
-          signal: opts.signal,
-        }).catch((err: unknown) => {
+        const delivery: AgentDelivery = canMountAgent(
+          checked,
+          'socketPath' in client.endpoint && this.#options.agentMount !== false,
+        )
+          ? { kind: 'mount', binary: await hostAgentBinary() }
+          : { kind: 'write' };
+        // The image is resolved (and imported the first time) while the profile is made.
+        const sourceReady = (async () => {
+          const { images, cache } = await driverImages(
+            this.#options.cacheDir,
+            this.#options.imageServers ? { servers: this.#options.imageServers } : undefined,
+            this.#options.images,
+          );
+          return lxdImageSource(checked.image!, { client, images, cache, onEvent: opts.onEvent, signal: opts.signal });
+        })().catch((err: unknown) => {
           throw apiToExecenv(err, id, 'open');
         });
-        throwIfAborted();
-        const netName = network === 'none' ? undefined : network === 'nat' ? await ensureNatNetwork(client) : network;
+        sourceReady.catch(() => {});
+        const natChoice = 'socketPath' in client.endpoint ? { local: { stateDir: leaseStateDir, holder: id } } : {};
+        const netName =
+          network === 'none' ? undefined : network === 'nat' ? await ensureNatNetwork(client, natChoice) : network;
         const plainRootfs =
           !checked.image!.startsWith('lxd:') &&
           !checked.image!.startsWith('simplestreams:') &&
@@ -200,18 +213,25 @@ export class LxdDriver implements Driver {
               : plainRootfs
                 ? KEEP_ALIVE_INIT
                 : undefined;
-        const profile = profileRequest(owner, checked, { network: netName, init });
+        const profile = profileRequest(owner, checked, {
+          network: netName,
+          init,
+          agentBinary: delivery.kind === 'mount' ? delivery.binary : undefined,
+        });
         await lease.add({ kind: 'lxd-profile', name: id });
         await client.call({ method: 'POST', path: '/1.0/profiles', body: profile }).catch((err: unknown) => {
           throw apiToExecenv(err, id, 'open');
         });
+        const source = await sourceReady;
+        throwIfAborted();
         await lease.add({ kind: 'lxd-instance', name: id });
+        // Not cut short by the signal: the daemon goes on creating an instance whose request was sent, and
+        // only a finished creation is sure to be undone. The signal is looked at once it is done.
         await client
           .run({
             method: 'POST',
             path: '/1.0/instances',
             body: instanceRequest(owner, checked, source, ['default', id]),
-            signal: opts.signal,
           })
           .catch((err: unknown) => {
             throw apiToExecenv(err, id, 'open', checked.image);
@@ -227,12 +247,12 @@ export class LxdDriver implements Driver {
         // only where that fails (and always for a VM, whose own agent comes up late) is readiness awaited.
         const startAgent = async () => {
           if (envOptions.type !== 'virtual-machine') {
-            const agent = await startLxdAgent(client, id).catch(() => undefined);
+            const agent = await startLxdAgent(client, id, delivery).catch(() => undefined);
             if (agent) return agent;
           }
           await waitReady(client, id, envOptions, opts.signal);
           throwIfAborted();
-          return startLxdAgent(client, id);
+          return startLxdAgent(client, id, delivery);
         };
         const agent = await startAgent().catch((err: unknown) => {
           throw apiToExecenv(err, id, 'open');
@@ -389,25 +409,31 @@ function isGone(err: unknown): boolean {
   return err instanceof LxdApiError && (err.status === 404 || /not found/i.test(err.message));
 }
 
-/** Stops (forcibly) and deletes an instance; an ephemeral one deletes itself on stop. Gone already is done. */
+/**
+ * Stops (forcibly) and deletes an instance; an ephemeral one deletes itself
+ * as its stop finishes, so the DELETE after it finds it gone. Gone already is done.
+ */
 export async function deleteInstance(client: LxdClient, name: string): Promise<void> {
   const path = `/1.0/instances/${encodeURIComponent(name)}`;
   try {
-    const inst = await client.get<{ status?: string; ephemeral?: boolean }>(path);
-    if (inst.status !== 'Stopped')
-      await client.run({ method: 'PUT', path: `${path}/state`, body: { action: 'stop', force: true } });
-    if (inst.ephemeral) {
-      for (let i = 0; i < 100; i++) {
-        try {
-          await client.get(path);
-        } catch (err) {
-          if (isGone(err)) return;
-          throw err;
-        }
-        await sleep(50);
+    await client
+      .run({ method: 'PUT', path: `${path}/state`, body: { action: 'stop', force: true } })
+      .catch((err: unknown) => {
+        if (!(err instanceof LxdApiError && /already stopped/i.test(err.message))) throw err;
+      });
+    await client.run({ method: 'DELETE', path }).catch(async (err: unknown) => {
+      if (isGone(err)) return;
+      // Busy for a moment (still being created, or deleting itself after a stop made elsewhere): tried again.
+      for (let i = 0; i < 50; i++) {
+        await sleep(100);
+        const gone = await client.run({ method: 'DELETE', path }).then(
+          () => true,
+          (e: unknown) => isGone(e),
+        );
+        if (gone) return;
       }
-    }
-    await client.run({ method: 'DELETE', path });
+      throw err;
+    });
   } catch (err) {
     if (isGone(err)) return;
     throw err;

@@ -1,5 +1,5 @@
 import { type EnvSpec, InvalidSpecError, parseSize } from '@execenv/core';
-import { DEV_TMPFS_BYTES } from './lxd-agent.js';
+import { AGENT_DEVICE, agentDevice, DEV_TMPFS_BYTES } from './lxd-agent.js';
 import type { LxdImageSource } from './lxd-images.js';
 import type { LxdEnvOptions } from './lxd-options.js';
 
@@ -43,6 +43,25 @@ export interface InstancePlan {
   network?: string;
   /** Command line of an init to run when the image has none (containers). */
   init?: readonly string[];
+  /** Host path of the agent binary to mount read-only into the container (see canMountAgent); else it is written in. */
+  agentBinary?: string;
+}
+
+/** LXD's reading of a boolean config value. */
+const isTrue = (v: string | undefined) => /^(true|1|yes|on)$/i.test(v ?? '');
+
+/**
+ * Whether the host's agent binary can be mounted into the instance instead
+ * of written into it: only for a container of a daemon on this host (its
+ * unix socket: the daemon sees the host's files) that is unprivileged,
+ * where the mount's read-only flag is locked. Root of a privileged
+ * container could make the mount writable and change the host's binary,
+ * so such a container, a VM and a daemon reached over HTTPS get a copy.
+ */
+export function canMountAgent(spec: Readonly<EnvSpec<LxdEnvOptions>>, localDaemon: boolean): boolean {
+  const o = (spec.driverOptions ?? {}) as LxdEnvOptions;
+  if (!localDaemon || o.type === 'virtual-machine') return false;
+  return !isTrue(o.config?.['security.privileged'] ?? String(o.privileged ?? false));
 }
 
 /** Checks the LXD part of a spec (driverOptions and what LXD cannot do) before anything is created. */
@@ -92,13 +111,14 @@ export function profileRequest(owner: LxdOwner, spec: Readonly<EnvSpec<LxdEnvOpt
   if (spec.resources?.cpu) config['limits.cpu'] = String(spec.resources.cpu);
   if (spec.resources?.memory !== undefined) config['limits.memory'] = `${parseSize(spec.resources.memory)}B`;
   if (!vm) config['security.privileged'] = o.privileged ? 'true' : 'false';
-  // The agent binary goes into the container's /dev tmpfs, which LXC's default size does not hold.
-  const raw = [...(vm ? [] : [`lxc.autodev.tmpfs.size = ${DEV_TMPFS_BYTES}`]), ...(o.rawLxc ?? [])];
+  // A written agent binary goes into the container's /dev tmpfs, which LXC's default size does not hold.
+  const raw = [...(vm || plan.agentBinary ? [] : [`lxc.autodev.tmpfs.size = ${DEV_TMPFS_BYTES}`]), ...(o.rawLxc ?? [])];
   if (!vm && plan.init) raw.push(`lxc.init.cmd = ${plan.init.join(' ')}`, 'lxc.signal.halt = SIGKILL');
   if (raw.length > 0) config['raw.lxc'] = raw.join('\n');
   if (o.vendorData !== undefined) config['cloud-init.vendor-data'] = o.vendorData;
   Object.assign(config, o.config);
   const devices: Record<string, Record<string, string>> = {};
+  if (plan.agentBinary && !vm) devices[AGENT_DEVICE] = agentDevice(plan.agentBinary);
   if (plan.network) devices.eth0 = { type: 'nic', name: 'eth0', network: plan.network };
   if (o.storagePool || spec.resources?.disk !== undefined) {
     devices.root = { type: 'disk', path: '/', pool: o.storagePool ?? 'default' };

@@ -12,6 +12,7 @@ import type { LxdEndpoint } from './lxd-client.js';
  *   cacheDir: '/var/cache/execenv',
  *   imageMaxIdleMs: 24 * 3600 * 1000, // gc() removes imported images unused for a day
  *   imageServers: { lxc: 'https://images.example.org' },
+ *   agentMount: false, // the socket is forwarded from another machine: write the agent in instead
  * };
  * const driver = new LxdDriver(options);
  * ```
@@ -32,6 +33,14 @@ export interface LxdDriverOptions {
   imageMaxIdleMs?: number;
   /** Servers for `index:` image references; the same as `images.servers`, which wins. */
   imageServers?: { lxc?: string; simplestreams?: string };
+  /**
+   * Whether unprivileged containers of a daemon on a unix socket get the
+   * host's agent binary through a read-only disk device (nothing copied)
+   * rather than written through the files API. Turn it off when the socket
+   * leads to a daemon that does not see this host's files (a socket
+   * forwarded from another machine). @default true
+   */
+  agentMount?: boolean;
   /**
    * Image settings over the user's configuration and EXECENV_* variables:
    * servers, trusted keys for signed indexes and images, verification, cache budget.

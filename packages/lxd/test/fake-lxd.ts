@@ -75,6 +75,8 @@ export class FakeLxd {
   readonly #agents = new Set<ChildProcess>();
   /** Answers for `POST .../exec`; the default runs `true` as 0 and everything else as 0 with no output. */
   exec: ExecHandler = () => ({ status: 0 });
+  /** How long creating an instance takes; it exists once its operation is done. */
+  createMs = 0;
   /** When set, `POST .../exec` fails with this error text (a VM whose agent is not up yet) this many more times. */
   execUnavailable: { times: number; error: string } | undefined;
   readonly #ops = new Map<string, FakeOp>();
@@ -220,8 +222,18 @@ export class FakeLxd {
       return this.#sync(res);
     }
     if (p === '/1.0/instances' && m === 'POST') {
-      this.instances.set(String(j.name), { ...j, architecture: this.instancesArchitecture, status: 'Stopped' });
-      return this.#async(res, this.#doneOp());
+      const create = () =>
+        this.instances.set(String(j.name), { ...j, architecture: this.instancesArchitecture, status: 'Stopped' });
+      if (this.createMs === 0) {
+        create();
+        return this.#async(res, this.#doneOp());
+      }
+      const op = this.#newOp();
+      setTimeout(() => {
+        create();
+        op.finish(200);
+      }, this.createMs);
+      return this.#async(res, op);
     }
     if (p === '/1.0/instances' && m === 'GET')
       return this.#sync(
@@ -246,6 +258,8 @@ export class FakeLxd {
       if (!inst) return this.#error(res, 404, 'Instance not found');
       if (m === 'GET') return this.#sync(res, { status: inst.status });
       if (j.action === 'start') inst.status = 'Running';
+      if (j.action === 'stop' && inst.status === 'Stopped')
+        return this.#async(res, this.#doneOp({}, 'The instance is already stopped'));
       if (j.action === 'stop') {
         inst.status = 'Stopped';
         if (inst.ephemeral) this.instances.delete(name);

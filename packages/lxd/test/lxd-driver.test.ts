@@ -32,38 +32,32 @@ describe('LxdDriver.open', () => {
       { image: 'lxd:debian', resources: { cpu: 2, memory: '512M' }, env: { A: 'b' } },
       open,
     );
-    const calls = fake.calls();
-    expect(calls.slice(0, 3)).toEqual([
+    // The daemon listens on this host: the agent binary is mounted by the profile, nothing is copied.
+    expect(fake.calls()).toEqual([
       'POST /1.0/profiles',
       'POST /1.0/instances',
       `PUT /1.0/instances/${env.id}/state`,
+      `POST /1.0/instances/${env.id}/exec`,
     ]);
-    // Ready once a command runs; then the agent of the instance's architecture goes into /dev and is run.
-    expect(calls.slice(3).filter((c) => !c.endsWith('/exec'))).toEqual([
-      `GET /1.0/instances/${env.id}`,
-      `POST /1.0/instances/${env.id}/files`,
-    ]);
-    const put = fake.requests.find((r) => r.path.endsWith('/files'))!;
-    expect(put.query.path).toBe('/dev/.execenv-agent');
-    expect(put.headers).toMatchObject({ 'x-lxd-mode': '0755', 'x-lxd-uid': '0', 'x-lxd-type': 'file' });
-    const { readFile } = await import('node:fs/promises');
-    const { agentBinaryPath } = await import('@execenv/agent');
-    expect(put.body.equals(await readFile(await agentBinaryPath('amd64')))).toBe(true);
     const agentExec = fake.requests.filter((r) => r.path.endsWith('/exec')).at(-1)!.json as Record<string, unknown>;
     expect(agentExec).toMatchObject({ command: ['/dev/.execenv-agent', '--stdio'], 'wait-for-websocket': true });
     const profile = fake.requests.find((r) => r.path === '/1.0/profiles')!.json as Record<
       string,
-      Record<string, string>
+      Record<string, unknown>
     >;
+    const { agentBinaryPath } = await import('@execenv/agent');
+    expect(profile.devices).toEqual({
+      'execenv-agent': { type: 'disk', source: await agentBinaryPath(), path: '/dev/.execenv-agent', readonly: 'true' },
+    });
     expect(profile.config).toMatchObject({
       'limits.cpu': '2',
       'limits.memory': `${512 * 1024 * 1024}B`,
       'security.privileged': 'false',
       'user.execenv.id': env.id,
       'user.execenv.host': hostname(),
-      // LXC's default /dev (500 kB) does not hold the agent.
-      'raw.lxc': 'lxc.autodev.tmpfs.size = 16777216',
     });
+    // Nothing goes into /dev, which keeps LXC's default size.
+    expect(profile.config!['raw.lxc']).toBeUndefined();
     expect(profile.config!['user.execenv.owner']).toMatch(new RegExp(`^${process.pid}:\\d+$`));
     const instance = fake.requests.find((r) => r.path === '/1.0/instances' && r.method === 'POST')!.json;
     expect(instance).toMatchObject({
@@ -75,10 +69,96 @@ describe('LxdDriver.open', () => {
     });
     expect(fake.requests.find((r) => r.path.endsWith('/state'))!.json).toEqual({ action: 'start', timeout: 30 });
     expect(env.capabilities.has('isolation-container')).toBe(true);
+    const before = fake.requests.length;
     await env.close();
+    // A forced stop deletes the ephemeral instance; the DELETE after it finds it gone.
+    expect(
+      fake.requests
+        .slice(before)
+        .filter((r) => !r.path.startsWith('/1.0/operations/'))
+        .map((r) => [r.method, r.path, r.json]),
+    ).toEqual([
+      ['PUT', `/1.0/instances/${env.id}/state`, { action: 'stop', force: true }],
+      ['DELETE', `/1.0/instances/${env.id}`, undefined],
+      ['DELETE', `/1.0/profiles/${env.id}`, undefined],
+    ]);
     expect(fake.instances.size).toBe(0);
     expect(fake.profiles.size).toBe(0);
     expect(await driver.list()).toEqual([]);
+  });
+
+  it('writes the agent of the instance architecture into a larger /dev of a privileged container', async () => {
+    const env = await driver.open({ image: 'lxd:debian', driverOptions: { privileged: true } }, open);
+    expect(fake.calls()).toEqual([
+      'POST /1.0/profiles',
+      'POST /1.0/instances',
+      `PUT /1.0/instances/${env.id}/state`,
+      `GET /1.0/instances/${env.id}`,
+      `POST /1.0/instances/${env.id}/files`,
+      `POST /1.0/instances/${env.id}/exec`,
+    ]);
+    const profile = fake.requests.find((r) => r.path === '/1.0/profiles')!.json as Record<
+      string,
+      Record<string, unknown>
+    >;
+    expect(profile.devices).toEqual({});
+    // LXC's default /dev (500 kB) does not hold the agent.
+    expect(profile.config).toMatchObject({
+      'security.privileged': 'true',
+      'raw.lxc': 'lxc.autodev.tmpfs.size = 16777216',
+    });
+    const put = fake.requests.find((r) => r.path.endsWith('/files'))!;
+    expect(put.query.path).toBe('/dev/.execenv-agent');
+    expect(put.headers).toMatchObject({
+      'x-lxd-mode': '0755',
+      'x-lxd-uid': '0',
+      'x-lxd-gid': '0',
+      'x-lxd-type': 'file',
+    });
+    const { readFile } = await import('node:fs/promises');
+    const { agentBinaryPath } = await import('@execenv/agent');
+    const binary = await readFile(await agentBinaryPath('amd64'));
+    // Sent with its length, not chunked.
+    expect(put.headers['content-length']).toBe(String(binary.length));
+    expect(put.headers['transfer-encoding']).toBeUndefined();
+    expect(put.body.equals(binary)).toBe(true);
+    await env.close();
+    expect(fake.instances.size).toBe(0);
+  });
+
+  it("writes the agent in when told the daemon does not see this host's files", async () => {
+    const remoteLike = new LxdDriver({
+      endpoint: { socketPath: fake.socketPath },
+      stateDir: join(dir, 'state'),
+      cacheDir: join(dir, 'cache'),
+      agentMount: false,
+    });
+    const env = await remoteLike.open({ image: 'lxd:debian' }, open);
+    try {
+      expect(fake.calls().slice(3)).toEqual([
+        `GET /1.0/instances/${env.id}`,
+        `POST /1.0/instances/${env.id}/files`,
+        `POST /1.0/instances/${env.id}/exec`,
+      ]);
+      const profile = fake.requests.find((r) => r.path === '/1.0/profiles')!.json as { devices: unknown };
+      expect(profile.devices).toEqual({});
+    } finally {
+      await env.close();
+      (await remoteLike.client()).close();
+    }
+  });
+
+  it('deletes an instance that is stopped already', async () => {
+    const { deleteInstance } = await import('../src/lxd-driver.js');
+    fake.instances.set('stopped', { name: 'stopped', status: 'Stopped', ephemeral: false });
+    await deleteInstance(await driver.client(), 'stopped');
+    expect(fake.instances.size).toBe(0);
+    await deleteInstance(await driver.client(), 'gone');
+    expect(fake.calls()).toEqual([
+      'PUT /1.0/instances/stopped/state',
+      'DELETE /1.0/instances/stopped',
+      'PUT /1.0/instances/gone/state',
+    ]);
   });
 
   it('runs every command through the agent, with the spec env under the exec env, and no exec of its own', async () => {
@@ -94,10 +174,25 @@ describe('LxdDriver.open', () => {
 
   it('fails the open with DRIVER_UNAVAILABLE and removes everything when the agent does not start', async () => {
     fake.instancesArchitecture = 'mips';
-    const err = await driver.open({ image: 'lxd:debian' }, open).catch((e: unknown) => e);
+    const err = await driver
+      .open({ image: 'lxd:debian', driverOptions: { privileged: true } }, open)
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'INVALID_SPEC', field: 'architecture' });
     expect(fake.instances.size).toBe(0);
     expect(fake.profiles.size).toBe(0);
+  });
+
+  it('lets an instance being created finish before an aborted open removes it', async () => {
+    fake.createMs = 400;
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 100);
+    const err = await driver.open({ image: 'lxd:debian' }, { ...open, signal: ac.signal }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ABORTED' });
+    // Never started: created, then removed with its profile.
+    expect(fake.calls().filter((c) => c.endsWith('/state') || c.endsWith('/exec'))).toHaveLength(1);
+    expect(fake.instances.size).toBe(0);
+    expect(fake.profiles.size).toBe(0);
+    expect(await driver.list()).toEqual([]);
   });
 
   it('gives rootfs tarball images an init that only keeps the container up', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkLxdSpec, instanceRequest, profileRequest } from '../src/lxd-instance-config.js';
+import { canMountAgent, checkLxdSpec, instanceRequest, profileRequest } from '../src/lxd-instance-config.js';
 
 const owner = { id: 'execenv-abc', owner: '42:1000', host: 'h' };
 const keys = { 'user.execenv.id': 'execenv-abc', 'user.execenv.owner': '42:1000', 'user.execenv.host': 'h' };
@@ -45,6 +45,23 @@ describe('profileRequest', () => {
     });
   });
 
+  it('mounts the host agent binary read-only in place of a larger /dev', () => {
+    const p = profileRequest(
+      owner,
+      { image: '/x.tar' },
+      { init: ['/bin/sleep', 'infinity'], agentBinary: '/opt/execenv/amd64/execenv-agent' },
+    );
+    expect(p.config['raw.lxc']).toBe('lxc.init.cmd = /bin/sleep infinity\nlxc.signal.halt = SIGKILL');
+    expect(p.devices).toEqual({
+      'execenv-agent': {
+        type: 'disk',
+        source: '/opt/execenv/amd64/execenv-agent',
+        path: '/dev/.execenv-agent',
+        readonly: 'true',
+      },
+    });
+  });
+
   it('gives a virtual machine no container-only keys', () => {
     const p = profileRequest(
       owner,
@@ -53,6 +70,27 @@ describe('profileRequest', () => {
     );
     expect(p.config).toEqual(keys);
     expect(p.devices).toEqual({});
+  });
+});
+
+describe('canMountAgent', () => {
+  it('mounts only into unprivileged containers of a daemon on this host', () => {
+    expect(canMountAgent({ image: 'lxd:x' }, true)).toBe(true);
+    expect(canMountAgent({ image: 'lxd:x', driverOptions: { privileged: false } }, true)).toBe(true);
+    // Over HTTPS the daemon does not see this host's files.
+    expect(canMountAgent({ image: 'lxd:x' }, false)).toBe(false);
+    expect(canMountAgent({ image: 'lxd:x', driverOptions: { type: 'virtual-machine' } }, true)).toBe(false);
+    // Root of a privileged container could remount the binary writable.
+    expect(canMountAgent({ image: 'lxd:x', driverOptions: { privileged: true } }, true)).toBe(false);
+    expect(canMountAgent({ image: 'lxd:x', driverOptions: { config: { 'security.privileged': 'yes' } } }, true)).toBe(
+      false,
+    );
+    expect(
+      canMountAgent(
+        { image: 'lxd:x', driverOptions: { privileged: true, config: { 'security.privileged': '0' } } },
+        true,
+      ),
+    ).toBe(true);
   });
 });
 
