@@ -4,7 +4,7 @@
 //   exec:    env.exec(['true'])                 vs  lxc exec NAME -- true
 //   push:    env.push(100 MB file, path)         vs  lxc file push FILE NAME/path
 //   tree:    env.push(100 MB tree, dir)          vs  lxc file push -r DIR NAME/dir
-//   launch:  open → ready → close                vs  lxc launch --ephemeral + lxc delete --force
+//   launch:  open → ready → close                vs  lxc launch --ephemeral + lxc delete --force (alternating)
 //   8 instances opened, used and closed in parallel (wall time).
 // Usage: node tools/bench/lxd.mjs [--image PATH] [--runs N] [--transfer-runs N] [--mb N]
 import { execFile } from 'node:child_process';
@@ -35,6 +35,17 @@ async function series(n, fn) {
   const out = [];
   for (let i = 0; i < n; i++) out.push(await timed(() => fn(i)));
   return median(out);
+}
+
+/** Medians of `a` and `b` sampled in turn, so both see the load of the same moments. */
+async function alternating(n, a, b) {
+  const xs = [];
+  const ys = [];
+  for (let i = 0; i < n; i++) {
+    xs.push(await timed(() => a(i)));
+    ys.push(await timed(() => b(i)));
+  }
+  return [median(xs), median(ys)];
 }
 // stdin closed: lxc launch reads instance YAML from a stdin that is not a terminal.
 const lxc = (...args) => {
@@ -92,16 +103,19 @@ try {
 
   // launch → ready → close, from the same imported image
   const alias = (await (await driver.client()).get(`/1.0/instances/${env.id}`)).config['volatile.base_image'];
-  const sdkLaunch = await series(launchRuns, async () => {
-    const e = await driver.open({ image }, { closeOnSignal: false });
-    await e.close();
-  });
-  const rawLaunch = await series(launchRuns, async (i) => {
-    const name = `execenv-bench-${process.pid}-${i}`;
-    await lxc('launch', alias, name, '--ephemeral', '-c', 'raw.lxc=lxc.init.cmd = /bin/sleep infinity');
-    await lxc('exec', name, '--', 'true');
-    await lxc('delete', '--force', name);
-  });
+  const [sdkLaunch, rawLaunch] = await alternating(
+    launchRuns,
+    async () => {
+      const e = await driver.open({ image }, { closeOnSignal: false });
+      await e.close();
+    },
+    async (i) => {
+      const name = `execenv-bench-${process.pid}-${i}`;
+      await lxc('launch', alias, name, '--ephemeral', '-c', 'raw.lxc=lxc.init.cmd = /bin/sleep infinity');
+      await lxc('exec', name, '--', 'true');
+      await lxc('delete', '--force', name);
+    },
+  );
   report('launch → ready → close', sdkLaunch, rawLaunch, '<= 1.0x');
 
   // eight at once
