@@ -144,7 +144,8 @@ describe('execenv run on the fake driver', () => {
   it('exits 125 when a push fails, after closing the environment', async () => {
     const r = await cli(['run', '--driver', 'cli-fake', '--push', '/nonexistent/file:/x', '--', 'true']);
     expect(r.code).toBe(125);
-    expect(r.stderr).toMatch(/ENOENT/);
+    expect(r.stderr).toMatch(/execenv: push: no such file or directory "\/nonexistent\/file" \[NOT_FOUND\]\n/);
+    expect(r.stderr).not.toMatch(/ENOENT/);
     expect(fake.openEnvironments.size).toBe(0);
   });
 });

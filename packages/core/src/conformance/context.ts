@@ -16,6 +16,7 @@ import type { EnvSpec } from '../spec.js';
  *   name: 'foo on an emulated arm64 VM', driver: new FooDriver(), spec: { image: './conformance-arm64.tar' },
  *   timeScale: 5, // every deadline five times longer
  *   backendResources: (id) => listFooObjects(id), // what the daemon still holds for an id: want none after close
+ *   visibleOnHost: ['backend', 'state'], // required while open, so an empty host after close means something
  *   skip: { 'dev-stdio': 'the serial console gives sockets, which cannot be reopened' },
  * };
  * describeConformance(options);
@@ -68,6 +69,18 @@ export interface ConformanceOptions {
    */
   backendResources?: (id: string) => Promise<string[]>;
   /**
+   * What the host shows of an open environment of this driver, by kind:
+   * `mount` (a mount whose point or source names the id), `process` (a
+   * process whose argv, root or cwd names the id, or that runs a command of
+   * the environment), `state` (a name under the state directory holding the
+   * id), `backend` (a line of backendResources). The leaks check requires
+   * each kind listed here while the environment is open, so that finding
+   * none after close means the driver cleaned up, not that the host could
+   * not see it. Without it, a driver of whose open environment the host
+   * shows nothing has the leaks check skipped with that reason.
+   */
+  visibleOnHost?: readonly HostEvidenceKind[];
+  /**
    * How a separate owner process makes this driver, for the gc-after-kill
    * check: it runs `new (await import(module))[exportName](...args)`, opens an
    * environment of `spec`, starts a command, and is killed with SIGKILL.
@@ -82,6 +95,20 @@ export interface ConformanceOptions {
    */
   timeScale?: number;
 }
+
+/**
+ * A kind of host evidence the leak checks look for: mounts, processes,
+ * names under the state directory, and lines of backendResources.
+ *
+ * @example
+ * ```ts
+ * import { type HostEvidenceKind, describeConformance } from '@execenv/core/conformance';
+ * // A chroot-like driver: its root is mounted under the state directory and its commands are host processes.
+ * const visibleOnHost: HostEvidenceKind[] = ['mount', 'process', 'state'];
+ * describeConformance({ name: 'foo', driver: new FooDriver(), spec: { image }, visibleOnHost });
+ * ```
+ */
+export type HostEvidenceKind = 'mount' | 'process' | 'state' | 'backend';
 
 /**
  * Names of the conformance checks.

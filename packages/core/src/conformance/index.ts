@@ -8,7 +8,13 @@
 export { isStaticElf } from '../driver/static-elf.js';
 export { missingCommandsScript, REQUIRED_COMMANDS } from './checks/prerequisites.js';
 export { DEV_STDIO_SCRIPT } from './checks/spec.js';
-export { type Check, CheckContext, type CheckName, type ConformanceOptions } from './context.js';
+export {
+  type Check,
+  CheckContext,
+  type CheckName,
+  type ConformanceOptions,
+  type HostEvidenceKind,
+} from './context.js';
 export { buildConformanceImage, type ConformanceImageOptions } from './fixture.js';
 export {
   CHECKS,

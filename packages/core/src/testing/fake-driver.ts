@@ -141,6 +141,12 @@ export interface FakeDriverOptions {
    * @default false
    */
   leases?: boolean;
+  /**
+   * How long each open() takes, in milliseconds, after its `create` event:
+   * a signal that fires meanwhile ends the open with ABORTED and leaves
+   * nothing, as a real backend's slow start would. @default 0
+   */
+  openDelayMs?: number;
 }
 
 /**
@@ -348,7 +354,8 @@ export class FakeEnvironment extends BaseEnvironment {
 
   protected override async doPush(src: string | Uint8Array | Readable, dest: string, opts: FileOptions): Promise<void> {
     if (typeof src === 'string') {
-      const st = await stat(src);
+      const st = await stat(src).catch(() => undefined);
+      if (!st) throw new NotFoundError(src, { driver: this.driver, op: 'push' });
       if (st.isDirectory()) {
         await extractToFake(packTree('/', src), this.files, dest);
         return;
@@ -429,11 +436,13 @@ export class FakeDriver implements Driver {
 
   async open(spec: EnvSpec, opts: OpenOptions = {}): Promise<FakeEnvironment> {
     const checked = validateSpec(spec, this.name);
-    if (opts.signal?.aborted)
-      throw new AbortedError(`execenv: opening a ${this.name} environment was aborted`, {
+    const aborted = () =>
+      new AbortedError(`execenv: opening a ${this.name} environment was aborted`, {
         driver: this.name,
         op: 'open',
+        cause: opts.signal?.reason,
       });
+    if (opts.signal?.aborted) throw aborted();
     if (this.#options.leases)
       return openWithLease({
         driver: this.name,
@@ -442,14 +451,44 @@ export class FakeDriver implements Driver {
         undo: hostUndo(hostRunner()),
         create: async ({ id, lease, stateDir }) => {
           await this.#holdHostState(id, lease, stateDir);
+          await this.#starting(opts.signal, aborted);
           return this.#environment(id, checked, opts, () => lease.release(hostUndo(hostRunner())));
         },
       });
     const id = newEnvironmentId();
+    const started = performance.now();
     emit(opts.onEvent, { type: 'create', envId: id, driver: this.name });
+    await this.#starting(opts.signal, aborted);
     const env = await this.#environment(id, checked, opts);
-    emit(opts.onEvent, { type: 'ready', envId: id, driver: this.name, durationMs: 0 });
+    if (opts.signal?.aborted) {
+      await env.close();
+      throw aborted();
+    }
+    emit(opts.onEvent, {
+      type: 'ready',
+      envId: id,
+      driver: this.name,
+      durationMs: Math.round(performance.now() - started),
+    });
     return env;
+  }
+
+  /** Waits openDelayMs, as a backend starting up; rejects with `aborted()` when the signal fires first. */
+  #starting(signal: AbortSignal | undefined, aborted: () => Error): Promise<void> {
+    const ms = this.#options.openDelayMs ?? 0;
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(aborted());
+      if (ms <= 0) return resolve();
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(aborted());
+      };
+      const timer = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   /** A host directory and a host process naming the id, each recorded in the lease right after it exists. */

@@ -113,10 +113,100 @@ describe('the conformance suite can fail', () => {
 
   it('passes checks the fake does satisfy', async () => {
     const options = { name: 'fake', driver: new FakeDriver(), spec: {} };
-    for (const name of ['open-close', 'invalid-spec', 'leaks'] as const) {
+    for (const name of ['open-close', 'invalid-spec', 'open-abort'] as const) {
       const check = CHECKS.find((c) => c.name === name)!;
       expect(await runCheck(check, options)).toEqual({ name, problems: [] });
     }
+  });
+
+  it('skips leaks, saying so, where the host shows nothing of an open environment and the driver declares nothing', async () => {
+    const r = await runCheck(check('leaks'), { name: 'fake', driver: new FakeDriver(), spec: {} });
+    expect(r).toEqual({
+      name: 'leaks',
+      problems: [],
+      skipped: expect.stringMatching(/^could not see the environment on the host: .*declare what the host shows/),
+    });
+  });
+
+  it('requires every kind of host evidence a driver declares while its environment is open', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'execenv-conformance-unit-'));
+    try {
+      const options = { name: 'fake', spec: {}, openOptions: { stateDir } };
+      const seen = await runCheck(check('leaks'), {
+        ...options,
+        driver: new FakeDriver({ leases: true, utilities: true }),
+        visibleOnHost: ['state', 'process'],
+      });
+      expect(seen).toEqual({ name: 'leaks', problems: [] });
+      const unseen = await runCheck(check('leaks'), {
+        ...options,
+        driver: new FakeDriver({ leases: true, utilities: true }),
+        visibleOnHost: ['mount', 'state'],
+      });
+      expect(unseen.problems).toEqual([
+        expect.stringMatching(
+          /^execenv-[a-z0-9]+: what the host shows while open \(visibleOnHost: mount, state\): got \[.*"state .*, want "entries of every declared kind, none of mount seen"$/,
+        ),
+      ]);
+    } finally {
+      await new FakeDriver({ leases: true }).gc({ stateDir });
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('open-close closes what it opened when a close throws', async () => {
+    const driver = new FakeDriver({ utilities: true });
+    const open = driver.open.bind(driver);
+    let opens = 0;
+    driver.open = async (spec, opts) => {
+      const env = await open(spec, opts);
+      if (++opens === 2) {
+        const close = env.close.bind(env);
+        let first = true;
+        env.close = async () => {
+          if (first) {
+            first = false;
+            throw new Error('backend refused');
+          }
+          await close();
+        };
+      }
+      return env;
+    };
+    const r = await runCheck(check('open-close'), { name: 'fake', driver, spec: {} });
+    expect(r.problems).toEqual([
+      expect.stringMatching(/^execenv-[a-z0-9]+: close: got Error\(: backend refused\), want "no error"$/),
+    ]);
+    expect(driver.openEnvironments.size).toBe(0);
+  });
+
+  it('open-close closes every environment it opened when it misses its deadline', async () => {
+    const driver = new FakeDriver({ utilities: true, commands: { true: () => new Promise(() => {}) } });
+    const r = await runCheck({ ...check('open-close'), timeoutMs: 500 }, { name: 'fake', driver, spec: {} });
+    expect(r.deadlineMissed).toBe(true);
+    expect(driver.openEnvironments.size).toBe(0);
+  });
+
+  it('finds an open that ignores a signal firing while it runs, however fast the open', async () => {
+    const atCreate =
+      /^execenv-[a-z0-9]+: open aborted at its create event: got "an environment, after the signal fired", want "a rejection with ABORTED"$/;
+    const halfWay =
+      /^execenv-[a-z0-9]+: open aborted \d+ ms in \(an open takes \d+ ms\): got "an environment, after the signal fired", want "a rejection with ABORTED"$/;
+    const deaf = (options: FakeDriverOptions) => {
+      const driver = new FakeDriver(options);
+      const open = driver.open.bind(driver);
+      driver.open = (spec, opts = {}) => open(spec, opts.signal?.aborted ? opts : { ...opts, signal: undefined });
+      return driver;
+    };
+    const slow = deaf({ openDelayMs: 100 });
+    const r = await runCheck(check('open-abort'), { name: 'fake', driver: slow, spec: {} });
+    expect(r.problems).toEqual([expect.stringMatching(atCreate), expect.stringMatching(halfWay)]);
+    expect(slow.openEnvironments.size).toBe(0);
+    // An open that ends within a millisecond or two: the half-way abort may land after it, the one at create never does.
+    const fast = deaf({});
+    const quick = await runCheck(check('open-abort'), { name: 'fake', driver: fast, spec: {} });
+    expect(quick.problems).toContainEqual(expect.stringMatching(atCreate));
+    expect(fast.openEnvironments.size).toBe(0);
   });
 
   it('finds a driver that leaks environments past close', async () => {

@@ -4,11 +4,13 @@
  * kills; a mutant that survives, or is caught only by a check's deadline,
  * fails the unit tests.
  */
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { extract as tarExtract, pack as tarPack } from 'tar-stream';
-import type { CheckName } from '../../src/conformance/context.js';
+import type { CheckName, ConformanceOptions } from '../../src/conformance/context.js';
 import type { EnvSpec, ExecOptions, ExecProcess, OpenOptions } from '../../src/index.js';
 import { hostRunner } from '../../src/runner.js';
 import {
@@ -30,6 +32,10 @@ export interface Mutant {
   driver(): FakeDriver;
   /** Hold host state (leases, host directory and process), as real drivers do. */
   leases?: boolean;
+  /** Options of the unmutated fake that passes the same check (a slow open, for one). */
+  fake?: FakeDriverOptions;
+  /** Conformance options the check runs with, for the mutant and the unmutated fake alike. */
+  conformance?: Pick<ConformanceOptions, 'visibleOnHost'>;
 }
 
 type Mutate = (env: FakeEnvironment, spec: EnvSpec, opts: OpenOptions) => Promise<void> | void;
@@ -224,8 +230,9 @@ export const MUTANTS: readonly Mutant[] = [
     name: 'close-keeps-listing',
     bug: 'close() leaves the environment in list()',
     caughtBy: 'leaks',
+    leases: true,
     driver: () => {
-      const d = baseDriver();
+      const d = baseDriver({ leases: true });
       const list = d.list.bind(d);
       const seen: string[] = [];
       d.list = async (opts) => {
@@ -239,8 +246,9 @@ export const MUTANTS: readonly Mutant[] = [
     name: 'no-list-undeclared',
     bug: 'has no list() and does not say why',
     caughtBy: 'leaks',
+    leases: true,
     driver: () => {
-      const d = baseDriver();
+      const d = baseDriver({ leases: true });
       (d as { list?: unknown }).list = undefined;
       return d;
     },
@@ -320,6 +328,49 @@ export const MUTANTS: readonly Mutant[] = [
         {},
         (spec, opts) => [spec, { ...opts, signal: undefined }],
       ),
+  },
+  {
+    name: 'open-ignores-abort-mid-open',
+    bug: 'open() honours a signal that has already fired but ignores one that fires while it runs',
+    caughtBy: 'open-abort',
+    fake: { openDelayMs: 200 },
+    driver: () =>
+      new MutantDriver(
+        () => {},
+        { openDelayMs: 200 },
+        (spec, opts) => [spec, opts.signal?.aborted ? opts : { ...opts, signal: undefined }],
+      ),
+  },
+  {
+    name: 'push-missing-host-path-raw-error',
+    bug: "push of a missing host path rejects with Node's raw ENOENT, not NOT_FOUND",
+    caughtBy: 'missing-path',
+    driver: () =>
+      new MutantDriver((env) => {
+        const push = env.push.bind(env);
+        env.push = async (src, dest, opts) => {
+          if (typeof src === 'string') await stat(src);
+          return push(src, dest, opts);
+        };
+      }),
+  },
+  {
+    name: 'host-state-not-named-after-id',
+    bug: 'keeps a host directory and a host process named after nothing the host can tie to the environment, and close() leaves both',
+    caughtBy: 'leaks',
+    leases: true,
+    conformance: { visibleOnHost: ['state', 'process'] },
+    driver: () =>
+      new MutantDriver(async (_env, _spec, opts) => {
+        await mkdir(join(opts.stateDir!, 'fake-anonymous', randomBytes(6).toString('hex')), { recursive: true });
+        const p = hostRunner().spawn([process.execPath, '-e', 'setInterval(() => {}, 1 << 30)'], {
+          stdin: 'ignore',
+          stdout: 'ignore',
+          stderr: 'ignore',
+        });
+        p.exited.catch(() => {});
+        if (p.pid) strayProcesses.push(p.pid);
+      }),
   },
   {
     name: 'network-none-not-isolated',

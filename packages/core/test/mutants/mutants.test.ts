@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CheckName, ConformanceOptions } from '../../src/conformance/context.js';
 import { CHECKS, runCheck } from '../../src/conformance/run.js';
 import type { Driver } from '../../src/index.js';
-import { baseDriver, MUTANTS, strayProcesses } from './fake-mutants.js';
+import { baseDriver, MUTANTS, type Mutant, strayProcesses } from './fake-mutants.js';
 
 const check = (name: CheckName) => CHECKS.find((c) => c.name === name)!;
 
@@ -26,12 +26,13 @@ afterAll(async () => {
   await rm(stateDir, { recursive: true, force: true });
 });
 
-function options(driver: Driver, leases: boolean): ConformanceOptions {
+function options(driver: Driver, m: Pick<Mutant, 'leases' | 'conformance'>): ConformanceOptions {
   return {
+    ...m.conformance,
     name: driver.name,
     driver,
     spec: {},
-    openOptions: leases ? { stateDir } : undefined,
+    openOptions: m.leases ? { stateDir } : undefined,
     ownerProcess: {
       module: '@execenv/core/testing',
       exportName: 'FakeDriver',
@@ -42,21 +43,39 @@ function options(driver: Driver, leases: boolean): ConformanceOptions {
 
 // The corpus proves the suite: each mutant has one bug, and the check it names must report it
 // with a problem of its own, not by missing its deadline. The unmutated fake passes the same checks.
+/** How the unmutated fake runs the check a mutant names: the same leases, fake and conformance options. */
+function unmutatedLabel(m: Mutant): string {
+  const extras = [
+    m.leases ? 'leases' : '',
+    m.fake ? `fake ${JSON.stringify(m.fake)}` : '',
+    m.conformance ? JSON.stringify(m.conformance) : '',
+  ].filter(Boolean);
+  return `${m.caughtBy}${extras.length > 0 ? ` with ${extras.join(', ')}` : ''}`;
+}
+
 describe('mutant corpus of the fake driver', () => {
-  const named = [...new Set(MUTANTS.map((m) => `${m.caughtBy}${m.leases ? ' with leases' : ''}`))];
-  it.each(named)(
+  it('holds at least 25 mutants, each with a unique name and a check of the suite', () => {
+    expect(MUTANTS.length).toBeGreaterThanOrEqual(25);
+    expect(new Set(MUTANTS.map((m) => m.name)).size).toBe(MUTANTS.length);
+    for (const m of MUTANTS) expect(CHECKS.map((c) => c.name)).toContain(m.caughtBy);
+  });
+
+  const unmutated = [...new Map(MUTANTS.map((m) => [unmutatedLabel(m), m])).entries()];
+  it.each(unmutated)(
     'the unmutated fake passes %s',
-    async (label) => {
-      const [name, leases] = [label.split(' ')[0] as CheckName, label.endsWith('with leases')];
-      const r = await runCheck(check(name), options(baseDriver(leases ? { leases: true } : {}), leases));
-      expect(r).toEqual({ name, problems: [] });
+    async (_label, m) => {
+      const r = await runCheck(
+        check(m.caughtBy),
+        options(baseDriver({ ...(m.leases ? { leases: true } : {}), ...m.fake }), m),
+      );
+      expect(r).toEqual({ name: m.caughtBy, problems: [] });
     },
     120_000,
   );
 
   for (const m of MUTANTS)
     it(`mutant ${m.name}: caught by ${m.caughtBy}`, async () => {
-      const r = await runCheck(check(m.caughtBy), options(m.driver(), m.leases === true));
+      const r = await runCheck(check(m.caughtBy), options(m.driver(), m));
       expect(r.skipped, `${m.name} (${m.bug}) was skipped`).toBeUndefined();
       expect(r.deadlineMissed, `${m.name} (${m.bug}) was caught only by the check's deadline`).toBeUndefined();
       expect(r.problems.length, `${m.name} (${m.bug}) survived`).toBeGreaterThan(0);

@@ -127,10 +127,20 @@ async function archiveRoundTrip(ctx: CheckContext): Promise<void> {
   );
 }
 
+/**
+ * A missing path rejects with NOT_FOUND (an ExecenvError), never a raw
+ * system error: inside, for pull, readDir and pullArchive; on the host, for
+ * push of a host path, which then creates nothing inside.
+ */
 async function missingPath(ctx: CheckContext): Promise<void> {
   const env = await ctx.env();
   const missing = `/tmp/${unique('missing')}`;
   const host = await ctx.hostDir();
+  const absent = join(host, 'absent');
+  const pushed = await rejection(env.push(absent, missing));
+  // A raw system error has a code too (ENOENT): only NOT_FOUND keeps the promise.
+  ctx.expect(env.id, `push of the missing host path ${absent}`, codeOf(pushed), 'NOT_FOUND');
+  ctx.expect(env.id, `stat ${missing} after a push of a missing host path`, await env.stat(missing), null);
   ctx.expect(env.id, `pull ${missing}`, codeOf(await rejection(env.pull(missing, join(host, 'x')))), 'NOT_FOUND');
   ctx.expect(env.id, `readDir ${missing}`, codeOf(await rejection(env.readDir(missing))), 'NOT_FOUND');
   const stream = env.pullArchive(missing);

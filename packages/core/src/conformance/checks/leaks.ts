@@ -1,6 +1,15 @@
 import { hostRunner } from '../../runner.js';
 import type { EnvSpec } from '../../spec.js';
-import { type Check, type CheckContext, codeOf, HUNG, rejection, show, unique } from '../context.js';
+import {
+  type Check,
+  type CheckContext,
+  codeOf,
+  type HostEvidenceKind,
+  HUNG,
+  rejection,
+  show,
+  unique,
+} from '../context.js';
 import { hostEvidence, settledEvidence } from './evidence.js';
 import { listedIds } from './lifecycle.js';
 
@@ -9,7 +18,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /**
  * close() leaves nothing, judged by what the host shows (mounts, processes,
  * state files, the backend's own listing), not only by the driver's list().
- * A driver without list() fails unless it declares why (withoutList).
+ * A driver without list() fails unless it declares why (withoutList). What
+ * the host shows after close only means something if it showed the
+ * environment while open: every kind the driver declares in visibleOnHost
+ * must be there then; a driver that declares none, and of which the host
+ * shows nothing, has the check skipped with that reason (unless list()
+ * already found a problem).
  */
 async function leaks(ctx: CheckContext): Promise<void> {
   const { driver, withoutList } = ctx.options;
@@ -24,6 +38,16 @@ async function leaks(ctx: CheckContext): Promise<void> {
   if (listed && !listed.includes(env.id))
     ctx.problem(env.id, 'list() while open', listed, `a list including ${env.id}`);
   const whileOpen = await hostEvidence(env.id, ctx.options, [mark]);
+  const declared = ctx.options.visibleOnHost ?? [];
+  const seen = new Set(whileOpen.map(evidenceKind));
+  const unseen = declared.filter((kind) => !seen.has(kind));
+  if (unseen.length > 0)
+    ctx.problem(
+      env.id,
+      `what the host shows while open (visibleOnHost: ${declared.join(', ')})`,
+      whileOpen,
+      `entries of every declared kind, none of ${unseen.join(', ')} seen`,
+    );
   if ((await ctx.within(30_000, env.id, 'close while sleep 30 runs', 'closed', env.close())) === HUNG) {
     ctx.abandon(env);
     return;
@@ -33,6 +57,17 @@ async function leaks(ctx: CheckContext): Promise<void> {
   const left = await settledEvidence(env.id, ctx.options, [mark]);
   if (left.length > 0)
     ctx.problem(env.id, `what the host shows after close (while open: ${whileOpen.length} entries)`, left, []);
+  if (whileOpen.length === 0 && declared.length === 0)
+    ctx.skip(
+      `could not see the environment on the host: while ${env.id} was open, no mount, process, state entry ` +
+        'or backendResources line named it, so an empty host after close proves nothing (list() was checked); ' +
+        'declare what the host shows with visibleOnHost, or give backendResources',
+    );
+}
+
+/** The kind of a hostEvidence line: its first word. */
+function evidenceKind(line: string): HostEvidenceKind {
+  return line.slice(0, line.indexOf(' ')) as HostEvidenceKind;
 }
 
 /**
