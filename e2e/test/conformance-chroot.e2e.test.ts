@@ -6,6 +6,10 @@ import { busyboxTarball, busyboxTarballWithSymlinks, minbaseTarball, removeBusyb
 afterAll(removeBusyboxVariants);
 
 const imageWithSymlinks = async (links: Record<string, string>) => ({ image: await busyboxTarballWithSymlinks(links) });
+// What the host shows of an open chroot: its overlay mounted under the state directory (root mode only),
+// the agent and commands as host processes, and the lease.
+const rootVisible = ['mount', 'process', 'state'] as const;
+const rootlessVisible = ['process', 'state'] as const;
 
 // The same suite every driver runs, against real chroots on this host.
 describeConformance({
@@ -13,6 +17,7 @@ describeConformance({
   driver: new ChrootDriver({ mode: 'root' }),
   spec: { image: busyboxTarball() },
   imageWithSymlinks,
+  visibleOnHost: rootVisible,
   ownerProcess: { module: '@execenv/chroot', exportName: 'ChrootDriver', args: [{ mode: 'root' }] },
 });
 
@@ -20,6 +25,7 @@ describeConformance({
   name: 'chroot, root mode, Debian bookworm minbase',
   driver: new ChrootDriver({ mode: 'root' }),
   spec: { image: minbaseTarball() },
+  visibleOnHost: rootVisible,
   ownerProcess: { module: '@execenv/chroot', exportName: 'ChrootDriver', args: [{ mode: 'root' }] },
 });
 
@@ -28,6 +34,7 @@ describeConformance({
   driver: new ChrootDriver({ mode: 'rootless' }),
   spec: { image: busyboxTarball('.xz') },
   imageWithSymlinks,
+  visibleOnHost: rootlessVisible,
   ownerProcess: { module: '@execenv/chroot', exportName: 'ChrootDriver', args: [{ mode: 'rootless' }] },
 });
 
@@ -36,6 +43,7 @@ describeConformance({
   driver: new ChrootDriver({ mode: 'rootless', subordinateIds: false }),
   spec: { image: busyboxTarball('.zst') },
   imageWithSymlinks,
+  visibleOnHost: rootlessVisible,
   ownerProcess: {
     module: '@execenv/chroot',
     exportName: 'ChrootDriver',
