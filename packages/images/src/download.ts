@@ -40,7 +40,7 @@ const isImageError = (err: unknown) =>
 async function attempt(url: string, opts: DownloadOptions): Promise<CacheEntry> {
   let res: Awaited<ReturnType<typeof get>>;
   try {
-    res = await get(url, opts.signal);
+    res = await get(url, { signal: opts.signal, timeoutMs: opts.timeoutMs });
   } catch (err) {
     if (opts.signal?.aborted) throw err;
     throw new TransientFetchError(`${url}: ${(err as Error).message}`, { cause: err });

@@ -2,28 +2,57 @@ import type { IncomingMessage } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { type ExecenvEvent, ImageNotFoundError } from '@execenv/core';
-import { PERMANENT_STATUSES, type RetryPolicy, TransientFetchError, withRetries } from './retry.js';
+import {
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  PERMANENT_STATUSES,
+  type RetryPolicy,
+  TransientFetchError,
+  withRetries,
+} from './retry.js';
 
 /** Most redirects followed. */
 const MAX_REDIRECTS = 5;
+
+/** How get() sends a request. */
+export interface GetOptions {
+  signal?: AbortSignal;
+  method?: 'GET' | 'HEAD';
+  /**
+   * Milliseconds to wait for the connection, the answer, and then each
+   * chunk of the body; past it the request and its response are destroyed
+   * with an error saying so. @default DEFAULT_REQUEST_TIMEOUT_MS
+   */
+  timeoutMs?: number;
+}
 
 /**
  * Sends a GET (or HEAD) for `url` with node's own HTTP client (its streams
  * are far cheaper than fetch's web streams for large bodies), following
  * redirects. Resolves with the final response, whatever its status; rejects
- * on network errors.
+ * on network errors and when the server goes quiet for `timeoutMs` before
+ * answering; a body that stalls as long errors its stream.
  */
-export function get(url: string, signal?: AbortSignal, method: 'GET' | 'HEAD' = 'GET', redirects = 0) {
+export function get(url: string, opts: GetOptions = {}, redirects = 0): Promise<IncomingMessage> {
+  const { signal, method = 'GET', timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS } = opts;
   return new Promise<IncomingMessage>((resolve, reject) => {
     const request = url.startsWith('https:') ? httpsRequest : httpRequest;
-    const req = request(url, { method, signal }, (res) => {
+    let response: IncomingMessage | undefined;
+    // `timeout` arms the socket's idle timer before it connects: it covers the connect, the wait
+    // for the headers and every pause in the body.
+    const req = request(url, { method, signal, timeout: timeoutMs }, (res) => {
       const location = res.headers.location;
       if (res.statusCode && res.statusCode >= 300 && res.statusCode < 400 && location) {
         res.resume();
         if (redirects >= MAX_REDIRECTS) return reject(new Error(`${url}: more than ${MAX_REDIRECTS} redirects`));
-        return resolve(get(new URL(location, url).href, signal, method, redirects + 1));
+        return resolve(get(new URL(location, url).href, opts, redirects + 1));
       }
+      response = res;
       resolve(res);
+    });
+    req.on('timeout', () => {
+      const err = new Error(`no data from the server for ${timeoutMs} ms`);
+      if (response) response.destroy(err);
+      req.destroy(err);
     });
     req.on('error', reject);
     req.end();
@@ -39,17 +68,17 @@ export interface DocumentFetchOptions extends RetryPolicy {
 
 const statusText = (res: IncomingMessage) => `the server answered ${res.statusCode} ${res.statusMessage ?? ''}`.trim();
 
-async function sendOnce(url: string, method: 'GET' | 'HEAD', signal?: AbortSignal): Promise<IncomingMessage> {
+async function sendOnce(url: string, method: 'GET' | 'HEAD', opts: DocumentFetchOptions): Promise<IncomingMessage> {
   try {
-    return await get(url, signal, method);
+    return await get(url, { method, signal: opts.signal, timeoutMs: opts.timeoutMs });
   } catch (err) {
-    if (signal?.aborted) throw err;
+    if (opts.signal?.aborted) throw err;
     throw new TransientFetchError(`${url}: ${(err as Error).message}`, { cause: err });
   }
 }
 
-async function fetchOnce(url: string, signal?: AbortSignal): Promise<string | undefined> {
-  const res = await sendOnce(url, 'GET', signal);
+async function fetchOnce(url: string, opts: DocumentFetchOptions): Promise<string | undefined> {
+  const res = await sendOnce(url, 'GET', opts);
   const status = res.statusCode ?? 0;
   if (PERMANENT_STATUSES.has(status)) {
     res.resume();
@@ -81,7 +110,7 @@ async function fetchOnce(url: string, signal?: AbortSignal): Promise<string | un
  * attempt.
  */
 export function getDocument(url: string, opts: DocumentFetchOptions = {}): Promise<string | undefined> {
-  return withRetries(`fetching ${url}`, 'resolve', () => fetchOnce(url, opts.signal), opts);
+  return withRetries(`fetching ${url}`, 'resolve', () => fetchOnce(url, opts), opts);
 }
 
 /** Whether the server has `url` (a HEAD answered 2xx), with the same retries as getDocument. */
@@ -90,7 +119,7 @@ export function exists(url: string, opts: DocumentFetchOptions = {}): Promise<bo
     `checking ${url}`,
     'resolve',
     async () => {
-      const res = await sendOnce(url, 'HEAD', opts.signal);
+      const res = await sendOnce(url, 'HEAD', opts);
       res.resume();
       const status = res.statusCode ?? 0;
       if (status >= 200 && status < 300) return true;

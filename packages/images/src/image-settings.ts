@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { defaultCacheDir, InvalidSpecError } from '@execenv/core';
+import { defaultCacheDir, type ErrorContext, InvalidSpecError } from '@execenv/core';
 import { ImageCache } from './image-cache.js';
 import type { IndexFreshness, IndexRefresh } from './index-documents.js';
 import type { ImageServers } from './resolve-image.js';
@@ -108,44 +108,88 @@ function invalid(where: string, problem: string): InvalidSpecError {
   return new InvalidSpecError('images', `${where}: ${problem}`);
 }
 
-/** Checks the `images` section of a configuration file, keeping only the known settings. */
-function checkSettings(raw: unknown, where: string): ImageSettings {
+/** Every field of ImageSettings. */
+const SETTINGS: readonly (keyof ImageSettings)[] = [
+  'servers',
+  'keys',
+  'verify',
+  'cacheDir',
+  'budgetBytes',
+  'refresh',
+  'maxIndexAgeMs',
+  'attempts',
+  'backoffMs',
+  'timeoutMs',
+];
+
+/**
+ * Checks settings read from a file or given as an option, keeping the known
+ * fields; `fail` makes the error for a problem. `strict` refuses unknown fields.
+ */
+function checkSettings(raw: unknown, fail: (problem: string) => InvalidSpecError, strict = false): ImageSettings {
   if (raw === undefined) return {};
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid(where, '"images" must be an object');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw fail('"images" must be an object');
   const r = raw as Record<string, unknown>;
+  if (strict)
+    for (const name of Object.keys(r))
+      if (!(SETTINGS as readonly string[]).includes(name))
+        throw fail(`unknown setting "${name}"; image settings are ${SETTINGS.join(', ')}`);
   const out: ImageSettings = {};
   const str = (v: unknown, name: string) => {
-    if (typeof v !== 'string' || v === '') throw invalid(where, `"${name}" must be a non-empty string`);
+    if (typeof v !== 'string' || v === '') throw fail(`"${name}" must be a non-empty string`);
     return v;
   };
   if (r.servers !== undefined) {
-    if (typeof r.servers !== 'object' || r.servers === null) throw invalid(where, '"servers" must be an object');
+    if (typeof r.servers !== 'object' || r.servers === null) throw fail('"servers" must be an object');
     const s = r.servers as Record<string, unknown>;
+    if (strict)
+      for (const name of Object.keys(s))
+        if (name !== 'lxc' && name !== 'simplestreams')
+          throw fail(`unknown server kind "${name}"; servers are lxc and simplestreams`);
     out.servers = {
       ...(s.lxc !== undefined ? { lxc: str(s.lxc, 'servers.lxc') } : {}),
       ...(s.simplestreams !== undefined ? { simplestreams: str(s.simplestreams, 'servers.simplestreams') } : {}),
     };
   }
   if (r.keys !== undefined) {
-    if (!Array.isArray(r.keys)) throw invalid(where, '"keys" must be an array of key files or armored keys');
+    if (!Array.isArray(r.keys)) throw fail('"keys" must be an array of key files or armored keys');
     out.keys = r.keys.map((k, i) => str(k, `keys[${i}]`));
   }
   if (r.verify !== undefined) {
-    if (typeof r.verify !== 'boolean') throw invalid(where, '"verify" must be true or false');
+    if (typeof r.verify !== 'boolean') throw fail('"verify" must be true or false');
     out.verify = r.verify;
   }
   if (r.cacheDir !== undefined) out.cacheDir = str(r.cacheDir, 'cacheDir');
-  for (const name of ['budgetBytes', 'maxIndexAgeMs', 'attempts', 'backoffMs'] as const) {
+  for (const name of ['budgetBytes', 'maxIndexAgeMs', 'attempts', 'backoffMs', 'timeoutMs'] as const) {
     const v = r[name];
     if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw invalid(where, `"${name}" must be a number >= 0`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw fail(`"${name}" must be a number >= 0`);
     out[name] = v;
   }
   if (r.refresh !== undefined) {
-    if (!REFRESH.includes(r.refresh as IndexRefresh)) throw invalid(where, `"refresh" must be ${REFRESH.join(', ')}`);
+    if (!REFRESH.includes(r.refresh as IndexRefresh)) throw fail(`"refresh" must be ${REFRESH.join(', ')}`);
     out.refresh = r.refresh as IndexRefresh;
   }
   return out;
+}
+
+/**
+ * Checks image settings given as an option (a driver's `images`, or
+ * `spec.driverOptions.images`) before anything is fetched or created:
+ * undefined stays undefined; anything but an object of known, well-typed
+ * settings throws InvalidSpecError naming `field` (with `context`: the driver and operation).
+ *
+ * @example
+ * ```ts
+ * import { checkImageSettings } from '@execenv/images';
+ * const options = spec.driverOptions as { images?: unknown } | undefined;
+ * // INVALID_SPEC naming driverOptions.images on { verify: 'no' }
+ * const images = checkImageSettings(options?.images, 'driverOptions.images', { driver: 'foo', op: 'open' });
+ * ```
+ */
+export function checkImageSettings(raw: unknown, field: string, context?: ErrorContext): ImageSettings | undefined {
+  if (raw === undefined) return undefined;
+  return checkSettings(raw, (problem) => new InvalidSpecError(field, problem, context), true);
 }
 
 async function fromFile(path: string): Promise<ImageSettings> {
@@ -163,7 +207,7 @@ async function fromFile(path: string): Promise<ImageSettings> {
     throw invalid(`config file ${path}`, `is not JSON: ${(err as Error).message}`);
   }
   if (typeof parsed !== 'object' || parsed === null) throw invalid(`config file ${path}`, 'must hold an object');
-  return checkSettings((parsed as { images?: unknown }).images, `config file ${path}`);
+  return checkSettings((parsed as { images?: unknown }).images, (problem) => invalid(`config file ${path}`, problem));
 }
 
 const SIZE = /^(\d+)\s*([KMGT]i?B?)?$/i;
@@ -181,7 +225,8 @@ function bytes(text: string, name: string): number {
  * `EXECENV_IMAGE_KEYS` (key files separated by `:`), `EXECENV_IMAGE_VERIFY`
  * (`0`/`false` to accept unsigned images), `EXECENV_IMAGE_CACHE_DIR`,
  * `EXECENV_IMAGE_BUDGET` (bytes, or with K, M, G, T), `EXECENV_IMAGE_REFRESH`
- * (`always`, `if-stale`, `never`), `EXECENV_INDEX_MAX_AGE` (seconds).
+ * (`always`, `if-stale`, `never`), `EXECENV_INDEX_MAX_AGE` (seconds),
+ * `EXECENV_IMAGE_TIMEOUT` (seconds a request may wait for the server, 0 for ever).
  */
 function fromEnv(env: NodeJS.ProcessEnv): ImageSettings {
   const out: ImageSettings = {};
@@ -207,6 +252,12 @@ function fromEnv(env: NodeJS.ProcessEnv): ImageSettings {
   if (maxAge) {
     if (!/^\d+$/.test(maxAge)) throw invalid('$EXECENV_INDEX_MAX_AGE', `"${maxAge}" is not a number of seconds`);
     out.maxIndexAgeMs = Number(maxAge) * 1000;
+  }
+  const timeout = env.EXECENV_IMAGE_TIMEOUT;
+  if (timeout) {
+    if (!/^\d+(\.\d+)?$/.test(timeout))
+      throw invalid('$EXECENV_IMAGE_TIMEOUT', `"${timeout}" is not a number of seconds`);
+    out.timeoutMs = Number(timeout) * 1000;
   }
   return out;
 }

@@ -105,8 +105,8 @@ export async function fetchIndexImage(q: IndexQuery, opts: IndexImageOptions): P
   const { entry, base } = await resolveIndex(opts.server, q, { ...opts, keys: ring });
   const fetchOne = async (file: string): Promise<CacheEntry> => {
     const url = `${base}/${file}`;
-    const { cache, onEvent, signal, attempts, backoffMs } = opts;
-    const common = { cache, onEvent, signal, attempts, backoffMs };
+    const { cache, onEvent, signal, attempts, backoffMs, timeoutMs } = opts;
+    const common = { cache, onEvent, signal, attempts, backoffMs, timeoutMs };
     if (!ring) return download(url, { ...common, cacheKey: `${url}\nunverified` });
     // The keys are part of the key: a copy fetched unverified, or checked against other keys, is never reused.
     const cacheKey = `${url}\nverified ${ring.id}`;

@@ -20,7 +20,7 @@ export * from './qcow2.js';
 export * from './qemu-img.js';
 export * from './reference.js';
 export * from './resolve-image.js';
-export type { RetryPolicy } from './retry.js';
+export { DEFAULT_REQUEST_TIMEOUT_MS, type RetryPolicy } from './retry.js';
 export * from './root-directory.js';
 export * from './rootfs-directory.js';
 export * from './signature.js';

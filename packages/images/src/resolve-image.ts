@@ -227,8 +227,8 @@ export async function resolveImage(reference: string, opts: ResolveImageOptions)
     case 'lxd-split':
       return classifySplit(ref.meta, ref.rootfs, runner);
     case 'url': {
-      const { cache, onEvent, signal, attempts, backoffMs } = opts;
-      const entry = await download(ref.url, { cache, onEvent, signal, attempts, backoffMs });
+      const { cache, onEvent, signal, attempts, backoffMs, timeoutMs } = opts;
+      const entry = await download(ref.url, { cache, onEvent, signal, attempts, backoffMs, timeoutMs });
       return classifyLocal(entry.path, runner);
     }
     case 'index': {

@@ -15,7 +15,29 @@ export interface RetryPolicy {
   attempts?: number;
   /** First delay between attempts, doubled each time. @default 250 ms */
   backoffMs?: number;
+  /**
+   * Milliseconds one attempt may wait for the connection, for the answer,
+   * or for the next bytes of a body; past it the attempt fails as a
+   * transient error (retried, then TransportError); 0 waits for ever.
+   * @default DEFAULT_REQUEST_TIMEOUT_MS (30 s)
+   */
+  timeoutMs?: number;
 }
+
+/**
+ * How long a request waits for the connection, the answer or the next bytes of a body: 30 seconds.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_REQUEST_TIMEOUT_MS, download, ImageCache } from '@execenv/images';
+ * // A slow mirror: wait twice as long for each chunk before trying again.
+ * await download('https://example.org/rootfs.tar.xz', {
+ *   cache: new ImageCache(),
+ *   timeoutMs: 2 * DEFAULT_REQUEST_TIMEOUT_MS,
+ * });
+ * ```
+ */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 /** A failure worth another attempt: a network error, a 5xx or 429 answer, a body cut short. */
 export class TransientFetchError extends Error {}

@@ -2,7 +2,7 @@ import { type ExecenvEvent, emit, ImageNotFoundError, ImageVerifyFailedError, Tr
 import { readCleartextMessage } from 'openpgp';
 import { archNames } from './arch.js';
 import { download } from './download.js';
-import { getDocument } from './http-get.js';
+import { exists, getDocument } from './http-get.js';
 import type { CacheEntry, ImageCache } from './image-cache.js';
 import { type IndexFreshness, readIndexDocument } from './index-documents.js';
 import { type IndexQuery, keyRingOf } from './lxc-index.js';
@@ -120,6 +120,12 @@ class StreamReader {
   async #fetch(url: string, path: string): Promise<string | undefined> {
     const body = await getDocument(url, this.#opts);
     if (body === undefined) {
+      if (this.#keys && !(await exists(`${this.#root}/${path}`, this.#opts)))
+        throw new ImageNotFoundError(
+          url,
+          `the server answered 404 and has no ${path} either: is ${this.#root} a simplestreams server?`,
+          { op: 'resolve' },
+        );
       if (this.#keys)
         throw new ImageVerifyFailedError(
           `execenv: ${this.#root}/${path} is not signed (no ${url}); refusing it. Pass verify: false to trust the unsigned index over HTTPS`,
@@ -148,8 +154,9 @@ function matches(p: Product, q: IndexQuery): boolean {
  * image-downloads products of `streams/v1/index.sjson` (its signature checked
  * against `opts.keys`) or, with `verify: false`, `index.json`; the product
  * whose os/release/arch/variant match, and its newest version's items.
- * Throws ImageNotFoundError listing what the server offers, and
- * ImageVerifyFailedError when a document is unsigned or badly signed.
+ * Throws ImageNotFoundError listing what the server offers, or naming the
+ * URL when the server has no stream documents at all (a wrong server URL),
+ * and ImageVerifyFailedError when a document is unsigned or badly signed.
  *
  * @example
  * ```ts
@@ -235,13 +242,14 @@ export async function fetchStreamItems(
         `the version has ${Object.keys(image.items).join(', ')}`,
       );
     if (item.path.includes('..')) throw new ImageNotFoundError(item.path, 'item paths must stay on the server');
-    const { cache, onEvent, signal, attempts, backoffMs } = opts;
+    const { cache, onEvent, signal, attempts, backoffMs, timeoutMs } = opts;
     out[name] = await download(`${root}/${item.path}`, {
       cache,
       onEvent,
       signal,
       attempts,
       backoffMs,
+      timeoutMs,
       expectedSha256: item.sha256,
     });
   }

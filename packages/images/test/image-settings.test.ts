@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  checkImageSettings,
   DEFAULT_IMAGE_SERVERS,
   driverImages,
   imageCacheOf,
@@ -57,6 +58,7 @@ describe('imageSettings', () => {
       EXECENV_IMAGE_BUDGET: '20G',
       EXECENV_IMAGE_REFRESH: 'always',
       EXECENV_INDEX_MAX_AGE: '60',
+      EXECENV_IMAGE_TIMEOUT: '5',
     };
     expect(await imageSettings({ env })).toEqual({
       servers: { lxc: 'http://127.0.0.1:2' },
@@ -66,6 +68,7 @@ describe('imageSettings', () => {
       budgetBytes: 20 * 2 ** 30,
       refresh: 'always',
       maxIndexAgeMs: 60_000,
+      timeoutMs: 5000,
     });
     expect(imageCacheOf(await imageSettings({ env }))).toMatchObject({ dir: '/cache', budgetBytes: 20 * 2 ** 30 });
   });
@@ -111,5 +114,23 @@ describe('imageSettings', () => {
         verify: undefined,
       }),
     ).toEqual({ servers: { simplestreams: 'b' }, keys: ['k'], verify: true });
+  });
+
+  it('checkImageSettings takes well-formed option settings and refuses anything else naming the field', () => {
+    expect(checkImageSettings(undefined, 'driverOptions.images')).toBeUndefined();
+    const good = { servers: { lxc: 'http://127.0.0.1:1' }, keys: ['/k.gpg'], verify: false, timeoutMs: 100 };
+    expect(checkImageSettings(good, 'driverOptions.images')).toEqual(good);
+    for (const bad of [
+      'https://images.example.org',
+      { verify: 'no' },
+      { keys: '/k.gpg' },
+      { servers: { oci: 'x' } },
+      { server: 'typo' },
+      { timeoutMs: -1 },
+      { refresh: 'sometimes' },
+    ])
+      expect(() => checkImageSettings(bad, 'driverOptions.images')).toThrow(
+        expect.objectContaining({ code: 'INVALID_SPEC', field: 'driverOptions.images' }),
+      );
   });
 });

@@ -80,6 +80,31 @@ describe('simplestreams', () => {
     });
   });
 
+  it('a server with no stream documents (a wrong URL) is IMAGE_NOT_FOUND naming the URL, not a signature problem', async () => {
+    const wrong = `${server.url}/not-a-stream-server`;
+    const err = await resolveSimplestreams(wrong, q, {
+      keys: [signer.publicKey],
+      cache: new ImageCache({ dir }),
+    }).catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: 'IMAGE_NOT_FOUND',
+      message: expect.stringContaining(`${wrong}/streams/v1/index.sjson`),
+    });
+    expect((err as Error).message).not.toContain('verify: false');
+    expect(server.http.hits.get('/not-a-stream-server/streams/v1/index.sjson')).toBe(1);
+    // Nothing is kept for it: once the server has the documents, the next resolve finds them.
+    server.http.routes.set(
+      '/not-a-stream-server/streams/v1/index.sjson',
+      server.http.routes.get('/streams/v1/index.sjson')!,
+    );
+    server.http.routes.set(
+      '/not-a-stream-server/streams/v1/images.sjson',
+      server.http.routes.get('/streams/v1/images.sjson')!,
+    );
+    const image = await resolveSimplestreams(wrong, q, { keys: [signer.publicKey], cache: new ImageCache({ dir }) });
+    expect(image.version).toBe('20261122_05:24');
+  });
+
   it('reads the unsigned index.json only when verify is false', async () => {
     server.http.routes.delete('/streams/v1/index.sjson');
     const image = await resolveSimplestreams(server.url, q, { verify: false });

@@ -8,7 +8,6 @@ import {
   type Capability,
   type Driver,
   DriverUnavailableError,
-  defaultCacheDir,
   defaultStateDir,
   type EnvironmentInfo,
   type EnvSpec,
@@ -20,7 +19,6 @@ import {
   type OpenOptions,
   type ProcessRunner,
   throwIfAborted,
-  UnsupportedError,
   validateSpec,
   withContext,
 } from '@execenv/core';
@@ -34,8 +32,15 @@ import {
   leaseGc,
   leaseList,
   openWithLease,
+  unsupportedField,
 } from '@execenv/core/driver';
-import { ImageCache, imageRootDirectory, resolveImage } from '@execenv/images';
+import {
+  checkImageSettings,
+  driverImages,
+  type ImageSettings,
+  imageRootDirectory,
+  resolveImage,
+} from '@execenv/images';
 import { type NamespaceLink, type NetworkMode, networkMode, resolvConf } from '@execenv/net';
 import { waitUntilBooted } from './boot-readiness.js';
 import { startContainer } from './container.js';
@@ -73,6 +78,8 @@ interface Plan {
   machine: string | undefined;
   properties: string[];
   scope: boolean;
+  /** Image settings given in the spec, checked. */
+  images: ImageSettings | undefined;
 }
 
 /**
@@ -102,10 +109,6 @@ export class NspawnDriver implements Driver {
 
   get #runner(): ProcessRunner {
     return this.#options.runner ?? hostRunner();
-  }
-
-  get #cacheDir(): string {
-    return this.#options.cacheDir ?? defaultCacheDir();
   }
 
   #machinesDir(stateDir: string): string {
@@ -167,9 +170,9 @@ export class NspawnDriver implements Driver {
     throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
     const agentBinary = await this.#agentBinary();
     emit(opts.onEvent, { type: 'image-resolve', reference: checked.image });
-    const cache = new ImageCache({ dir: join(this.#cacheDir, 'images') });
+    const { images, cache } = await this.#images(plan.images);
     const resolved = await resolveImage(checked.image, {
-      ...this.#options.images,
+      ...images,
       cache,
       runner,
       onEvent: opts.onEvent,
@@ -300,11 +303,21 @@ export class NspawnDriver implements Driver {
 
   /**
    * Removes what environments of dead owners left behind: their nspawn and
-   * init processes, overlays, runtime and propagation directories. Kept
-   * machine directories stay.
+   * init processes, overlays, runtime and propagation directories, and what
+   * killed processes left in the image cache (partial downloads,
+   * half-extracted trees). Kept machine directories stay.
    */
   async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
-    return leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, nspawnUndo(this.#runner));
+    const report = await leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, nspawnUndo(this.#runner));
+    await this.#images()
+      .then(({ cache }) => cache.sweep())
+      .catch((err: Error) => report.errors.push(`image cache: ${err.message}`));
+    return report;
+  }
+
+  /** Image settings (the user's configuration and EXECENV_* variables, then the driver's, then the spec's) and their cache. */
+  #images(forEnvironment?: ImageSettings) {
+    return driverImages(this.#options.cacheDir, this.#options.images, forEnvironment);
   }
 
   /**
@@ -350,9 +363,15 @@ export class NspawnDriver implements Driver {
       machine = checkMachineName(o.machine);
     } else if (o.machine !== undefined)
       throw new InvalidSpecError('driverOptions.machine', 'a machine name is kept only with ephemeral: false', ctx);
+    const images = checkImageSettings(o.images, 'driverOptions.images', ctx);
     const scope = await hostRunsSystemd();
     const properties = resourceProperties(spec.resources);
-    if (properties.length > 0 && !scope) throw new UnsupportedError(DRIVER_NAME, 'resource-limits', { op: 'open' });
+    if (properties.length > 0 && !scope)
+      throw unsupportedField(
+        DRIVER_NAME,
+        'resources',
+        'no systemd as PID 1, so no scope to apply cpu and memory limits to',
+      );
     const mode: NspawnMode = o.boot ? 'boot' : 'plain';
     return {
       mode,
@@ -362,6 +381,7 @@ export class NspawnDriver implements Driver {
       machine,
       properties,
       scope,
+      images,
     };
   }
 

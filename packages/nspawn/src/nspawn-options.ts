@@ -1,9 +1,12 @@
 import type { ProcessRunner } from '@execenv/core';
-import type { ResolveImageOptions } from '@execenv/images';
+import type { ImageSettings } from '@execenv/images';
 import type { NspawnNetworksOptions } from './nspawn-network.js';
 
 /**
- * Where `index:` references are looked up and which keys sign them (see resolveImage of @execenv/images).
+ * Where `index:` references are looked up, which keys sign them, and how
+ * images are cached (see ImageSettings of @execenv/images). Given to the
+ * driver or per environment, these override the user's configuration
+ * (`$XDG_CONFIG_HOME/execenv/config.json`, `EXECENV_*` variables).
  *
  * @example
  * ```ts
@@ -15,7 +18,7 @@ import type { NspawnNetworksOptions } from './nspawn-network.js';
  * const env = await new NspawnDriver({ images }).open({ image: 'index:debian/bookworm/amd64' });
  * ```
  */
-export type NspawnImageSources = Pick<ResolveImageOptions, 'servers' | 'keys' | 'verify'>;
+export type NspawnImageSources = ImageSettings;
 
 /**
  * Options of an nspawn driver instance.
@@ -30,14 +33,18 @@ export type NspawnImageSources = Pick<ResolveImageOptions, 'servers' | 'keys' | 
 export interface NspawnDriverOptions {
   /** Runs every host command. @default core's execa runner */
   runner?: ProcessRunner;
-  /** Where extracted root filesystems are cached. @default core's defaultCacheDir() */
+  /**
+   * A cache root of this driver's own: images and their extracted trees are kept under
+   * `<cacheDir>/images`, whatever the image settings say.
+   * @default the image settings' cacheDir, else `<defaultCacheDir()>/images`
+   */
   cacheDir?: string;
   /**
    * Where the directories of persistent machines (`ephemeral: false`) live.
    * @default `<defaultStateDir()>/nspawn/machines`
    */
   machinesDir?: string;
-  /** Image servers and trusted keys for `index:` references; local paths and URLs need none. */
+  /** Image settings over the user's configuration; local paths and URLs need no server or key. */
   images?: NspawnImageSources;
   /**
    * Mount a tmpfs on /run/systemd/nspawn when it is not one, so nspawn can
@@ -89,6 +96,8 @@ export interface NspawnEnvOptions {
    * letters, digits and dashes. Required with `ephemeral: false`.
    */
   machine?: string;
+  /** Image settings for this environment, over the driver's and the user's configuration. */
+  images?: NspawnImageSources;
 }
 
 /**

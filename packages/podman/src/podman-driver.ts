@@ -7,7 +7,6 @@ import {
   type Capability,
   type Driver,
   DriverUnavailableError,
-  defaultCacheDir,
   defaultStateDir,
   type EnvironmentInfo,
   type EnvSpec,
@@ -22,11 +21,18 @@ import {
   ownerOf,
   type ProcessRunner,
   throwIfAborted,
-  UnsupportedError,
   validateSpec,
 } from '@execenv/core';
-import { agentError, findBinary, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
-import { ImageCache, resolveImage } from '@execenv/images';
+import {
+  agentError,
+  findBinary,
+  hostArch,
+  leaseGc,
+  leaseList,
+  openWithLease,
+  unsupportedField,
+} from '@execenv/core/driver';
+import { checkImageSettings, driverImages, type ImageSettings, resolveImage } from '@execenv/images';
 import { type AgentLink, connectExec, connectSocket } from './agent-link.js';
 import { AttachedRun, waitForConmon } from './attached-run.js';
 import { AGENT_PATH, type ContainerPlan, createArgs } from './container-args.js';
@@ -177,7 +183,7 @@ export class PodmanDriver implements Driver {
         ctx,
       );
     if (checked.resources?.disk !== undefined)
-      throw new UnsupportedError(DRIVER_NAME, 'resource-limits', { op: 'open', cause: 'resources.disk' });
+      throw unsupportedField(DRIVER_NAME, 'resources.disk', 'podman cannot limit the size of a container’s filesystem');
     const network = checked.network ?? 'none';
     const cli = this.cli();
     const runner = this.#runner;
@@ -198,7 +204,7 @@ export class PodmanDriver implements Driver {
         throw new InvalidSpecError(`mounts[${i}]`, 'podman cannot bind a path containing a comma', ctx);
     throwIfAborted(opts.signal, ['open'], ctx);
     const binary = await agentBinary();
-    const cache = new ImageCache({ dir: join(this.#options.cacheDir ?? defaultCacheDir(), 'images') });
+    const { images, cache } = await this.#images(envOptions.images);
     emit(opts.onEvent, { type: 'image-resolve', reference: checked.image });
     // The image is made available before the environment exists: a pull or an import holds no lease.
     const imageOptions = {
@@ -215,7 +221,7 @@ export class PodmanDriver implements Driver {
     const tarballKey = await this.#tarballImports.key(reference);
     const ensure = async (): Promise<string> => {
       const resolved = await resolveImage(reference, {
-        ...this.#options.images,
+        ...images,
         cache,
         runner,
         onEvent: opts.onEvent,
@@ -412,7 +418,9 @@ export class PodmanDriver implements Driver {
    * Removes what environments of dead owners left: first through their
    * leases (containers, networks, runtime directories), then every container
    * and network labelled `execenv.owner` whose owner process, on this host,
-   * is gone. Images are never removed here (see pruneImages).
+   * is gone, and sweeps the image cache of what killed processes left there
+   * (partial downloads, half-converted tarballs). Images are never removed
+   * here (see pruneImages).
    */
   async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
     const cli = this.cli();
@@ -470,7 +478,16 @@ export class PodmanDriver implements Driver {
         (err: Error) => report.errors.push(`${n.name}: ${err.message}`),
       );
     }
+    // A killed open may have left a partial download or a half-converted tarball in the image cache.
+    await this.#images()
+      .then(({ cache }) => cache.sweep())
+      .catch((err: Error) => report.errors.push(`image cache: ${err.message}`));
     return report;
+  }
+
+  /** Image settings (the user's configuration and EXECENV_* variables, then the driver's, then the spec's) and their cache. */
+  #images(forEnvironment?: ImageSettings) {
+    return driverImages(this.#options.cacheDir, this.#options.images, forEnvironment);
   }
 
   /**
@@ -553,7 +570,7 @@ async function copyAgent(cli: PodmanCli, binary: string, container: string): Pro
 /** Checks spec.driverOptions before anything is created. */
 function checkEnvOptions(raw: unknown): PodmanEnvOptions {
   const o = (raw ?? {}) as Record<string, unknown>;
-  const known = ['privateNetwork', 'pids', 'pull'];
+  const known = ['privateNetwork', 'pids', 'pull', 'images'];
   for (const key of Object.keys(o))
     if (!known.includes(key))
       throw new InvalidSpecError(
@@ -567,5 +584,6 @@ function checkEnvOptions(raw: unknown): PodmanEnvOptions {
     throw new InvalidSpecError('driverOptions.pids', 'must be a positive integer', ctx);
   if (o.pull !== undefined && !['missing', 'always', 'never'].includes(o.pull as string))
     throw new InvalidSpecError('driverOptions.pull', 'must be missing, always or never', ctx);
-  return o as PodmanEnvOptions;
+  const images = checkImageSettings(o.images, 'driverOptions.images', ctx);
+  return { ...(o as PodmanEnvOptions), images };
 }

@@ -52,7 +52,8 @@ export interface EnsureImageOptions {
 /**
  * Makes the resolved image available to podman and returns the name to
  * create containers from: an OCI reference is pulled when missing (or
- * always); a rootfs tarball is converted once into a plain checked tarball
+ * always); a rootfs tarball, or the rootfs tarball of a split image (what
+ * an `index:` reference resolves to), is converted once into a plain checked tarball
  * (cached by digest) and imported once as `localhost/execenv-rootfs:<sha256>`,
  * labelled `execenv.rootfs`, so later opens reuse it and gc can tell it
  * from the user's images.
@@ -75,6 +76,10 @@ export async function ensureImage(image: ResolvedImage, o: EnsureImageOptions): 
       return ensureOciImage(image.name, o);
     case 'rootfs-tarball':
       return ensureImportedRootfs(image.path, o);
+    // A split image (an `index:` reference): its root filesystem tarball is the image; the metadata is LXC's or LXD's own.
+    case 'lxc-download':
+    case 'lxd-split':
+      return ensureImportedRootfs(image.rootfs, o);
     default:
       throw new InvalidSpecError(
         'image',

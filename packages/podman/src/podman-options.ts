@@ -1,5 +1,5 @@
 import type { ProcessRunner } from '@execenv/core';
-import type { ResolveImageOptions } from '@execenv/images';
+import type { ImageSettings } from '@execenv/images';
 
 /**
  * Which podman to talk to. Without any field the local podman of the user
@@ -73,10 +73,17 @@ export interface PodmanDriverOptions extends PodmanConnection {
   transport?: AgentTransport;
   /** Runs every host command. @default core's execa runner */
   runner?: ProcessRunner;
-  /** Where converted root filesystem tarballs are cached. @default core's defaultCacheDir() */
+  /**
+   * A cache root of this driver's own: images are kept under `<cacheDir>/images`, whatever the
+   * image settings say. @default the image settings' cacheDir, else `<defaultCacheDir()>/images`
+   */
   cacheDir?: string;
-  /** Image servers and trusted keys for `index:` references. */
-  images?: Pick<ResolveImageOptions, 'servers' | 'keys' | 'verify'>;
+  /**
+   * Image settings (servers and keys for `index:` references, cache, budget, refresh, retries),
+   * over the user's configuration (`$XDG_CONFIG_HOME/execenv/config.json`, `EXECENV_*` variables);
+   * see ImageSettings of @execenv/images.
+   */
+  images?: ImageSettings;
   /** Directory the per-environment runtime directories (the agent's socket) are made in. @default os.tmpdir() */
   runtimeDir?: string;
 }
@@ -91,7 +98,7 @@ export interface PodmanDriverOptions extends PodmanConnection {
  * const spec: EnvSpec<PodmanEnvOptions> = {
  *   image: 'oci:docker.io/library/debian:bookworm',
  *   network: 'nat',
- *   driverOptions: { privateNetwork: true, pids: 512, pull: 'never' },
+ *   driverOptions: { privateNetwork: true, pids: 512, pull: 'never', images: { refresh: 'never' } },
  * };
  * const env = await new PodmanDriver().open(spec);
  * ```
@@ -103,6 +110,8 @@ export interface PodmanEnvOptions {
   pids?: number;
   /** When to pull an `oci:` image: `missing` (the default), `always`, or `never`. */
   pull?: 'missing' | 'always' | 'never';
+  /** Image settings for this environment, over the driver's and the user's configuration. */
+  images?: ImageSettings;
 }
 
 /**

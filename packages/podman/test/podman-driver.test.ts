@@ -1,10 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { agentBinaryPath } from '@execenv/agent';
 import { type EnvSpec, processStartTime } from '@execenv/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ImageCache } from '@execenv/images';
+import { generateSigningKey, ImageServer, tarOf } from '@execenv/images/testing';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PodmanDriver } from '../src/podman-driver.js';
 import type { PodmanEnvOptions } from '../src/podman-options.js';
 import { type Answer, ScriptedRunner } from './scripted-runner.js';
@@ -27,6 +30,8 @@ afterEach(async () => {
  */
 function fakePodman(extra: (argv: readonly string[]) => Answer | undefined = () => undefined) {
   const agents: ChildProcess[] = [];
+  /** What each `podman import -` read on its stdin. */
+  const imports: Buffer[] = [];
   let socketDir = '';
   let runs = 0;
   const runner = new ScriptedRunner(
@@ -42,6 +47,15 @@ function fakePodman(extra: (argv: readonly string[]) => Answer | undefined = () 
       return undefined;
     },
     (run) => {
+      if (run.argv[1] === 'import') {
+        const chunks: Buffer[] = [];
+        run.stdin.on('data', (c: Buffer) => chunks.push(c));
+        run.stdin.on('end', () => {
+          imports.push(Buffer.concat(chunks));
+          run.exit({ exitCode: 0, signal: null });
+        });
+        return;
+      }
       if (run.argv[1] !== 'run') return;
       const answer = extra(run.argv);
       if (answer) {
@@ -58,7 +72,7 @@ function fakePodman(extra: (argv: readonly string[]) => Answer | undefined = () 
       run.stdin.on('end', () => void started.then((a) => a.stdin?.end()));
     },
   );
-  return { runner, agents };
+  return { runner, agents, imports };
 }
 
 async function startAgent(socket: string): Promise<ChildProcess> {
@@ -244,6 +258,8 @@ describe('PodmanDriver.open', () => {
     [{ image: 'oci:busybox', driverOptions: { privateNetwork: true } }, 'INVALID_SPEC'],
     [{ image: 'oci:busybox', driverOptions: { pids: -1 } }, 'INVALID_SPEC'],
     [{ image: 'oci:busybox', driverOptions: { volume: 'x' } }, 'INVALID_SPEC'],
+    [{ image: 'oci:busybox', driverOptions: { images: { verify: 'no' } } }, 'INVALID_SPEC'],
+    [{ image: 'oci:busybox', driverOptions: { images: { sever: 'typo' } } }, 'INVALID_SPEC'],
     [{ image: 'oci:busybox', arch: 'riscv64' as const }, 'INVALID_SPEC'],
     [{ image: 'oci:busybox', ephemeral: false }, 'INVALID_SPEC'],
     [{}, 'INVALID_SPEC'],
@@ -255,6 +271,19 @@ describe('PodmanDriver.open', () => {
       driver.open(spec as EnvSpec<PodmanEnvOptions>, { stateDir, closeOnSignal: false }),
     ).rejects.toMatchObject({ code });
     expect(runner.ran).toEqual([]);
+  });
+
+  it('names the spec field of a limit it cannot apply, and of malformed image settings', async () => {
+    const driver = new PodmanDriver({ runner: new ScriptedRunner() });
+    const opts = { stateDir, closeOnSignal: false };
+    await expect(driver.open({ image: 'oci:busybox', resources: { disk: '1G' } }, opts)).rejects.toMatchObject({
+      code: 'UNSUPPORTED',
+      field: 'resources.disk',
+      driver: 'podman',
+    });
+    await expect(
+      driver.open({ image: 'oci:busybox', driverOptions: { images: { keys: 'k.gpg' } as never } }, opts),
+    ).rejects.toMatchObject({ code: 'INVALID_SPEC', field: 'driverOptions.images', driver: 'podman' });
   });
 
   it('refuses a network podman does not know, asking podman only that', async () => {
@@ -320,5 +349,109 @@ describe('PodmanDriver.gc', () => {
       ['podman', 'rmi', 'i1'],
       ['podman', 'rmi', 'i2'],
     ]);
+  });
+});
+
+describe('PodmanDriver image settings', () => {
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
+
+  it("imports an index: image's root filesystem, found through the user's configuration", async () => {
+    // A plain tarball: converting it needs no decompressor, so the scripted runner runs nothing for it.
+    const rootfs = await tarOf([
+      { header: { name: './', type: 'directory', mode: 0o755 } },
+      { header: { name: './etc/os-release', mode: 0o644 }, body: 'NAME="busybox fixture"\n' },
+    ]);
+    const digest = createHash('sha256').update(rootfs).digest('hex');
+    const key = await generateSigningKey();
+    const server = await new ImageServer().start();
+    try {
+      await server.publishLxcDownload(
+        { distribution: 'busybox', release: '1.36', architecture: 'amd64' },
+        { rootfs, meta: Buffer.from('lxc-download metadata') },
+        key.privateKey,
+      );
+      const keyFile = join(work, 'signer.asc');
+      await writeFile(keyFile, key.publicKey);
+      const cacheDir = join(work, 'configured-cache');
+      await writeFile(
+        join(work, 'config.json'),
+        JSON.stringify({ images: { servers: { lxc: server.url }, keys: [keyFile], cacheDir } }),
+      );
+      vi.stubEnv('XDG_CONFIG_HOME', join(work, 'config-home'));
+      vi.stubEnv('EXECENV_CONFIG', join(work, 'config.json'));
+      // The rootfs image is missing from podman until the driver imported it.
+      const podman = fakePodman((argv) =>
+        argv[1] === 'image' && argv[2] === 'exists' && argv[3]?.startsWith('localhost/execenv-rootfs:')
+          ? { exitCode: podman.imports.length > 0 ? 0 : 1 }
+          : undefined,
+      );
+      const { runner, imports } = podman;
+      const driver = new PodmanDriver({ runner, runtimeDir: work });
+      const env = await driver.open({ image: 'index:busybox/1.36/amd64' }, { stateDir, closeOnSignal: false });
+      expect((await env.exec(['echo', 'up'])).stdout).toBe('up\n');
+      await env.close();
+      const name = `localhost/execenv-rootfs:${digest}`;
+      expect(podmanArgvs(runner)).toContainEqual([
+        'import',
+        '--change',
+        `LABEL execenv.rootfs=${digest}`,
+        '--message',
+        'execenv: index:busybox/1.36/amd64',
+        '-',
+        name,
+      ]);
+      expect(imports).toEqual([rootfs]);
+      expect(
+        podmanArgvs(runner)
+          .find((a) => a[0] === 'run')
+          ?.at(-1),
+      ).toBe(name);
+      // Downloaded, verified and converted in the cache the configuration names.
+      expect((await new ImageCache({ dir: cacheDir }).list()).length).toBeGreaterThanOrEqual(2);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it("lets the spec's driverOptions.images override the configuration", async () => {
+    vi.stubEnv('XDG_CONFIG_HOME', join(work, 'config-home'));
+    vi.stubEnv('EXECENV_CONFIG', join(work, 'absent.json'));
+    vi.stubEnv('EXECENV_IMAGE_SERVER', 'http://127.0.0.1:9');
+    const server = await new ImageServer().start();
+    try {
+      const key = await generateSigningKey();
+      const stranger = await generateSigningKey('stranger');
+      await server.publishLxcDownload(
+        { distribution: 'busybox', release: '1.36', architecture: 'amd64' },
+        { rootfs: Buffer.from('rootfs'), meta: Buffer.from('meta') },
+        key.privateKey,
+      );
+      const runner = new ScriptedRunner();
+      const driverOptions = { images: { servers: { lxc: server.url }, keys: [stranger.publicKey] } };
+      await expect(
+        new PodmanDriver({ runner, cacheDir: join(work, 'cache') }).open(
+          { image: 'index:busybox/1.36/amd64', driverOptions },
+          { stateDir, closeOnSignal: false },
+        ),
+      ).rejects.toMatchObject({ code: 'IMAGE_VERIFY_FAILED' });
+      expect(server.http.hits.get('/meta/1.0/index-system')).toBe(1);
+      expect(runner.ran).toEqual([]);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it("gc sweeps dead owners' temporaries out of the image cache", async () => {
+    const cacheDir = join(work, 'cache');
+    // pid 999999999 is above any pid_max: its owner is dead.
+    const partial = join(cacheDir, 'images', 'tmp', '999999999-1-0123456789ab');
+    await mkdir(join(partial, '..'), { recursive: true });
+    await writeFile(partial, 'half a download');
+    const runner = new ScriptedRunner((argv) => (argv.includes('json') ? { stdout: '[]' } : undefined));
+    const report = await new PodmanDriver({ runner, cacheDir }).gc({ stateDir });
+    expect(report).toEqual({ removed: [], errors: [] });
+    expect(await stat(partial).catch(() => undefined)).toBeUndefined();
   });
 });

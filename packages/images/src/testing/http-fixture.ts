@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
  * server.routes.set('/rootfs.tar.xz', flaky);
  * server.routes.set('/cut.tar.xz', { body: rootfs, truncateAt: 1024 }); // the full Content-Length, then cut
  * server.routes.set('/hung.tar.xz', { body: rootfs, stallAt: 1024 }); // a download to abort mid-way
+ * server.routes.set('/meta/1.0/index-system', { silent: true }); // no headers, ever: a client must time out
  * ```
  */
 export interface Route {
@@ -23,6 +24,8 @@ export interface Route {
   failTimes?: number;
   /** Send the full Content-Length but only this many bytes, then hold the connection open until stop(). */
   stallAt?: number;
+  /** Accept the request and answer nothing, holding the connection open until stop(). */
+  silent?: boolean;
 }
 
 /**
@@ -58,6 +61,7 @@ export class HttpFixture {
         res.writeHead(404).end('not found');
         return;
       }
+      if (route.silent) return;
       if (route.failTimes && route.failTimes > 0) {
         route.failTimes--;
         res.writeHead(500).end('try again');
