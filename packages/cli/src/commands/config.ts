@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ImageSettings, imageCacheOf, imageSettings } from '@execenv/images';
+import { DEFAULT_REQUEST_TIMEOUT_MS, type ImageSettings, imageCacheOf, imageSettings } from '@execenv/images';
 import { Command } from 'commander';
 import type { CommandContext } from '../command-context.js';
 import { configFilePath, type Setting } from '../config.js';
@@ -18,6 +18,7 @@ const IMAGE_VARIABLES: Record<keyof ImageSettings, string[]> = {
   budgetBytes: ['EXECENV_IMAGE_BUDGET'],
   refresh: ['EXECENV_IMAGE_REFRESH'],
   maxIndexAgeMs: ['EXECENV_INDEX_MAX_AGE'],
+  timeoutMs: ['EXECENV_IMAGE_TIMEOUT'],
   attempts: [],
   backoffMs: [],
 };
@@ -29,6 +30,8 @@ function imageDefault(key: keyof ImageSettings, env: NodeJS.ProcessEnv): unknown
       return true;
     case 'cacheDir':
       return imageCacheOf({}, env).dir;
+    case 'timeoutMs':
+      return DEFAULT_REQUEST_TIMEOUT_MS;
     default:
       return undefined;
   }
