@@ -23,12 +23,20 @@ import {
   processStartTime,
   throwIfAborted,
   toHostId,
-  UnsupportedError,
   validateSpec,
   withContext,
 } from '@execenv/core';
-import { agentError, findBinary, HOST_PATH, hostArch, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
-import { driverImages, imageRootDirectory, resolveImage } from '@execenv/images';
+import {
+  agentError,
+  findBinary,
+  HOST_PATH,
+  hostArch,
+  leaseGc,
+  leaseList,
+  openWithLease,
+  unsupportedField,
+} from '@execenv/core/driver';
+import { checkImageSettings, driverImages, imageRootDirectory, resolveImage } from '@execenv/images';
 import { type NamespaceLink, type NetworkMode, networkMode, resolvConf } from '@execenv/net';
 import { MAX_SOCKET_PATH, startAgentServer } from './agent-server.js';
 import { ChrootEnvironment } from './chroot-environment.js';
@@ -131,7 +139,12 @@ export class ChrootDriver implements Driver {
   async open(spec: EnvSpec<ChrootEnvOptions>, opts: OpenOptions = {}): Promise<ChrootEnvironment> {
     const checked = validateSpec(spec, DRIVER_NAME);
     const network = checkedNetwork(checked.network, { driver: DRIVER_NAME, op: 'open' });
-    if (checked.resources) throw new UnsupportedError(DRIVER_NAME, 'resource-limits', { op: 'open' });
+    if (checked.resources) throw unsupportedField(DRIVER_NAME, 'resources', 'a chroot has no resource limits');
+    const specImages = checkImageSettings(
+      (checked.driverOptions as ChrootEnvOptions | undefined)?.images,
+      'driverOptions.images',
+      { driver: DRIVER_NAME, op: 'open' },
+    );
     const host = hostArch();
     const linux32 = checked.arch === 'i386' && host === 'amd64';
     if (checked.arch && checked.arch !== host && !linux32)
@@ -159,7 +172,7 @@ export class ChrootDriver implements Driver {
     // The image is resolved before the environment exists: a download holds no lease.
     const image = checked.image ?? (await ensureDefaultImage(this.#cacheDir, runner, opts.onEvent));
     emit(opts.onEvent, { type: 'image-resolve', reference: image });
-    const { images, cache } = await this.#images((checked.driverOptions as ChrootEnvOptions | undefined)?.images);
+    const { images, cache } = await this.#images(specImages);
     const resolved = await resolveImage(image, {
       ...images,
       cache,
