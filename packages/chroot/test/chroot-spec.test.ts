@@ -1,6 +1,7 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { EnvSpec } from '@execenv/core';
 import { FakeRunner } from '@execenv/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ChrootDriver } from '../src/chroot-driver.js';
@@ -24,7 +25,9 @@ describe('ChrootDriver.open refuses what a chroot cannot do, before anything is 
   ])('%s', async (_, extra, want) => {
     const fake = new FakeRunner();
     const driver = new ChrootDriver({ mode: 'root', runner: fake, cacheDir: join(stateDir, 'cache') });
-    const err = await driver.open({ image: '/nonexistent.tar', ...extra }, { stateDir }).catch((e: unknown) => e);
+    // As an untyped caller would give it: the checks must not rely on the compiler.
+    const spec = { image: '/nonexistent.tar', ...extra } as EnvSpec;
+    const err = await driver.open(spec, { stateDir }).catch((e: unknown) => e);
     expect(err).toMatchObject(want);
     expect(fake.ran).toEqual([]);
     expect(fake.spawned).toEqual([]);
