@@ -20,7 +20,7 @@ import {
   validateSpec,
 } from '@execenv/core';
 import { DEFAULT_PATH, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
-import { driverImages } from '@execenv/images';
+import { driverImages, type ImageSettings } from '@execenv/images';
 import { type AgentDelivery, hostAgentBinary, startLxdAgent } from './lxd-agent.js';
 import { LxdApiError, LxdClient, LxdConnectionError, type LxdEndpoint } from './lxd-client.js';
 import { findLocalSocket } from './lxd-endpoint.js';
@@ -188,11 +188,7 @@ export class LxdDriver implements Driver {
           : { kind: 'write' };
         // The image is resolved (and imported the first time) while the profile is made.
         const sourceReady = (async () => {
-          const { images, cache } = await driverImages(
-            this.#options.cacheDir,
-            this.#options.imageServers ? { servers: this.#options.imageServers } : undefined,
-            this.#options.images,
-          );
+          const { images, cache } = await this.#images(envOptions.images);
           return lxdImageSource(checked.image!, { client, images, cache, onEvent: opts.onEvent, signal: opts.signal });
         })().catch((err: unknown) => {
           throw apiToExecenv(err, id, 'open');
@@ -302,7 +298,9 @@ export class LxdDriver implements Driver {
    * Removes what dead owners left: first by leases, then every instance and
    * profile whose `user.execenv.owner` names a process of this host that is
    * gone (left by an owner whose lease was lost too), then imported images
-   * idle longer than `imageMaxIdleMs` (see pruneImages).
+   * idle longer than `imageMaxIdleMs` (see pruneImages), and what killed
+   * processes left in the image cache (partial downloads, half-made
+   * conversions).
    */
   async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
     const client = await this.client();
@@ -346,7 +344,20 @@ export class LxdDriver implements Driver {
         report.errors.push(`${id}: profile ${p.name}: ${(err as Error).message}`);
       }
     }
+    await this.#images()
+      .then(({ cache }) => cache.sweep())
+      .catch((err: Error) => report.errors.push(`image cache: ${err.message}`));
     return report;
+  }
+
+  /** Image settings (the user's configuration and EXECENV_* variables, then the driver's, then the spec's) and their cache. */
+  #images(forEnvironment?: ImageSettings) {
+    return driverImages(
+      this.#options.cacheDir,
+      this.#options.imageServers ? { servers: this.#options.imageServers } : undefined,
+      this.#options.images,
+      forEnvironment,
+    );
   }
 
   /**

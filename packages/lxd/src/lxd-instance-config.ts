@@ -1,4 +1,5 @@
 import { type EnvSpec, InvalidSpecError, parseSize } from '@execenv/core';
+import { checkImageSettings } from '@execenv/images';
 import { AGENT_DEVICE, agentDevice, DEV_TMPFS_BYTES } from './lxd-agent.js';
 import type { LxdImageSource } from './lxd-images.js';
 import type { LxdEnvOptions } from './lxd-options.js';
@@ -100,7 +101,8 @@ export function checkLxdSpec(spec: Readonly<EnvSpec<LxdEnvOptions>>): LxdEnvOpti
   for (const [i, m] of (spec.mounts ?? []).entries())
     if (m.source.includes('\0') || m.target.includes('\0'))
       throw new InvalidSpecError(`mounts[${i}]`, 'must not contain NUL bytes', { driver: 'lxd', op: 'open' });
-  return o;
+  const images = checkImageSettings(o.images, 'driverOptions.images', { driver: 'lxd', op: 'open' });
+  return images === undefined ? o : { ...o, images };
 }
 
 /** The profile holding an environment's limits, security, devices and cloud-init: created with it, removed with it. */

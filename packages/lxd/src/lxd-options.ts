@@ -63,6 +63,8 @@ export interface LxdDriverOptions {
  * ```
  */
 export interface LxdEnvOptions {
+  /** Image settings for this environment, over the user's configuration and the driver's `images`. */
+  images?: ImageSettings;
   /** @default 'container' */
   type?: 'container' | 'virtual-machine';
   /** Run the container privileged (`security.privileged`). @default false */

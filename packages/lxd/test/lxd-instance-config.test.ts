@@ -132,5 +132,8 @@ describe('checkLxdSpec', () => {
     expect(field({ readyTimeoutMs: -1 })).toBe('driverOptions.readyTimeoutMs');
     expect(field({ config: { 'user.execenv.id': 'x' } })).toBe('driverOptions.config.user.execenv.id');
     expect(field({ storagePool: '../x' })).toBe('driverOptions.storagePool');
+    expect(field({ images: { servers: { lxc: 'https://images.example/' } } })).toBe('ok');
+    expect(field({ images: { servers: 'https://images.example/' } })).toBe('driverOptions.images');
+    expect(field({ images: { nonsense: true } })).toBe('driverOptions.images');
   });
 });
