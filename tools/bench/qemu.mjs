@@ -5,7 +5,8 @@
 //                                                   of the same kernel (goal <= 20 ms under TCG)
 //   push / pull of a tree                        vs  tar | tar on the host (goal >= 0.5x throughput)
 //   4 guests opened at once                      vs  one
-// Usage: node tools/bench/qemu.mjs [--kernel DIR] [--image PATH] [--runs N] [--tree-mb N]
+// Usage: node tools/bench/qemu.mjs [--kernel DIR] [--image PATH] [--runs N] [--tree-mb N] [--transfer-runs N]
+//                                  [--only open,exec,transfer,parallel]
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
@@ -23,8 +24,12 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '50' },
     'open-runs': { type: 'string', default: '3' },
     'tree-mb': { type: 'string', default: '100' },
+    'transfer-runs': { type: 'string', default: '3' },
+    only: { type: 'string' },
   },
 });
+const only = values.only ? new Set(values.only.split(',')) : undefined;
+const measures = (row) => !only || only.has(row);
 const fixture = (script) =>
   execFileSync('bash', [new URL(`../fixtures/${script}`, import.meta.url).pathname], { encoding: 'utf8' })
     .trim()
@@ -123,96 +128,113 @@ exec /bin/busybox sh <>"$port" >&0 2>&0
 try {
   // open -> ready -> close
   const opens = [];
-  const boots = [];
-  for (let i = 0; i < Number(values['open-runs']); i++) {
-    let bootAt = 0;
-    let readyMs = 0;
-    opens.push(
-      await time(async () => {
-        const env = await driver.open(
-          { image },
-          {
-            stateDir,
-            onEvent: (e) => {
-              if (e.type === 'boot') bootAt = Date.now();
-              if (e.type === 'ready') readyMs = Date.now() - bootAt;
+  if (measures('open')) {
+    const boots = [];
+    for (let i = 0; i < Number(values['open-runs']); i++) {
+      let bootAt = 0;
+      let readyMs = 0;
+      opens.push(
+        await time(async () => {
+          const env = await driver.open(
+            { image },
+            {
+              stateDir,
+              onEvent: (e) => {
+                if (e.type === 'boot') bootAt = Date.now();
+                if (e.type === 'ready') readyMs = Date.now() - bootAt;
+              },
             },
-          },
-        );
-        await env.close();
-      }),
-    );
-    boots.push(readyMs);
+          );
+          await env.close();
+        }),
+      );
+      boots.push(readyMs);
+    }
+    rows.push({
+      what: 'open -> ready -> close',
+      sdk: median(opens),
+      raw: median(boots),
+      ratio: NaN,
+      goal: '<= 4000 ms (raw: boot -> agent ready)',
+    });
   }
-  rows.push({
-    what: 'open -> ready -> close',
-    sdk: median(opens),
-    raw: median(boots),
-    ratio: NaN,
-    goal: '<= 4000 ms (raw: boot -> agent ready)',
-  });
 
   // exec round trip
-  const env = await driver.open({ image }, { stateDir });
-  const shell = await shellGuest();
+  const env = measures('exec') || measures('transfer') ? await driver.open({ image }, { stateDir }) : undefined;
+  const shell = measures('exec') ? await shellGuest() : undefined;
   try {
-    const sdk = [];
-    const raw = [];
-    for (let i = 0; i < 5; i++) {
-      await env.exec(['true']);
-      await shell.roundTrip(`w${i}`);
+    if (shell) {
+      const sdk = [];
+      const raw = [];
+      for (let i = 0; i < 5; i++) {
+        await env.exec(['true']);
+        await shell.roundTrip(`w${i}`);
+      }
+      for (let i = 0; i < Number(values.runs); i++) {
+        sdk.push(await time(() => env.exec(['true'], { check: true })));
+        raw.push(await time(() => shell.roundTrip(i)));
+      }
+      rows.push({
+        what: 'exec true',
+        sdk: median(sdk),
+        raw: median(raw),
+        ratio: median(sdk) / median(raw),
+        goal: '<= 20 ms',
+      });
     }
-    for (let i = 0; i < Number(values.runs); i++) {
-      sdk.push(await time(() => env.exec(['true'], { check: true })));
-      raw.push(await time(() => shell.roundTrip(i)));
-    }
-    rows.push({
-      what: 'exec true',
-      sdk: median(sdk),
-      raw: median(raw),
-      ratio: median(sdk) / median(raw),
-      goal: '<= 20 ms',
-    });
 
-    // transfers
-    const tree = join(work, 'tree');
-    await mkdir(tree);
-    const chunk = Buffer.alloc(2 ** 20, 0x5a);
-    const mb = Number(values['tree-mb']);
-    for (let i = 0; i < 8; i++)
-      await writeFile(join(tree, `big-${i}.bin`), Buffer.concat(Array(Math.floor((mb * 0.8) / 8)).fill(chunk)));
-    for (let i = 0; i < 200; i++)
-      await writeFile(join(tree, `f${i}`), chunk.subarray(0, Math.floor((mb * 0.2 * 2 ** 20) / 200)));
-    const pushed = await time(() => env.push(tree, '/root/tree'));
-    const pulled = await time(() => env.pull('/root/tree', join(work, 'pulled')));
-    await mkdir(join(work, 'raw'));
-    const rawMs = await time(() => tarPipe(tree, join(work, 'raw')));
-    rows.push({
-      what: `push ${mb} MB tree`,
-      sdk: pushed,
-      raw: rawMs,
-      ratio: rawMs / pushed,
-      goal: '>= 0.5x throughput',
-    });
-    rows.push({
-      what: `pull ${mb} MB tree`,
-      sdk: pulled,
-      raw: rawMs,
-      ratio: rawMs / pulled,
-      goal: '>= 0.5x throughput',
-    });
+    // transfers: each run pushes a fresh copy and pulls it into a fresh directory
+    if (measures('transfer')) {
+      const tree = join(work, 'tree');
+      await mkdir(tree);
+      const chunk = Buffer.alloc(2 ** 20, 0x5a);
+      const mb = Number(values['tree-mb']);
+      for (let i = 0; i < 8; i++)
+        await writeFile(join(tree, `big-${i}.bin`), Buffer.concat(Array(Math.floor((mb * 0.8) / 8)).fill(chunk)));
+      for (let i = 0; i < 200; i++)
+        await writeFile(join(tree, `f${i}`), chunk.subarray(0, Math.floor((mb * 0.2 * 2 ** 20) / 200)));
+      const pushes = [];
+      const pulls = [];
+      const raws = [];
+      for (let i = 0; i < Number(values['transfer-runs']); i++) {
+        pushes.push(await time(() => env.push(tree, `/root/tree-${i}`)));
+        pulls.push(await time(() => env.pull(`/root/tree-${i}`, join(work, `pulled-${i}`))));
+        await mkdir(join(work, `raw-${i}`));
+        raws.push(await time(() => tarPipe(tree, join(work, `raw-${i}`))));
+        await env.exec(['rm', '-rf', `/root/tree-${i}`]);
+        await rm(join(work, `pulled-${i}`), { recursive: true });
+        await rm(join(work, `raw-${i}`), { recursive: true });
+      }
+      const [pushed, pulled, rawMs] = [median(pushes), median(pulls), median(raws)];
+      rows.push({
+        what: `push ${mb} MB tree`,
+        sdk: pushed,
+        raw: rawMs,
+        ratio: rawMs / pushed,
+        goal: '>= 0.5x throughput',
+      });
+      rows.push({
+        what: `pull ${mb} MB tree`,
+        sdk: pulled,
+        raw: rawMs,
+        ratio: rawMs / pulled,
+        goal: '>= 0.5x throughput',
+      });
+    }
   } finally {
-    shell.stop();
-    await env.close();
+    shell?.stop();
+    await env?.close();
   }
 
   // 4 at once
-  const one = await time(async () => (await driver.open({ image }, { stateDir })).close());
-  const four = await time(async () => {
-    const envs = await Promise.all([0, 1, 2, 3].map(() => driver.open({ image }, { stateDir })));
-    await Promise.all(envs.map((e) => e.close()));
-  });
-  rows.push({ what: '4 guests at once', sdk: four, raw: one, ratio: four / one, goal: 'vs one guest' });
+  if (measures('parallel')) {
+    const one = await time(async () => (await driver.open({ image }, { stateDir })).close());
+    const four = await time(async () => {
+      const envs = await Promise.all([0, 1, 2, 3].map(() => driver.open({ image }, { stateDir })));
+      await Promise.all(envs.map((e) => e.close()));
+    });
+    rows.push({ what: '4 guests at once', sdk: four, raw: one, ratio: four / one, goal: 'vs one guest' });
+  }
 } finally {
   await rm(work, { recursive: true, force: true });
 }

@@ -655,7 +655,9 @@ static void op_remove(char *const *args, int nargs, int status_fd) {
 int file_op_streams(const char *op) {
   if (!strcmp(op, "write") || !strcmp(op, "tar-in")) return OP_INPUT;
   if (!strcmp(op, "read") || !strcmp(op, "readdir") || !strcmp(op, "tar-out")) return OP_OUTPUT;
-  if (!strcmp(op, "stat") || !strcmp(op, "mkdir") || !strcmp(op, "remove")) return 0;
+  if (!strcmp(op, "stat") || !strcmp(op, "mkdir") || !strcmp(op, "remove") || !strcmp(op, "tar-in-file") ||
+      !strcmp(op, "tar-out-file"))
+    return 0;
   return -1;
 }
 
@@ -666,14 +668,26 @@ void run_file_op(const char *op, char *const *args, int nargs, int in_fd, int ou
   if (streams < 0) end_error(status_fd, "INVALID", "unknown operation %s", op);
   if (((streams & OP_INPUT) && in_fd < 0) || ((streams & OP_OUTPUT) && out_fd < 0))
     end_error(status_fd, "IO", "%s started without its streams", op);
-  if (streams & OP_INPUT) catch_term();
+  if ((streams & OP_INPUT) || !strcmp(op, "tar-in-file")) catch_term();
   if (!strcmp(op, "write")) op_write(args, nargs, in_fd, status_fd);
   if (!strcmp(op, "read")) op_read(args, nargs, out_fd, status_fd);
   if (!strcmp(op, "stat")) op_stat(args, nargs, status_fd);
   if (!strcmp(op, "readdir")) op_readdir(args, nargs, out_fd, status_fd);
   if (!strcmp(op, "mkdir")) op_mkdir(args, nargs, status_fd);
   if (!strcmp(op, "remove")) op_remove(args, nargs, status_fd);
+  if (!strcmp(op, "tar-in-file")) {
+    if (nargs != 2 || args[0][0] != '/' || args[1][0] != '/')
+      end_error(status_fd, "INVALID", "tar-in-file takes an absolute destination and an absolute archive path");
+    tar_in_file(args[0], args[1], status_fd);
+  }
+  if (!strcmp(op, "tar-out-file")) {
+    if (nargs != 2 || args[0][0] != '/' || args[1][0] != '/')
+      end_error(status_fd, "INVALID", "tar-out-file takes an absolute path and an absolute archive path");
+    tar_out_file(args[0], args[1], status_fd);
+  }
+  if (!strcmp(op, "tar-out") && nargs == 2 && args[0][0] == '/' && !strcmp(args[1], "direct"))
+    tar_out(args[0], 1, out_fd, status_fd);
   if (nargs != 1 || args[0][0] != '/') end_error(status_fd, "INVALID", "%s takes an absolute path", op);
-  if (!strcmp(op, "tar-out")) tar_out(args[0], out_fd, status_fd);
+  if (!strcmp(op, "tar-out")) tar_out(args[0], 0, out_fd, status_fd);
   tar_in(args[0], in_fd, status_fd);
 }

@@ -12,11 +12,26 @@
 /* Large transfer unit for file content (read, write, tar streams). */
 #define FILE_IO_CHUNK (1024 * 1024)
 
-/* Writes `path` (a file or a tree) to out_fd as a pax archive; ends the operation. */
-void tar_out(const char *path, int out_fd, int status_fd) __attribute__((noreturn));
+/*
+ * Writes `path` (a file or a tree) to out_fd as a pax archive; ends the
+ * operation. With `direct`, large files are read with direct I/O.
+ */
+void tar_out(const char *path, int direct, int out_fd, int status_fd) __attribute__((noreturn));
+
+/*
+ * Writes the archive of `path`, large files read with direct I/O, into the
+ * new file `archive` (created exclusively, mode 0600); ends the operation.
+ */
+void tar_out_file(const char *path, const char *archive, int status_fd) __attribute__((noreturn));
 
 /* Extracts the archive read from in_fd into destDir; ends the operation. */
 void tar_in(const char *dest, int in_fd, int status_fd) __attribute__((noreturn));
+
+/*
+ * Extracts the archive in the regular file `archive` into destDir, large
+ * files written with direct I/O; ends the operation.
+ */
+void tar_in_file(const char *dest, const char *archive, int status_fd) __attribute__((noreturn));
 
 /* ---- shared with agent-files.c ---- */
 

@@ -233,15 +233,53 @@ export class AgentSession implements AgentSessionLike, AsyncDisposable {
   /**
    * Streams a path as a tar archive (PROTOCOL.md, tar-out); the stream errors
    * with the AgentError when the agent fails, and ends only after it succeeded.
+   * With `direct`, the agent reads large files with direct I/O, bypassing the
+   * environment's page cache (faster in a guest under an emulated CPU).
    */
-  tarOut(path: string): Readable {
-    return this.#open(fileSpec('tar-out', path, { output: true }), [path]).output();
+  tarOut(path: string, opts: { direct?: boolean } = {}): Readable {
+    const args = opts.direct ? [path, 'direct'] : [path];
+    return this.#open(fileSpec('tar-out', path, { output: true }), args).output();
   }
 
   /** Extracts a tar archive into destDir, refusing unsafe entries; on failure the agent removes what it created. */
   async tarIn(destDir: string, tar: Readable): Promise<{ entries: number; bytes: number }> {
     const channel = this.#open(fileSpec('tar-in', destDir, { input: true }), [destDir]);
     const fields = expectOk(await this.#feed(channel, tar), channel);
+    return { entries: Number(fields.entries ?? 0), bytes: Number(fields.bytes ?? 0) };
+  }
+
+  /**
+   * Extracts the tar archive in the regular file `archive` (a path inside the
+   * environment) into destDir, as tarIn does with a streamed one (PROTOCOL.md,
+   * tar-in-file). Large files are written with direct I/O. The archive is
+   * left in place.
+   *
+   * @example
+   * ```ts
+   * // The host wrote /srv/share/push.tar into a directory the guest mounts read-only at /run/stage.
+   * const { entries, bytes } = await session.tarInFile('/work/src', '/run/stage/push.tar');
+   * ```
+   */
+  async tarInFile(destDir: string, archive: string): Promise<{ entries: number; bytes: number }> {
+    const channel = this.#open(fileSpec('tar-in-file', destDir, {}), [destDir, archive]);
+    const fields = expectOk(await channel.outcome, channel);
+    return { entries: Number(fields.entries ?? 0), bytes: Number(fields.bytes ?? 0) };
+  }
+
+  /**
+   * Writes the tar archive of a path (as tarOut streams it, large files read
+   * with direct I/O) into the new file `archive`, a path inside the
+   * environment that must not exist yet (PROTOCOL.md, tar-out-file).
+   *
+   * @example
+   * ```ts
+   * // /pull is a directory the host reads; the host then opens pull.tar without following symlinks.
+   * const { entries, bytes } = await session.tarOutFile('/work/out', '/pull/pull.tar');
+   * ```
+   */
+  async tarOutFile(path: string, archive: string): Promise<{ entries: number; bytes: number }> {
+    const channel = this.#open(fileSpec('tar-out-file', path, {}), [path, archive]);
+    const fields = expectOk(await channel.outcome, channel);
     return { entries: Number(fields.entries ?? 0), bytes: Number(fields.bytes ?? 0) };
   }
 

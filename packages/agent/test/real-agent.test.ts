@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
+import { link, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -426,6 +426,70 @@ describe.skipIf(!binary)('the real agent', () => {
 
     const failing = session.tarOut(join(scratch, 'no-such-dir'));
     await expect(bytes(failing)).rejects.toMatchObject({ name: 'AgentError', code: 'NOT_FOUND' });
+  });
+
+  it('round-trips a tree through a direct tarOut and tarInFile', { timeout: 30_000 }, async () => {
+    const { session } = await stdioAgent();
+    const src = join(scratch, 'file-src');
+    const dst = join(scratch, 'file-dst');
+    // Sizes around the direct I/O rules: below the minimum, whole blocks, a partial last block, several chunks.
+    const files = {
+      'small.txt': randomBytes(1000),
+      'blocks.bin': randomBytes(256 * 1024),
+      'odd.bin': randomBytes(1024 * 1024 + 123),
+      'sub/chunks.bin': randomBytes(3 * 1024 * 1024 + 4096 + 7),
+    };
+    for (const [name, content] of Object.entries(files))
+      await session.writeFile(join(src, name), Readable.from([content]), { mode: 0o640, uid: 0, gid: 0 });
+    await symlink('odd.bin', join(src, 'link'));
+    await link(join(src, 'odd.bin'), join(src, 'sub/hard'));
+    const archive = join(scratch, 'file-src.tar');
+    await writeFile(archive, await bytes(session.tarOut(src, { direct: true })));
+    const summary = await session.tarInFile(dst, archive);
+    expect(summary.bytes).toBe(Object.values(files).reduce((n, c) => n + c.length, 0));
+    for (const [name, content] of Object.entries(files))
+      expect((await readFile(join(dst, name))).equals(content)).toBe(true);
+    expect(await session.stat(join(dst, 'odd.bin'), false)).toMatchObject({
+      mode: 0o640,
+      size: files['odd.bin'].length,
+    });
+    expect(await session.stat(join(dst, 'link'), false)).toMatchObject({ type: 'symlink', target: 'odd.bin' });
+    expect((await stat(join(dst, 'sub/hard'))).ino).toBe((await stat(join(dst, 'odd.bin'))).ino);
+    expect(await readFile(archive)).toHaveLength((await stat(archive)).size); // left in place
+  });
+
+  it('refuses a tarInFile archive that is missing, not a regular file, or unsafe', async () => {
+    const { session } = await stdioAgent();
+    const dest = join(scratch, 'file-unsafe/dest');
+    await expect(session.tarInFile(dest, join(scratch, 'no-such.tar'))).rejects.toMatchObject({
+      name: 'AgentError',
+      code: 'NOT_FOUND',
+      op: 'tar-in-file',
+    });
+    await expect(session.tarInFile(dest, scratch)).rejects.toMatchObject({ code: 'INVALID' });
+    await expect(session.tarInFile(dest, 'relative.tar')).rejects.toMatchObject({ code: 'INVALID' });
+    const evil = join(scratch, 'evil.tar');
+    await writeFile(evil, tarWithEntry('../x', 'evil'));
+    await expect(session.tarInFile(dest, evil)).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
+    expect(await session.stat(join(scratch, 'file-unsafe/x'), false)).toBeNull();
+  });
+
+  it('writes a tarOutFile archive into a new file only, never through a symlink', async () => {
+    const { session } = await stdioAgent();
+    const src = join(scratch, 'out-file-src');
+    await session.writeFile(join(src, 'a.bin'), Readable.from([randomBytes(200_000)]), { mode: 0o644, uid: 0, gid: 0 });
+    const archive = join(scratch, 'out-file.tar');
+    expect(await session.tarOutFile(src, archive)).toMatchObject({ entries: 2, bytes: 200_000 });
+    expect((await stat(archive)).mode & 0o777).toBe(0o600);
+    await expect(session.tarOutFile(src, archive)).rejects.toMatchObject({ name: 'AgentError', op: 'tar-out-file' });
+    const victim = join(scratch, 'out-file-victim');
+    await writeFile(victim, 'untouched');
+    await symlink(victim, join(scratch, 'out-file-link.tar'));
+    await expect(session.tarOutFile(src, join(scratch, 'out-file-link.tar'))).rejects.toBeInstanceOf(AgentError);
+    expect(await readFile(victim, 'utf8')).toBe('untouched');
+    await expect(session.tarOutFile(join(scratch, 'no-such-dir'), join(scratch, 'none.tar'))).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
   });
 
   it('refuses a tar entry that climbs out of the destination', async () => {

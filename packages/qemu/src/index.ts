@@ -19,6 +19,7 @@ export {
 export { type CpioEntry, packCpio } from './cpio.js';
 export { checkSnapshotName, DiskSnapshots, type DiskSnapshotsInit } from './disk-snapshots.js';
 export { type GuestNetwork, nicArgv, type QemuNic, USER_NETWORK, userNetwork } from './guest-network.js';
+export { type GuestAgent, GuestSession, type GuestStaging } from './guest-session.js';
 export { AGENT_PORT_NAME, buildInitramfs, type InitramfsInputs, initScript } from './initramfs.js';
 export { BOOT_MODULES, loadKernel, moduleLoadOrder, NET_MODULES, type QemuKernel } from './kernel.js';
 export { machineOption, type QemuMachine, type QemuMachineType, qemuArgv, ROOT_DRIVE } from './qemu-command.js';
@@ -34,5 +35,14 @@ export {
   type UserNetworkOptions,
 } from './qemu-options.js';
 export { QmpClient, type QmpEvent } from './qmp.js';
+export {
+  GUEST_PULL_DIR,
+  GUEST_STAGING_DIR,
+  PULL_TAG,
+  PullStaging,
+  PushStaging,
+  STAGING_TAG,
+  type StagedArchive,
+} from './staging.js';
 
 register('qemu', new QemuDriver());

@@ -89,17 +89,21 @@ done
 # /execenv.conf, appended per guest: host directories on 9p, bound into the
 # root by the agent, and the network interface (its MAC, address and gateway).
 net=
+pull=/dev/null
 if [ -f /execenv.conf ]; then
   while read -r kind tag target; do
     case "$kind" in
     bind) opts=rw ;;
     bind-ro) opts=ro ;;
+    pull) opts=rw ;;
     net) net="$tag $target" && continue ;;
     *) continue ;;
     esac
     /bin/busybox mkdir -p "/shares/$tag"
-    /bin/busybox mount -t 9p -o "$opts,trans=virtio,version=9p2000.L,msize=262144" "$tag" "/shares/$tag" ||
+    /bin/busybox mount -t 9p -o "$opts,trans=virtio,version=9p2000.L,msize=512000" "$tag" "/shares/$tag" ||
       fail "cannot mount the shared directory $tag"
+    # The pull share is bound nowhere in the root: the agent alone holds it, as descriptor 3.
+    [ "$kind" = pull ] && pull="/shares/$tag" && continue
     set -- "$@" "--$kind" "/shares/$tag" "$target"
   done </execenv.conf
 fi
@@ -115,7 +119,7 @@ if [ -f /execenv-resolv.conf ]; then
     fail "cannot write /etc/resolv.conf"
 fi
 echo "execenv-init: agent on $port" >/dev/console
-/execenv-agent --root /newroot "$@" --stdio <>"$port" >&0
+/execenv-agent --root /newroot "$@" --stdio <>"$port" >&0 3<"$pull"
 status=$?
 # What the guest wrote reaches the disk before it powers off (a reboot keeps it).
 /bin/busybox sync
@@ -199,6 +203,8 @@ export function checkGuestBinds(binds: readonly GuestBind[]): void {
 export interface GuestConfig {
   /** Host directories bound into the root. */
   binds: readonly GuestBind[];
+  /** The 9p tag of the pull share the agent gets as descriptor 3 (mounted outside the root); none when absent. */
+  pullTag?: string;
   /** The network interface to configure; none when absent. */
   network?: GuestNetwork;
 }
@@ -215,10 +221,11 @@ const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
  * @throws RangeError on a value the configuration cannot carry (a target not absolute or with a newline, a malformed address).
  */
 export async function guestInitramfs(shared: string, config: GuestConfig, path: string): Promise<string> {
-  const { binds, network } = config;
-  if (binds.length === 0 && !network) return shared;
-  checkGuestBinds(binds);
+  const { binds, network, pullTag } = config;
+  if (binds.length === 0 && !network && !pullTag) return shared;
+  checkGuestBinds(pullTag ? [...binds, { tag: pullTag, target: '/', readOnly: false }] : binds);
   const lines = binds.map((b) => `${b.readOnly ? 'bind-ro' : 'bind'} ${b.tag} ${b.target}\n`);
+  if (pullTag) lines.push(`pull ${pullTag} -\n`);
   const entries: CpioEntry[] = [];
   if (network) {
     const { mac, address, prefixLength, gateway } = network;

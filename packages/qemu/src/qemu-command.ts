@@ -77,6 +77,12 @@ export interface QemuShare {
   /** The host directory. */
   path: string;
   readOnly: boolean;
+  /**
+   * This share's 9p security model over the machine's `shareSecurity`:
+   * `mapped-file` keeps what the guest creates (devices, symlinks, owners)
+   * as plain files and metadata on the host.
+   */
+  security?: 'passthrough' | 'none' | 'mapped-file';
 }
 
 /**
@@ -139,7 +145,7 @@ export function qemuArgv(m: QemuMachine): string[] {
     `unix:${option(m.qmpSocket)},server=on,wait=off`,
     ...(m.shares ?? []).flatMap((share, i) => [
       '-fsdev',
-      `local,id=share${i},path=${option(share.path)},security_model=${m.shareSecurity ?? (process.getuid?.() === 0 ? 'passthrough' : 'none')}${share.readOnly ? ',readonly=on' : ''}`,
+      `local,id=share${i},path=${option(share.path)},security_model=${share.security ?? m.shareSecurity ?? (process.getuid?.() === 0 ? 'passthrough' : 'none')}${share.readOnly ? ',readonly=on' : ''}`,
       '-device',
       `${virtio('9p')},fsdev=share${i},mount_tag=${share.tag}`,
     ]),

@@ -40,11 +40,13 @@ import { type AccelChoice, chooseAccel, hostTscKhz, type KvmProbe, probeKvm } fr
 import { DiskSnapshots } from './disk-snapshots.js';
 import { startGuest } from './guest.js';
 import { type GuestNetwork, type QemuNic, userNetwork } from './guest-network.js';
+import { GuestSession } from './guest-session.js';
 import { buildInitramfs, checkGuestBinds, guestInitramfs } from './initramfs.js';
 import { loadKernel, type QemuKernel } from './kernel.js';
 import { ROOT_DRIVE } from './qemu-command.js';
 import { QemuEnvironment } from './qemu-environment.js';
 import { type CheckedEnvOptions, checkEnvOptions, type QemuDriverOptions } from './qemu-options.js';
+import { GUEST_PULL_DIR, GUEST_STAGING_DIR, PULL_TAG, PullStaging, PushStaging, STAGING_TAG } from './staging.js';
 
 /**
  * The registry name of this driver.
@@ -196,6 +198,8 @@ export class QemuDriver implements Driver {
         context,
       );
     const binds = mounts.map((m, i) => ({ tag: `execenv${i}`, target: m.target, readOnly: !!m.readOnly }));
+    // Pushed archives cross into the guest through this read-only share (see GuestSession).
+    const stagingBind = { tag: STAGING_TAG, target: GUEST_STAGING_DIR, readOnly: true };
     try {
       checkGuestBinds(binds);
     } catch (err) {
@@ -229,9 +233,13 @@ export class QemuDriver implements Driver {
         if (Buffer.byteLength(join(envDir, 'qmp.sock')) > MAX_SOCKET_PATH)
           throw new InvalidSpecError('stateDir', `${envDir} is too long for a unix socket path`, context);
         const net = await this.#joinNetwork(network, envOptions, { id, lease, stateDir });
+        const staging = {
+          push: await PushStaging.create(join(envDir, 'stage'), GUEST_STAGING_DIR, { context: { envId: id } }),
+          pull: await PullStaging.create(join(envDir, 'pull'), GUEST_PULL_DIR, { context: { envId: id } }),
+        };
         const bootInitramfs = await guestInitramfs(
           initramfs,
-          { binds, network: net?.guest },
+          { binds: [...binds, stagingBind], pullTag: PULL_TAG, network: net?.guest },
           join(envDir, 'initramfs.cpio.gz'),
         );
         const disk = join(envDir, 'disk.qcow2');
@@ -254,7 +262,12 @@ export class QemuDriver implements Driver {
               kernel,
               initramfs: bootInitramfs,
               disk,
-              shares: mounts.map((m, i) => ({ tag: `execenv${i}`, path: m.source, readOnly: !!m.readOnly })),
+              shares: [
+                ...mounts.map((m, i) => ({ tag: `execenv${i}`, path: m.source, readOnly: !!m.readOnly })),
+                { tag: STAGING_TAG, path: staging.push.hostDir, readOnly: true },
+                // The guest writes here: mapped-file makes whatever it creates a plain file on the host.
+                { tag: PULL_TAG, path: staging.pull.hostDir, readOnly: false, security: 'mapped-file' },
+              ],
               agentSocket: join(envDir, 'agent.sock'),
               qmpSocket: join(envDir, 'qmp.sock'),
               consoleLog: join(envDir, 'console.log'),
@@ -285,14 +298,14 @@ export class QemuDriver implements Driver {
           ],
           onEvent: opts.onEvent,
           closeOnSignal: opts.closeOnSignal,
-          session: guest.session,
+          session: new GuestSession(guest.session, staging),
           hostRunner: runner,
           env: checked.env ?? {},
           restart: async ({ graceful, whileStopped }) => {
             await guest.stop({ graceful });
             await whileStopped?.();
             guest = await boot();
-            return guest.session;
+            return new GuestSession(guest.session, staging);
           },
           freshDisk,
           snapshots,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { packCpio } from '../src/cpio.js';
-import { guestInitramfs } from '../src/initramfs.js';
+import { guestInitramfs, initScript } from '../src/initramfs.js';
 
 const scratch = await mkdtemp(join(tmpdir(), 'execenv-initramfs-test-'));
 afterAll(() => rm(scratch, { recursive: true, force: true }));
@@ -38,6 +38,19 @@ describe('guestInitramfs', () => {
       await expect(
         guestInitramfs(shared, { binds: [{ tag: 'execenv0', target, readOnly: false }] }, join(scratch, 'bad.cpio.gz')),
       ).rejects.toThrow(RangeError);
+  });
+});
+
+describe('guestInitramfs with a pull share', () => {
+  it('names the pull share, which init mounts outside the root and hands the agent as descriptor 3', async () => {
+    const out = await guestInitramfs(shared, { binds: [], pullTag: 'execenvpull' }, join(scratch, 'pull.cpio.gz'));
+    const base = await readFile(shared);
+    expect(gunzipSync((await readFile(out)).subarray(base.length)).toString('latin1')).toContain(
+      'pull execenvpull -\n',
+    );
+    const script = initScript([]);
+    expect(script).toContain('[ "$kind" = pull ] && pull="/shares/$tag" && continue');
+    expect(script).toContain('--stdio <>"$port" >&0 3<"$pull"');
   });
 });
 

@@ -89,6 +89,22 @@ describe('qemuArgv with shared directories', () => {
   });
 });
 
+describe('qemuArgv with a share of its own security model', () => {
+  it('writes mapped-file for the pull share whatever the machine default', () => {
+    const argv = qemuArgv({
+      ...machine,
+      shareSecurity: 'passthrough',
+      shares: [{ tag: 'execenvpull', path: '/state/pull', readOnly: false, security: 'mapped-file' }],
+    });
+    expect(argv.slice(-4)).toEqual([
+      '-fsdev',
+      'local,id=share0,path=/state/pull,security_model=mapped-file',
+      '-device',
+      'virtio-9p-device,fsdev=share0,mount_tag=execenvpull',
+    ]);
+  });
+});
+
 describe('initScript', () => {
   it('loads the modules in order, mounts the disk and runs the agent on the named port', () => {
     const script = initScript(['kernel/drivers/virtio/virtio_ring.ko', 'kernel/fs/ext4/ext4.ko']);
