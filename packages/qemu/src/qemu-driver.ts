@@ -23,11 +23,26 @@ import {
   processStartTime,
   throwIfAborted,
   type Undo,
-  UnsupportedError,
   validateSpec,
 } from '@execenv/core';
-import { findBinary, HOST_PATH, hostArch, isStaticElf, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
-import { convertToQcow2, driverImages, imageRootDirectory, QemuImg, resolveImage } from '@execenv/images';
+import {
+  findBinary,
+  HOST_PATH,
+  hostArch,
+  isStaticElf,
+  leaseGc,
+  leaseList,
+  openWithLease,
+  unsupportedField,
+} from '@execenv/core/driver';
+import {
+  convertToQcow2,
+  driverImages,
+  type ImageSettings,
+  imageRootDirectory,
+  QemuImg,
+  resolveImage,
+} from '@execenv/images';
 import {
   leaseJoin,
   NETWORK_LEASE_KIND,
@@ -210,7 +225,8 @@ export class QemuDriver implements Driver {
       : (this.#options.memoryMiB ?? DEFAULT_MEMORY_MIB);
     if (memoryMiB < 128)
       throw new InvalidSpecError('resources.memory', `a guest needs at least 128 MiB, got ${memoryMiB} MiB`, context);
-    if (checked.resources?.disk) throw new UnsupportedError(DRIVER_NAME, 'resources.disk', { op: 'open' });
+    if (checked.resources?.disk)
+      throw unsupportedField(DRIVER_NAME, 'resources.disk', 'the overlay takes the size of its base image');
     const runner = this.#runner;
     const undo = this.#undo();
     throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
@@ -219,7 +235,7 @@ export class QemuDriver implements Driver {
     const accel = await this.accel();
     if (accel.accel === 'tcg' && (this.#options.accel ?? 'auto') === 'auto')
       emit(opts.onEvent, { type: 'warning', message: `qemu: ${accel.reason}` });
-    const base = await this.#baseDisk(checked.image, opts);
+    const base = await this.#baseDisk(checked.image, envOptions.images, opts);
     const tscKhz = accel.accel === 'tcg' ? await hostTscKhz() : undefined;
     return openWithLease({
       driver: DRIVER_NAME,
@@ -322,8 +338,22 @@ export class QemuDriver implements Driver {
     return leaseList(opts.stateDir ?? defaultStateDir(), DRIVER_NAME);
   }
 
+  /**
+   * Removes what dead owners left: their guests, overlays, sockets and
+   * network attachments (by lease), and what killed processes left in the
+   * image cache (partial downloads, half-made conversions).
+   */
   async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
-    return leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, this.#undo());
+    const report = await leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, this.#undo());
+    await this.#images()
+      .then(({ cache }) => cache.sweep())
+      .catch((err: Error) => report.errors.push(`image cache: ${err.message}`));
+    return report;
+  }
+
+  /** Image settings (the user's configuration and EXECENV_* variables, then the driver's, then the spec's) and their cache. */
+  #images(forEnvironment?: ImageSettings) {
+    return driverImages(this.#options.cacheDir, this.#options.images, forEnvironment);
   }
 
   /** Undoes one lease resource: a guest's network through @execenv/net, the rest as core does. */
@@ -389,10 +419,14 @@ export class QemuDriver implements Driver {
   }
 
   /** The cached, never written, base disk of an image: a disk as given, or a root filesystem made into one. */
-  async #baseDisk(image: string, opts: OpenOptions): Promise<{ path: string; format: string }> {
+  async #baseDisk(
+    image: string,
+    specImages: ImageSettings | undefined,
+    opts: OpenOptions,
+  ): Promise<{ path: string; format: string }> {
     const runner = this.#runner;
     emit(opts.onEvent, { type: 'image-resolve', reference: image });
-    const { images, cache } = await driverImages(this.#options.cacheDir, this.#options.images);
+    const { images, cache } = await this.#images(specImages);
     const resolved = await resolveImage(image, {
       ...images,
       cache,

@@ -1,5 +1,5 @@
 import { InvalidSpecError, type ProcessRunner } from '@execenv/core';
-import type { ImageSettings } from '@execenv/images';
+import { checkImageSettings, type ImageSettings } from '@execenv/images';
 import type { DriverNetworksOptions } from '@execenv/net';
 import type { QemuMachineType } from './qemu-command.js';
 
@@ -76,6 +76,8 @@ export interface QemuEnvOptions {
    * 10.0.2.3; `forwards` open host ports to guest ports.
    */
   userNetwork?: UserNetworkOptions;
+  /** Image settings for this environment, over the user's configuration and the driver's `images`. */
+  images?: ImageSettings;
 }
 
 /**
@@ -146,6 +148,7 @@ export type CheckedPortForward = Required<PortForward>;
  */
 export interface CheckedEnvOptions {
   userNetwork?: { forwards: CheckedPortForward[] };
+  images?: ImageSettings;
 }
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
@@ -163,8 +166,11 @@ export function checkEnvOptions(raw: unknown, network: string): CheckedEnvOption
     new InvalidSpecError(`driverOptions${field}`, problem, { driver: 'qemu', op: 'open' });
   const o = (raw ?? {}) as Record<string, unknown>;
   for (const key of Object.keys(o))
-    if (key !== 'userNetwork') throw bad(`.${key}`, 'unknown option; the qemu driver knows userNetwork');
-  if (o.userNetwork === undefined) return {};
+    if (key !== 'userNetwork' && key !== 'images')
+      throw bad(`.${key}`, 'unknown option; the qemu driver knows userNetwork and images');
+  const images = checkImageSettings(o.images, 'driverOptions.images', { driver: 'qemu', op: 'open' });
+  const withImages: CheckedEnvOptions = images === undefined ? {} : { images };
+  if (o.userNetwork === undefined) return withImages;
   const user = o.userNetwork as Record<string, unknown>;
   if (typeof user !== 'object' || user === null || Array.isArray(user)) throw bad('.userNetwork', 'must be an object');
   if (network !== 'nat') throw bad('.userNetwork', `user-mode networking is used with network "nat", not "${network}"`);
@@ -202,5 +208,5 @@ export function checkEnvOptions(raw: unknown, network: string): CheckedEnvOption
     seen.set(`${protocol} ${f.hostPort} ${hostAddress}`, i);
     forwards.push({ hostPort: f.hostPort, guestPort: f.guestPort, protocol, hostAddress });
   }
-  return { userNetwork: { forwards } };
+  return { ...withImages, userNetwork: { forwards } };
 }

@@ -99,6 +99,14 @@ describe('checkEnvOptions', () => {
     });
   });
 
+  it('takes image settings for the environment, checked', () => {
+    const images = { servers: { lxc: 'https://images.example/' }, verify: false };
+    expect(checkEnvOptions({ images }, 'none')).toEqual({ images });
+    expect(checkEnvOptions({ images, userNetwork: {} }, 'nat')).toEqual({ images, userNetwork: { forwards: [] } });
+    expect(field({ images: { servers: 'https://images.example/' } }, 'none')).toBe('driverOptions.images');
+    expect(field({ images: { nonsense: true } }, 'none')).toBe('driverOptions.images');
+  });
+
   it('names the field of a bad port, protocol or address', () => {
     const fwd = (f: object) => ({ userNetwork: { forwards: [{ hostPort: 8080, guestPort: 80 }, f] } });
     expect(field(fwd({ hostPort: 0, guestPort: 80 }))).toBe('driverOptions.userNetwork.forwards[1].hostPort');
