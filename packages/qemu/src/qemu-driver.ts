@@ -186,6 +186,13 @@ export class QemuDriver implements Driver {
         context,
       );
     const envOptions = checkEnvOptions(checked.driverOptions, checked.network ?? 'none');
+    if (network.mode === 'private' && !envOptions.userNetwork && process.getuid?.() !== 0)
+      throw new InvalidSpecError(
+        'network',
+        `a guest on network "${network.network}" gets a tap on a bridge of this host, which needs root; ` +
+          'without root, use network "nat" with driverOptions.userNetwork (QEMU user-mode networking)',
+        context,
+      );
     const mounts = checked.mounts ?? [];
     for (const [i, m] of mounts.entries())
       if (!(await stat(m.source).catch(() => undefined))?.isDirectory())

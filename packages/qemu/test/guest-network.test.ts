@@ -1,7 +1,12 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FakeRunner } from '@execenv/core/testing';
+import { describe, expect, it, vi } from 'vitest';
 import { userNetwork } from '../src/guest-network.js';
 import { initScript } from '../src/initramfs.js';
 import { type QemuMachine, qemuArgv } from '../src/qemu-command.js';
+import { QemuDriver } from '../src/qemu-driver.js';
 import { checkEnvOptions } from '../src/qemu-options.js';
 
 const machine: QemuMachine = {
@@ -179,4 +184,26 @@ describe('initScript with network modules', () => {
     expect(script.indexOf('netup $net')).toBeLessThan(script.indexOf('/execenv-agent --root'));
     expect(script.indexOf('resolv.conf ||')).toBeGreaterThan(script.indexOf('mount -t ext4 /dev/vda /newroot'));
   });
+});
+
+describe('QemuDriver.open without root', () => {
+  it.each(['nat', 'builds'])(
+    'refuses a tap on network %s, pointing at userNetwork, before anything is made',
+    async (network) => {
+      const stateDir = await mkdtemp(join(tmpdir(), 'qemu-noroot-'));
+      const uid = vi.spyOn(process, 'getuid').mockReturnValue(1000);
+      try {
+        const runner = new FakeRunner();
+        const driver = new QemuDriver({ runner, cacheDir: join(stateDir, 'cache') });
+        const err = await driver.open({ image: '/nonexistent.tar', network }, { stateDir }).catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: 'INVALID_SPEC', field: 'network' });
+        expect((err as Error).message).toMatch(/needs root.*driverOptions\.userNetwork/);
+        expect(runner.ran).toEqual([]);
+        expect(await readdir(stateDir)).toEqual([]);
+      } finally {
+        uid.mockRestore();
+        await rm(stateDir, { recursive: true, force: true });
+      }
+    },
+  );
 });
