@@ -1,15 +1,12 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type Environment, open, readLeases } from '@execenv/core';
-import { ImageCache } from '@execenv/images';
-import { generateSigningKey, ImageServer, splitImageFiles } from '@execenv/images/testing';
+import { readdir, readFile } from 'node:fs/promises';
+import type { Environment } from '@execenv/core';
 import { Networks } from '@execenv/net';
 import { NspawnDriver } from '@execenv/nspawn';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { busyboxTarball, systemdTarball } from './fixtures.js';
+import { expectIndexThroughConfig } from './image-config-fixtures.js';
 import { expectNoNetLeft, expectOneNetwork, firstLine, helloServer, hostSnapshot } from './net-fixtures.js';
 
 const driver = new NspawnDriver();
@@ -213,53 +210,7 @@ setInterval(() => {}, 60_000);`,
 
 describe('nspawn images through the shared configuration', () => {
   it("open('nspawn', { image: 'index:…' }) takes its server, key and cache from the config file", async () => {
-    const work = await mkdtemp(join(tmpdir(), 'execenv-e2e-nspawn-images-'));
-    const server = await new ImageServer().start();
-    const saved = { XDG_CONFIG_HOME: process.env.XDG_CONFIG_HOME, EXECENV_CONFIG: process.env.EXECENV_CONFIG };
-    onTestFinished(async () => {
-      for (const [k, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-      await server.stop();
-      await rm(work, { recursive: true, force: true });
-    });
-    const key = await generateSigningKey();
-    const files = await splitImageFiles(await readFile(busyboxTarball('.xz')), {
-      architecture: 'amd64',
-      os: 'busybox',
-      release: '1.36',
-    });
-    await server.publishLxcDownload(
-      { distribution: 'busybox', release: '1.36', architecture: 'amd64' },
-      files,
-      key.privateKey,
-    );
-    const keyFile = join(work, 'signer.asc');
-    await writeFile(keyFile, key.publicKey);
-    const cacheDir = join(work, 'cache');
-    const config = join(work, 'config.json');
-    await writeFile(config, JSON.stringify({ images: { servers: { lxc: server.url }, keys: [keyFile], cacheDir } }));
-    Object.assign(process.env, { XDG_CONFIG_HOME: join(work, 'config-home'), EXECENV_CONFIG: config });
-    const stateDir = join(work, 'state');
-    {
-      await using env = await open('nspawn', { image: 'index:busybox/1.36/amd64' }, { stateDir });
-      expect((await env.exec(['cat', '/etc/os-release'], { check: true })).stdout).toContain('busybox fixture');
-    }
-    expect(await new ImageCache({ dir: cacheDir }).list()).toHaveLength(2);
-    expect(await readLeases(stateDir)).toEqual([]);
-    // The spec's settings win over the file's: a stranger's key is refused before anything is made.
-    const stranger = await generateSigningKey('stranger');
-    await expect(
-      open(
-        'nspawn',
-        {
-          image: 'index:busybox/1.36/amd64',
-          driverOptions: { images: { keys: [stranger.publicKey], refresh: 'always' } },
-        },
-        { stateDir },
-      ),
-    ).rejects.toMatchObject({ code: 'IMAGE_VERIFY_FAILED' });
-    expect(await readLeases(stateDir)).toEqual([]);
+    // rootfs.tar.xz and meta.tar.xz, downloaded and verified, in the configured cache.
+    await expectIndexThroughConfig('nspawn', 2);
   }, 120_000);
 });

@@ -36,7 +36,7 @@ import {
   openWithLease,
   unsupportedField,
 } from '@execenv/core/driver';
-import { checkImageSettings, driverImages, imageRootDirectory, resolveImage } from '@execenv/images';
+import { checkImageSettings, driverImages, imageRootDirectory, resolveImage, sweepImageCache } from '@execenv/images';
 import { type NamespaceLink, type NetworkMode, networkMode, resolvConf } from '@execenv/net';
 import { MAX_SOCKET_PATH, startAgentServer } from './agent-server.js';
 import { ChrootEnvironment } from './chroot-environment.js';
@@ -291,10 +291,7 @@ export class ChrootDriver implements Driver {
       chrootUndo(this.#runner, this.#options.networks),
     );
     // A killed open may have left a partial download or a half-extracted tree in the image cache.
-    await this.#images()
-      .then(({ cache }) => cache.sweep())
-      .catch(() => {});
-    return report;
+    return sweepImageCache(report, this.#images());
   }
 
   /** Image settings (the user's configuration and EXECENV_* variables, then the driver's, then the spec's) and their cache. */

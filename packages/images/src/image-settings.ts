@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { defaultCacheDir, type ErrorContext, InvalidSpecError } from '@execenv/core';
+import { defaultCacheDir, type ErrorContext, type GcReport, InvalidSpecError } from '@execenv/core';
 import { ImageCache } from './image-cache.js';
 import type { IndexFreshness, IndexRefresh } from './index-documents.js';
 import type { ImageServers } from './resolve-image.js';
@@ -354,4 +354,24 @@ export async function driverImages(
   const images = mergeImageSettings(await imageSettings(), ...layers);
   const cache = imageCacheOf(cacheDir ? { ...images, cacheDir: join(cacheDir, 'images') } : images);
   return { images, cache };
+}
+
+/**
+ * What a driver's gc() does with its image cache: sweeps what killed
+ * processes left there (partial downloads, half-made conversions) and
+ * records a failure in the report instead of throwing it.
+ *
+ * @example
+ * ```ts
+ * import { driverImages, sweepImageCache } from '@execenv/images';
+ * // In a driver's gc(), after its own leftovers:
+ * const report = await leaseGc(stateDir, 'foo', undo);
+ * return sweepImageCache(report, driverImages(options.cacheDir, options.images));
+ * ```
+ */
+export async function sweepImageCache(report: GcReport, images: Promise<{ cache: ImageCache }>): Promise<GcReport> {
+  await images
+    .then(({ cache }) => cache.sweep())
+    .catch((err: Error) => report.errors.push(`image cache: ${err.message}`));
+  return report;
 }

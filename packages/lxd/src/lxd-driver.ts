@@ -20,7 +20,7 @@ import {
   validateSpec,
 } from '@execenv/core';
 import { DEFAULT_PATH, leaseGc, leaseList, openWithLease } from '@execenv/core/driver';
-import { driverImages, type ImageSettings } from '@execenv/images';
+import { driverImages, type ImageSettings, sweepImageCache } from '@execenv/images';
 import { type AgentDelivery, hostAgentBinary, startLxdAgent } from './lxd-agent.js';
 import { LxdApiError, LxdClient, LxdConnectionError, type LxdEndpoint } from './lxd-client.js';
 import { findLocalSocket } from './lxd-endpoint.js';
@@ -344,10 +344,7 @@ export class LxdDriver implements Driver {
         report.errors.push(`${id}: profile ${p.name}: ${(err as Error).message}`);
       }
     }
-    await this.#images()
-      .then(({ cache }) => cache.sweep())
-      .catch((err: Error) => report.errors.push(`image cache: ${err.message}`));
-    return report;
+    return sweepImageCache(report, this.#images());
   }
 
   /** Image settings (the user's configuration and EXECENV_* variables, then the driver's, then the spec's) and their cache. */

@@ -40,6 +40,7 @@ import {
   type ImageSettings,
   imageRootDirectory,
   resolveImage,
+  sweepImageCache,
 } from '@execenv/images';
 import { type NamespaceLink, type NetworkMode, networkMode, resolvConf } from '@execenv/net';
 import { waitUntilBooted } from './boot-readiness.js';
@@ -309,10 +310,7 @@ export class NspawnDriver implements Driver {
    */
   async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
     const report = await leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, nspawnUndo(this.#runner));
-    await this.#images()
-      .then(({ cache }) => cache.sweep())
-      .catch((err: Error) => report.errors.push(`image cache: ${err.message}`));
-    return report;
+    return sweepImageCache(report, this.#images());
   }
 
   /** Image settings (the user's configuration and EXECENV_* variables, then the driver's, then the spec's) and their cache. */

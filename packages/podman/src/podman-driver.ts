@@ -32,7 +32,7 @@ import {
   openWithLease,
   unsupportedField,
 } from '@execenv/core/driver';
-import { checkImageSettings, driverImages, type ImageSettings, resolveImage } from '@execenv/images';
+import { checkImageSettings, driverImages, type ImageSettings, resolveImage, sweepImageCache } from '@execenv/images';
 import { type AgentLink, connectExec, connectSocket } from './agent-link.js';
 import { AttachedRun, waitForConmon } from './attached-run.js';
 import { AGENT_PATH, type ContainerPlan, createArgs } from './container-args.js';
@@ -479,10 +479,7 @@ export class PodmanDriver implements Driver {
       );
     }
     // A killed open may have left a partial download or a half-converted tarball in the image cache.
-    await this.#images()
-      .then(({ cache }) => cache.sweep())
-      .catch((err: Error) => report.errors.push(`image cache: ${err.message}`));
-    return report;
+    return sweepImageCache(report, this.#images());
   }
 
   /** Image settings (the user's configuration and EXECENV_* variables, then the driver's, then the spec's) and their cache. */

@@ -42,6 +42,7 @@ import {
   imageRootDirectory,
   QemuImg,
   resolveImage,
+  sweepImageCache,
 } from '@execenv/images';
 import {
   leaseJoin,
@@ -352,10 +353,7 @@ export class QemuDriver implements Driver {
    */
   async gc(opts: { stateDir?: string } = {}): Promise<GcReport> {
     const report = await leaseGc(opts.stateDir ?? defaultStateDir(), DRIVER_NAME, this.#undo());
-    await this.#images()
-      .then(({ cache }) => cache.sweep())
-      .catch((err: Error) => report.errors.push(`image cache: ${err.message}`));
-    return report;
+    return sweepImageCache(report, this.#images());
   }
 
   /** Image settings (the user's configuration and EXECENV_* variables, then the driver's, then the spec's) and their cache. */

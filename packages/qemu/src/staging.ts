@@ -82,6 +82,32 @@ export interface StagedArchive {
   remove(): Promise<void>;
 }
 
+/** A host directory shared into a guest, where archives pass under names the host chose. */
+abstract class StagingDirectory {
+  readonly hostDir: string;
+  readonly guestDir: string;
+  protected readonly names: () => string;
+  protected readonly context: ErrorContext;
+
+  protected constructor(hostDir: string, guestDir: string, names: () => string, context: ErrorContext) {
+    this.hostDir = hostDir;
+    this.guestDir = guestDir;
+    this.names = names;
+    this.context = context;
+  }
+
+  /** Makes (or takes) the directory, mode 0700, and fills in the options' defaults. */
+  protected static async prepare(
+    hostDir: string,
+    kind: 'push' | 'pull',
+    opts: { names?: () => string; context?: ErrorContext },
+  ): Promise<{ names: () => string; context: ErrorContext }> {
+    const context = opts.context ?? {};
+    await makeStagingDir(hostDir, context);
+    return { names: opts.names ?? (() => randomName(kind)), context };
+  }
+}
+
 /**
  * PushStaging is the host side of a guest's staging share: a directory of
  * the environment on the host that QEMU exports read-only over virtio-9p.
@@ -103,19 +129,7 @@ export interface StagedArchive {
  * }
  * ```
  */
-export class PushStaging {
-  readonly hostDir: string;
-  readonly guestDir: string;
-  readonly #names: () => string;
-  readonly #context: ErrorContext;
-
-  private constructor(hostDir: string, guestDir: string, names: () => string, context: ErrorContext) {
-    this.hostDir = hostDir;
-    this.guestDir = guestDir;
-    this.#names = names;
-    this.#context = context;
-  }
-
+export class PushStaging extends StagingDirectory {
   /**
    * Makes (or takes) the staging directory, mode 0700.
    * @param names the file names archives get; random ones by default.
@@ -126,9 +140,8 @@ export class PushStaging {
     guestDir: string,
     opts: { names?: () => string; context?: ErrorContext } = {},
   ): Promise<PushStaging> {
-    const context = opts.context ?? {};
-    await makeStagingDir(hostDir, context);
-    return new PushStaging(hostDir, guestDir, opts.names ?? (() => randomName('push')), context);
+    const { names, context } = await StagingDirectory.prepare(hostDir, 'push', opts);
+    return new PushStaging(hostDir, guestDir, names, context);
   }
 
   /**
@@ -171,14 +184,14 @@ export class PushStaging {
       tar.destroy();
       await file.close().catch(() => {});
       await archive.remove();
-      throw stagingError(`cannot write ${hostPath}`, err, this.#context);
+      throw stagingError(`cannot write ${hostPath}`, err, this.context);
     }
     return archive;
   }
 
   /** Creates a new, empty archive file: exclusively, never through a symlink, mode 0600. */
   async #create(): Promise<{ archive: StagedArchive; file: FileHandle }> {
-    const name = checkedName(this.#names(), this.#context);
+    const name = checkedName(this.names(), this.context);
     const hostPath = join(this.hostDir, name);
     let file: FileHandle;
     try {
@@ -189,8 +202,8 @@ export class PushStaging {
       );
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST' || (err as NodeJS.ErrnoException).code === 'ELOOP')
-        throw new UnsafePathError(hostPath, "something already sits at a new staging file's name", this.#context);
-      throw stagingError(`cannot create ${hostPath}`, err, this.#context);
+        throw new UnsafePathError(hostPath, "something already sits at a new staging file's name", this.context);
+      throw stagingError(`cannot create ${hostPath}`, err, this.context);
     }
     const archive: StagedArchive = {
       hostPath,
@@ -218,19 +231,7 @@ export class PushStaging {
  * await extractArchive(tar, { root: './out', destDir: '/' });
  * ```
  */
-export class PullStaging {
-  readonly hostDir: string;
-  readonly guestDir: string;
-  readonly #names: () => string;
-  readonly #context: ErrorContext;
-
-  private constructor(hostDir: string, guestDir: string, names: () => string, context: ErrorContext) {
-    this.hostDir = hostDir;
-    this.guestDir = guestDir;
-    this.#names = names;
-    this.#context = context;
-  }
-
+export class PullStaging extends StagingDirectory {
   /**
    * Makes (or takes) the pull directory, mode 0700.
    * @param names the file names archives get; random ones by default.
@@ -241,9 +242,8 @@ export class PullStaging {
     guestDir: string,
     opts: { names?: () => string; context?: ErrorContext } = {},
   ): Promise<PullStaging> {
-    const context = opts.context ?? {};
-    await makeStagingDir(hostDir, context);
-    return new PullStaging(hostDir, guestDir, opts.names ?? (() => randomName('pull')), context);
+    const { names, context } = await StagingDirectory.prepare(hostDir, 'pull', opts);
+    return new PullStaging(hostDir, guestDir, names, context);
   }
 
   /**
@@ -261,15 +261,15 @@ export class PullStaging {
   async #stream(write: (guestPath: string) => Promise<unknown>, out: PassThrough): Promise<void> {
     let hostPath: string | undefined;
     try {
-      const name = checkedName(this.#names(), this.#context);
+      const name = checkedName(this.names(), this.context);
       hostPath = join(this.hostDir, name);
       await write(`${this.guestDir}/${name}`);
-      const file = await openGuestFile(hostPath, this.#context);
+      const file = await openGuestFile(hostPath, this.context);
       await unlink(hostPath).catch(() => {});
       await pipeline(file.createReadStream({ highWaterMark: 1 << 20 }), out);
     } catch (err) {
       if (hostPath) await unlink(hostPath).catch(() => {});
-      out.destroy(stagingError(`cannot read ${hostPath ?? 'a pulled archive'}`, err, this.#context) as Error);
+      out.destroy(stagingError(`cannot read ${hostPath ?? 'a pulled archive'}`, err, this.context) as Error);
     }
   }
 }
