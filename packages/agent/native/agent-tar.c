@@ -289,15 +289,26 @@ static void write_headers(struct tar_writer *w, const struct out_entry *e) {
 }
 
 /*
+ * Turns direct I/O on for fd, with the aligned buffer in *buf allocated on
+ * first use; returns fd's flags from before, or -1 where the buffer cannot
+ * be had or fd's filesystem refuses direct I/O.
+ */
+static int begin_direct(char **buf, int fd) {
+  if (!*buf && posix_memalign((void **)buf, DIRECT_ALIGN, DIRECT_CHUNK) != 0) return -1;
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_DIRECT) != 0) return -1;
+  return flags;
+}
+
+/*
  * Copies up to size bytes of fd (at offset 0) to the output with direct
  * reads, once the output buffer is flushed; returns how many were written,
  * leaving fd's offset after them. Stops early (the caller goes on without
  * direct I/O) where the file or its filesystem does not allow direct reads.
  */
 static unsigned long long content_direct(struct tar_writer *w, int fd, unsigned long long size, const char *name) {
-  if (!w->direct_buf && posix_memalign((void **)&w->direct_buf, DIRECT_ALIGN, DIRECT_CHUNK) != 0) return 0;
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_DIRECT) != 0) return 0;
+  int flags = begin_direct(&w->direct_buf, fd);
+  if (flags < 0) return 0;
   unsigned long long done = 0;
   while (done < size) {
     unsigned long long left = size - done;
@@ -1047,9 +1058,8 @@ static void archive_pread(struct tar_reader *r, char *buf, size_t n, off_t offse
  * done; -1, with nothing consumed, when fd's filesystem refuses direct I/O.
  */
 static int copy_direct(struct tar_reader *r, int fd, unsigned long long n, const char *name) {
-  if (!r->direct_buf && posix_memalign((void **)&r->direct_buf, DIRECT_ALIGN, DIRECT_CHUNK) != 0) return -1;
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_DIRECT) != 0) return -1;
+  int flags = begin_direct(&r->direct_buf, fd);
+  if (flags < 0) return -1;
   off_t end = lseek(r->fd, 0, SEEK_CUR);
   if (end < 0) fail_errno(r, "tar input", errno);
   off_t start = end - (off_t)(r->len - r->pos);

@@ -244,8 +244,7 @@ export class AgentSession implements AgentSessionLike, AsyncDisposable {
   /** Extracts a tar archive into destDir, refusing unsafe entries; on failure the agent removes what it created. */
   async tarIn(destDir: string, tar: Readable): Promise<{ entries: number; bytes: number }> {
     const channel = this.#open(fileSpec('tar-in', destDir, { input: true }), [destDir]);
-    const fields = expectOk(await this.#feed(channel, tar), channel);
-    return { entries: Number(fields.entries ?? 0), bytes: Number(fields.bytes ?? 0) };
+    return archiveCounts(expectOk(await this.#feed(channel, tar), channel));
   }
 
   /**
@@ -262,8 +261,7 @@ export class AgentSession implements AgentSessionLike, AsyncDisposable {
    */
   async tarInFile(destDir: string, archive: string): Promise<{ entries: number; bytes: number }> {
     const channel = this.#open(fileSpec('tar-in-file', destDir, {}), [destDir, archive]);
-    const fields = expectOk(await channel.outcome, channel);
-    return { entries: Number(fields.entries ?? 0), bytes: Number(fields.bytes ?? 0) };
+    return archiveCounts(expectOk(await channel.outcome, channel));
   }
 
   /**
@@ -279,8 +277,7 @@ export class AgentSession implements AgentSessionLike, AsyncDisposable {
    */
   async tarOutFile(path: string, archive: string): Promise<{ entries: number; bytes: number }> {
     const channel = this.#open(fileSpec('tar-out-file', path, {}), [path, archive]);
-    const fields = expectOk(await channel.outcome, channel);
-    return { entries: Number(fields.entries ?? 0), bytes: Number(fields.bytes ?? 0) };
+    return archiveCounts(expectOk(await channel.outcome, channel));
   }
 
   /**
@@ -551,6 +548,11 @@ function fileSpec(op: string, path: string, streams: { input?: boolean; output?:
 }
 
 /** The `ok` fields of an outcome, or the AgentError it stands for. */
+/** What an archive operation's `ok` reports: how many entries and content bytes it moved. */
+function archiveCounts(fields: Readonly<Record<string, string>>): { entries: number; bytes: number } {
+  return { entries: Number(fields.entries ?? 0), bytes: Number(fields.bytes ?? 0) };
+}
+
 function expectOk(outcome: AgentOutcome, channel: AgentChannel): Readonly<Record<string, string>> {
   if (outcome.kind === 'ok') return outcome.fields;
   if (outcome.kind === 'error') throw outcomeError(outcome, channel.spec.op, channel.spec.path);

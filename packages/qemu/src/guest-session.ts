@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { ProcessRunner, RunningProcess } from '@execenv/core';
 import type { AgentExecRequest, AgentFileStat, AgentSessionLike, AgentWriteOptions } from '@execenv/core/driver';
-import type { PullStaging, PushStaging } from './staging.js';
+import type { PullStaging, PushStaging, StagedArchive } from './staging.js';
 
 /**
  * The agent operations a guest session uses beyond AgentSessionLike:
@@ -104,12 +104,7 @@ export class GuestSession implements AgentSessionLike {
 
   /** Writes the archive into the staging share, has the agent extract it from there, and removes it. */
   async tarIn(destDir: string, tar: Readable): Promise<{ entries: number; bytes: number }> {
-    const archive = await this.staging.push.write(tar);
-    try {
-      return await this.agent.tarInFile(destDir, archive.guestPath);
-    } finally {
-      await archive.remove();
-    }
+    return this.#extractStaged(await this.staging.push.write(tar), destDir);
   }
 
   /** Packs a host directory with GNU tar into the push share and has the agent extract it into destDir. */
@@ -118,7 +113,11 @@ export class GuestSession implements AgentSessionLike {
     dir: string,
     destDir: string,
   ): Promise<{ entries: number; bytes: number }> {
-    const archive = await this.staging.push.pack(runner, dir);
+    return this.#extractStaged(await this.staging.push.pack(runner, dir), destDir);
+  }
+
+  /** Has the agent extract a staged archive into destDir, and removes the archive whatever the outcome. */
+  async #extractStaged(archive: StagedArchive, destDir: string): Promise<{ entries: number; bytes: number }> {
     try {
       return await this.agent.tarInFile(destDir, archive.guestPath);
     } finally {
