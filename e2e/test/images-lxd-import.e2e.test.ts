@@ -139,4 +139,42 @@ describe.skipIf(!lxdReady)('the LXD driver and signed index images', () => {
         if (!before.has(fingerprint)) await lxc(['image', 'delete', String(fingerprint)], false);
     }
   }, 180_000);
+
+  it('opens an image the daemon already holds under the user\'s own alias, and leaves it the user\'s', async () => {
+    const { LxdDriver } = await import('@execenv/lxd');
+    const server = await new ImageServer().start();
+    const userAlias = `execenv-images-user-${suffix}`;
+    try {
+      const key = await generateSigningKey();
+      // A fixed creation date: the user's import and the driver's are the same bytes, so the same fingerprint.
+      const files = await splitImageFiles(await readFile(busyboxTarball('.xz')), {
+        ...info,
+        creationDate: new Date(1_700_000_000_000),
+      });
+      await server.publishLxcDownload(
+        { distribution: 'busybox', release: '1.36', architecture: 'amd64' },
+        files,
+        key.privateKey,
+      );
+      const images = { servers: { lxc: server.url }, keys: [key.publicKey] };
+      const userCache = new ImageCache({ dir: join(work, 'user-cache') });
+      const converted = await lxdImageFiles(await resolveImage('index:busybox/1.36/amd64', { ...images, cache: userCache }), {
+        cache: userCache,
+        runner,
+      });
+      if (converted.kind !== 'split') throw new Error('expected a split image');
+      await lxc(['image', 'import', converted.meta, converted.rootfs, '--alias', userAlias]);
+      const driver = new LxdDriver({ cacheDir: join(work, 'driver-cache-shared'), images });
+      {
+        await using env = await driver.open({ image: 'index:busybox/1.36/amd64' }, { stateDir: join(work, 'state') });
+        expect((await env.exec(['cat', '/etc/os-release'], { check: true })).stdout).toContain('busybox fixture');
+      }
+      expect(await driver.pruneImages({ maxIdleMs: 0 })).toEqual([]);
+      expect((await lxc(['image', 'info', userAlias])).stdout).toMatch(/os: busybox/);
+      (await driver.client()).close();
+    } finally {
+      await server.stop();
+      await lxc(['image', 'delete', userAlias], false);
+    }
+  }, 180_000);
 });

@@ -169,25 +169,7 @@ async function aliasExists(client: LxdClient, alias: string): Promise<boolean> {
 
 async function importImage(client: LxdClient, alias: string, files: readonly string[]): Promise<string> {
   if (await aliasExists(client, alias)) return alias;
-  let op: LxdOperation;
-  if (files.length === 1) {
-    op = await client.run({
-      method: 'POST',
-      path: '/1.0/images',
-      headers: { 'Content-Type': 'application/octet-stream', 'X-LXD-properties': `${IMAGE_PROPERTY}=${alias}` },
-      body: createReadStream(files[0]!, { highWaterMark: 1 << 20 }),
-    });
-  } else {
-    const { multipart, contentType } = splitImageBody(files[0]!, files[1]!);
-    op = await client.run({
-      method: 'POST',
-      path: '/1.0/images',
-      headers: { 'Content-Type': contentType, 'X-LXD-properties': `${IMAGE_PROPERTY}=${alias}` },
-      body: multipart,
-    });
-  }
-  const fingerprint = (op.metadata as { fingerprint?: string } | null)?.fingerprint;
-  if (!fingerprint) throw new ImageNotFoundError(alias, 'LXD imported the image but gave no fingerprint');
+  const fingerprint = await uploadImage(client, alias, files);
   try {
     await client.call({ method: 'POST', path: '/1.0/images/aliases', body: { name: alias, target: fingerprint } });
   } catch (err) {
@@ -195,6 +177,48 @@ async function importImage(client: LxdClient, alias: string, files: readonly str
     if (!(err instanceof LxdApiError && err.status === 409) && !(await aliasExists(client, alias))) throw err;
   }
   return alias;
+}
+
+/**
+ * Uploads the files and returns the fingerprint LXD gave them. When the
+ * daemon already holds the same image (imported by hand or by another tool
+ * under its own alias), that image is the one: LXD's fingerprint of it is the
+ * sha256 of the files one after another, and that is what the alias points at.
+ */
+async function uploadImage(client: LxdClient, alias: string, files: readonly string[]): Promise<string> {
+  let op: LxdOperation;
+  try {
+    if (files.length === 1) {
+      op = await client.run({
+        method: 'POST',
+        path: '/1.0/images',
+        headers: { 'Content-Type': 'application/octet-stream', 'X-LXD-properties': `${IMAGE_PROPERTY}=${alias}` },
+        body: createReadStream(files[0]!, { highWaterMark: 1 << 20 }),
+      });
+    } else {
+      const { multipart, contentType } = splitImageBody(files[0]!, files[1]!);
+      op = await client.run({
+        method: 'POST',
+        path: '/1.0/images',
+        headers: { 'Content-Type': contentType, 'X-LXD-properties': `${IMAGE_PROPERTY}=${alias}` },
+        body: multipart,
+      });
+    }
+  } catch (err) {
+    if (err instanceof LxdApiError && /same fingerprint already exists/i.test(err.message))
+      return lxdFingerprint(files);
+    throw err;
+  }
+  const fingerprint = (op.metadata as { fingerprint?: string } | null)?.fingerprint;
+  if (!fingerprint) throw new ImageNotFoundError(alias, 'LXD imported the image but gave no fingerprint');
+  return fingerprint;
+}
+
+/** LXD's fingerprint of an image made of these files: the sha256 of their contents in order. */
+async function lxdFingerprint(files: readonly string[]): Promise<string> {
+  const hash = createHash('sha256');
+  for (const file of files) for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
 }
 
 /** The multipart body `POST /1.0/images` takes for a split image: the metadata tarball, then the rootfs. */

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { constants, tmpdir } from 'node:os';
@@ -286,7 +286,7 @@ export class FakeLxd {
       if (!this.images.delete(g[1]!)) return this.#error(res, 404, 'Image not found');
       return this.#async(res, this.#doneOp());
     }
-    if (p === '/1.0/images' && m === 'POST') return this.#async(res, this.#doneOp({ fingerprint: 'f'.repeat(64) }));
+    if (p === '/1.0/images' && m === 'POST') return this.#importImage(rec, res);
     if ((g = /^\/1\.0\/images\/aliases\/([^/]+)$/.exec(p)) && m === 'GET') {
       const target = this.aliases.get(decodeURIComponent(g[1]!));
       return target ? this.#sync(res, { name: g[1], target }) : this.#error(res, 404, 'not found');
@@ -299,6 +299,30 @@ export class FakeLxd {
     if (/^\/1\.0\/networks\/[^/]+$/.test(p) && m === 'GET') return this.#error(res, 404, 'Network not found');
     if (p === '/1.0/networks' && m === 'POST') return this.#sync(res);
     return this.#error(res, 404, `not faked: ${m} ${p}`);
+  }
+
+  /**
+   * An image upload as LXD takes it: the fingerprint is the sha256 of the
+   * unified tarball, or of a split image's metadata and rootfs one after the
+   * other; an image the daemon already holds is refused.
+   */
+  #importImage(rec: Recorded, res: ServerResponse) {
+    const type = String(rec.headers['content-type'] ?? '');
+    const boundary = /boundary=(\S+)/.exec(type)?.[1];
+    const parts = boundary ? multipartContents(rec.body, boundary) : [rec.body];
+    const hash = createHash('sha256');
+    for (const part of parts) hash.update(part);
+    const fingerprint = hash.digest('hex');
+    if (this.images.has(fingerprint))
+      return this.#async(res, this.#doneOp({}, 'Image with same fingerprint already exists'));
+    const properties = Object.fromEntries(
+      String(rec.headers['x-lxd-properties'] ?? '')
+        .split('&')
+        .filter(Boolean)
+        .map((kv) => kv.split('=').map(decodeURIComponent) as [string, string]),
+    );
+    this.images.set(fingerprint, { fingerprint, properties, uploaded_at: new Date().toISOString() });
+    return this.#async(res, this.#doneOp({ fingerprint }));
   }
 
   /** The files API as the driver uses it: a POST writes a file. */
@@ -390,4 +414,20 @@ export class FakeLxd {
     op.finish(run.failure ? 400 : 200, run.failure);
     sockets.get('control')!.close();
   }
+}
+
+/** The contents of a multipart/form-data body's parts, in order. */
+function multipartContents(body: Buffer, boundary: string): Buffer[] {
+  const parts: Buffer[] = [];
+  const delimiter = Buffer.from(`--${boundary}`);
+  let at = body.indexOf(delimiter);
+  while (at >= 0) {
+    const next = body.indexOf(delimiter, at + delimiter.length);
+    if (next < 0) break;
+    const part = body.subarray(at + delimiter.length, next);
+    const headerEnd = part.indexOf('\r\n\r\n');
+    if (headerEnd >= 0) parts.push(part.subarray(headerEnd + 4, part.length - 2));
+    at = next;
+  }
+  return parts;
 }
