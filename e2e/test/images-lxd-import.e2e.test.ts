@@ -140,7 +140,7 @@ describe.skipIf(!lxdReady)('the LXD driver and signed index images', () => {
     }
   }, 180_000);
 
-  it('opens an image the daemon already holds under the user\'s own alias, and leaves it the user\'s', async () => {
+  it("opens an image the daemon already holds under the user's own alias, and leaves it the user's", async () => {
     const { LxdDriver } = await import('@execenv/lxd');
     const server = await new ImageServer().start();
     const userAlias = `execenv-images-user-${suffix}`;
@@ -158,10 +158,13 @@ describe.skipIf(!lxdReady)('the LXD driver and signed index images', () => {
       );
       const images = { servers: { lxc: server.url }, keys: [key.publicKey] };
       const userCache = new ImageCache({ dir: join(work, 'user-cache') });
-      const converted = await lxdImageFiles(await resolveImage('index:busybox/1.36/amd64', { ...images, cache: userCache }), {
-        cache: userCache,
-        runner,
-      });
+      const converted = await lxdImageFiles(
+        await resolveImage('index:busybox/1.36/amd64', { ...images, cache: userCache }),
+        {
+          cache: userCache,
+          runner,
+        },
+      );
       if (converted.kind !== 'split') throw new Error('expected a split image');
       await lxc(['image', 'import', converted.meta, converted.rootfs, '--alias', userAlias]);
       const driver = new LxdDriver({ cacheDir: join(work, 'driver-cache-shared'), images });

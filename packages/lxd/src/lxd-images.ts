@@ -217,7 +217,8 @@ async function uploadImage(client: LxdClient, alias: string, files: readonly str
 /** LXD's fingerprint of an image made of these files: the sha256 of their contents in order. */
 async function lxdFingerprint(files: readonly string[]): Promise<string> {
   const hash = createHash('sha256');
-  for (const file of files) for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  for (const file of files)
+    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 
