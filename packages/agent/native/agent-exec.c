@@ -20,12 +20,21 @@
  * way; a standby that cannot take the request is discarded and a supervisor
  * is started as before. The loop's namespaces do not change once it serves,
  * so a supervisor started early sees what one started late would.
+ *
+ * Reuse: a supervisor whose command ended with its namespace emptied and its
+ * mount table as it was made is as good as a fresh one. It says so with one
+ * byte on its socketpair, written before the outcome's pipe closes, and the
+ * loop puts it back among the idle supervisors once the channel has ended:
+ * a run of commands costs no clone, no mounts and no namespace teardown
+ * each. A command that changed mounts, was killed or left the supervisor
+ * unsure ends it instead, as before.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -184,8 +193,12 @@ static void on_queued(int sig, siginfo_t *info, void *ctx) {
   if (command > 0) kill(command, info->si_value.sival_int);
 }
 
+/* A KILL was asked: the loop waits for this supervisor to exit, so it must not serve again. */
+static volatile sig_atomic_t kill_asked;
+
 static void on_killtree(int sig) {
   (void)sig;
+  kill_asked = 1;
   if (command > 0) {
     kill(-command, SIGKILL);
     kill(command, SIGKILL);
@@ -277,7 +290,23 @@ static int relay_report(int report_fd) {
   return 1;
 }
 
-static void supervise(char *const *args, int nargs) {
+/* The byte a supervisor writes on its socketpair when it may take another request. */
+#define SUPERVISOR_READY 'R'
+
+/* Whether this supervisor's mount table is still the one it made: a command's mount, unmount or pivot_root shows as POLLPRI. */
+static int mounts_unchanged(int mounts_fd) {
+  if (mounts_fd < 0) return 1;
+  struct pollfd p = {mounts_fd, POLLPRI, 0};
+  return poll(&p, 1, 0) == 0;
+}
+
+/*
+ * Runs one request to its end and writes its outcome. With ready_sock >= 0
+ * (a standby) and the supervisor fit to serve again, it writes
+ * SUPERVISOR_READY there before closing the outcome's pipe and returns;
+ * otherwise it exits.
+ */
+static void supervise(char *const *args, int nargs, int ready_sock, int mounts_fd) {
   struct request req;
   if (parse_request(args, nargs, &req) != 0 || !req.argv[0]) end_error(STATUS_FD, "INVALID", "malformed exec arguments");
   if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) != 0) _exit(125);
@@ -310,8 +339,12 @@ static void supervise(char *const *args, int nargs) {
   else kill_namespace();
   command = 0;
   if (!failed) write_outcome(status);
+  int again = ready_sock >= 0 && !kill_asked && mounts_unchanged(mounts_fd) &&
+              write(ready_sock, &(char){SUPERVISOR_READY}, 1) == 1;
   close(STATUS_FD);
-  _exit(0);
+  free(req.envp);
+  free(req.argv);
+  if (!again) _exit(0);
 }
 
 /* ---- the loop's side ------------------------------------------------- */
@@ -330,7 +363,7 @@ static int pidns_init(void *arg) {
     end_error(STATUS_FD, "IO", "make mounts private: %s", strerror(errno));
   if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
     end_error(STATUS_FD, "IO", "mount /proc: %s", strerror(errno));
-  supervise(s->args, s->nargs);
+  supervise(s->args, s->nargs, -1, -1);
   return 125;
 }
 
@@ -341,13 +374,22 @@ static pid_t clone_into_namespaces(int (*fn)(void *), void *arg) {
   return clone(fn, clone_stack + sizeof clone_stack, CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, arg);
 }
 
-/* ---- the standby supervisor ------------------------------------------ */
+/* ---- the standby supervisors ----------------------------------------- */
 
-#define STANDBY_SOCKET_FD 3
+#define STANDBY_SOCKET_FD 4
 #define STANDBY_REQUEST_MAX (4 * 1024 * 1024)
+#define IDLE_MAX 4
 
-static pid_t standby_pid = -1;
-static int standby_sock = -1;
+/* A supervisor started by the loop and the loop's end of its socketpair. */
+struct supervisor {
+  pid_t pid;
+  int sock;
+};
+
+static struct supervisor idle[IDLE_MAX]; /* waiting for a request */
+static int idle_n;
+static struct supervisor *busy;          /* running a request handed over its socketpair */
+static size_t busy_n, busy_cap;
 static int exec_used;
 
 static ssize_t read_full(int fd, void *buf, size_t len) {
@@ -361,8 +403,16 @@ static ssize_t read_full(int fd, void *buf, size_t len) {
   return (ssize_t)done;
 }
 
+/* One request as a standby receives it; payload holds the arguments args points into. */
+struct received {
+  int fds[4];
+  char *payload;
+  char **args;
+  int nargs;
+};
+
 /* Receives the request: a length, the four descriptors with it, then the NUL-separated arguments. */
-static int receive_request(int sock, int fds[4], char ***args, int *nargs) {
+static int receive_request(int sock, struct received *r) {
   uint32_t len;
   char control[CMSG_SPACE(4 * sizeof(int))];
   struct iovec iov = {&len, sizeof len};
@@ -373,51 +423,61 @@ static int receive_request(int sock, int fds[4], char ***args, int *nargs) {
   struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
   if (n != (ssize_t)sizeof len || !cm || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(4 * sizeof(int)))
     return -1;
-  memcpy(fds, CMSG_DATA(cm), 4 * sizeof(int));
+  memcpy(r->fds, CMSG_DATA(cm), 4 * sizeof(int));
   if (len > STANDBY_REQUEST_MAX) return -1;
-  char *payload = malloc((size_t)len + 1);
-  if (!payload || read_full(sock, payload, len) < 0) return -1;
-  payload[len] = 0;
+  r->payload = malloc((size_t)len + 1);
+  if (!r->payload || read_full(sock, r->payload, len) < 0) return -1;
+  r->payload[len] = 0;
   int count = 0;
-  for (uint32_t i = 0; i < len; i++) count += payload[i] == 0;
-  *args = calloc((size_t)count + 1, sizeof **args);
-  if (!*args) return -1;
-  char *p = payload;
+  for (uint32_t i = 0; i < len; i++) count += r->payload[i] == 0;
+  r->args = calloc((size_t)count + 1, sizeof *r->args);
+  if (!r->args) return -1;
+  char *p = r->payload;
   for (int i = 0; i < count; i++) {
-    (*args)[i] = p;
+    r->args[i] = p;
     p += strlen(p) + 1;
   }
-  *nargs = count;
+  r->nargs = count;
   return 0;
 }
 
 static int standby_main(void *arg) {
   int sock = *(int *)arg;
-  /* Nothing of the agent's stays open here but the socket, until the request's descriptors arrive. */
-  int keep[4] = {-1, -1, -1, sock};
+  /* Nothing of the agent's stays open here but the socket, until a request's descriptors arrive. */
+  int keep[5] = {-1, -1, -1, -1, sock};
   if (prctl(PR_SET_PDEATHSIG, tree == TREE_PIDNS ? SIGKILL : SIG_EXEC_KILLTREE) != 0) _exit(125);
-  child_setup(keep, 4);
-  if (tree == TREE_PIDNS && (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
-                             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0))
-    _exit(125);
-  int fds[4];
-  char **args;
-  int nargs;
-  if (receive_request(STANDBY_SOCKET_FD, fds, &args, &nargs) != 0) _exit(0);
-  child_setup(fds, 4);
-  supervise(args, nargs);
-  return 125;
+  child_setup(keep, 5);
+  if (fcntl(STANDBY_SOCKET_FD, F_SETFD, FD_CLOEXEC) != 0) _exit(125);
+  int mounts_fd = -1;
+  if (tree == TREE_PIDNS) {
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+      _exit(125);
+    mounts_fd = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
+    if (mounts_fd < 0) _exit(125);
+    /* Above the request's descriptors and the socket: child_setup keeps everything below 6. */
+    if (dup3(mounts_fd, 5, O_CLOEXEC) != 5) _exit(125);
+    close(mounts_fd);
+    mounts_fd = 5;
+  }
+  for (;;) {
+    struct received r;
+    if (receive_request(STANDBY_SOCKET_FD, &r) != 0) _exit(0);
+    int fds[6] = {r.fds[0], r.fds[1], r.fds[2], r.fds[3], FD_KEEP, mounts_fd >= 0 ? FD_KEEP : -1};
+    child_setup(fds, 6);
+    supervise(r.args, r.nargs, STANDBY_SOCKET_FD, mounts_fd);
+    free(r.args);
+    free(r.payload);
+  }
 }
 
-static void discard_standby(void) {
-  if (standby_sock >= 0) close(standby_sock);
-  if (standby_pid > 0) kill(standby_pid, SIGKILL);
-  standby_sock = -1;
-  standby_pid = -1;
+static void close_supervisor(struct supervisor sup, int kill_it) {
+  close(sup.sock);
+  if (kill_it) kill(sup.pid, SIGKILL);
 }
 
 void exec_prepare(void) {
-  if (!exec_used || standby_pid > 0) return;
+  if (!exec_used || idle_n > 0) return;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return;
   pid_t pid = tree == TREE_PIDNS ? clone_into_namespaces(standby_main, &sv[1]) : fork();
@@ -427,26 +487,48 @@ void exec_prepare(void) {
     close(sv[0]);
     return;
   }
-  standby_pid = pid;
-  standby_sock = sv[0];
+  idle[idle_n++] = (struct supervisor){pid, sv[0]};
 }
 
 void exec_discard_standby(void) {
-  discard_standby();
+  while (idle_n > 0) close_supervisor(idle[--idle_n], 1);
 }
 
-/* Hands the request to the standby; its pid, or -1 when it could not take it. */
+static struct supervisor *find_busy(pid_t pid) {
+  for (size_t i = 0; i < busy_n; i++)
+    if (busy[i].pid == pid) return &busy[i];
+  return NULL;
+}
+
+static void remember_busy(struct supervisor sup) {
+  if (busy_n == busy_cap) {
+    busy_cap = busy_cap ? busy_cap * 2 : 16;
+    busy = realloc(busy, busy_cap * sizeof *busy);
+    if (!busy) exit(1);
+  }
+  busy[busy_n++] = sup;
+}
+
+static struct supervisor forget_busy(struct supervisor *entry) {
+  struct supervisor sup = *entry;
+  *entry = busy[--busy_n];
+  return sup;
+}
+
+/* Hands the request to an idle supervisor; its pid, or -1 when none could take it. */
 static pid_t use_standby(char *const *args, int nargs, const int fds[4]) {
-  if (standby_pid <= 0) return -1;
   for (int i = 0; i < 4; i++)
     if (fds[i] < 0) return -1;
   size_t len = 0;
   for (int i = 0; i < nargs; i++) len += strlen(args[i]) + 1;
-  char *payload = len <= STANDBY_REQUEST_MAX ? malloc(len ? len : 1) : NULL;
-  int sent = payload != NULL;
-  if (sent) {
-    char *p = payload;
-    for (int i = 0; i < nargs; i++) p = stpcpy(p, args[i]) + 1;
+  if (len > STANDBY_REQUEST_MAX) return -1;
+  char *payload = malloc(len ? len : 1);
+  if (!payload) return -1;
+  char *p = payload;
+  for (int i = 0; i < nargs; i++) p = stpcpy(p, args[i]) + 1;
+  pid_t started = -1;
+  while (started < 0 && idle_n > 0) {
+    struct supervisor sup = idle[--idle_n];
     uint32_t len32 = (uint32_t)len;
     char control[CMSG_SPACE(4 * sizeof(int))];
     memset(control, 0, sizeof control);
@@ -457,19 +539,39 @@ static pid_t use_standby(char *const *args, int nargs, const int fds[4]) {
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(4 * sizeof(int));
     memcpy(CMSG_DATA(cm), fds, 4 * sizeof(int));
-    sent = sendmsg(standby_sock, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof len32 &&
-           write_all(standby_sock, payload, len) == 0;
+    if (sendmsg(sup.sock, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof len32 && write_all(sup.sock, payload, len) == 0) {
+      remember_busy(sup);
+      started = sup.pid;
+    } else {
+      close_supervisor(sup, 1);
+    }
   }
   free(payload);
-  pid_t pid = standby_pid;
-  if (!sent) {
-    discard_standby();
-    return -1;
+  return started;
+}
+
+void exec_release(pid_t sup, int reusable) {
+  struct supervisor *entry = find_busy(sup);
+  if (!entry) return;
+  struct supervisor s = forget_busy(entry);
+  char ready = 0;
+  /* Written before the outcome's pipe closed: it is there now, or the supervisor is ending. */
+  if (reusable && idle_n < IDLE_MAX && recv(s.sock, &ready, 1, MSG_DONTWAIT) == 1 && ready == SUPERVISOR_READY) {
+    idle[idle_n++] = s;
+    return;
   }
-  close(standby_sock);
-  standby_sock = -1;
-  standby_pid = -1;
-  return pid;
+  close_supervisor(s, 0);
+}
+
+void exec_reaped(pid_t pid) {
+  struct supervisor *entry = find_busy(pid);
+  if (entry) close_supervisor(forget_busy(entry), 0);
+  for (int i = 0; i < idle_n; i++)
+    if (idle[i].pid == pid) {
+      close(idle[i].sock);
+      idle[i] = idle[--idle_n];
+      return;
+    }
 }
 
 pid_t exec_start(char *const *args, int nargs, int in_fd, int out_fd, int err_fd, int status_fd) {
@@ -483,7 +585,7 @@ pid_t exec_start(char *const *args, int nargs, int in_fd, int out_fd, int err_fd
   /* If the agent dies, the supervisor still empties the tree. */
   if (prctl(PR_SET_PDEATHSIG, SIG_EXEC_KILLTREE) != 0) _exit(125);
   child_setup(s.fds, 4);
-  supervise(args, nargs);
+  supervise(args, nargs, -1, -1);
   return -1;
 }
 

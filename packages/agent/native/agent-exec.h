@@ -26,8 +26,18 @@ pid_t exec_start(char *const *args, int nargs, int in_fd, int out_fd, int err_fd
 /* Before the loop waits: keeps one supervisor started ahead of the next exec, once any exec has run. */
 void exec_prepare(void);
 
-/* At shutdown: ends the standby supervisor, which would otherwise wait for a request forever. */
+/* At shutdown: ends the idle supervisors, which would otherwise wait for a request forever. */
 void exec_discard_standby(void);
+
+/*
+ * An exec channel has ended: its supervisor goes back among the idle ones
+ * when `reusable` (the outcome arrived, nothing killed it) and it said it
+ * can serve again; otherwise the loop lets go of it.
+ */
+void exec_release(pid_t sup, int reusable);
+
+/* A child was reaped: forget it if it was a supervisor the loop kept. */
+void exec_reaped(pid_t pid);
 
 /* SIGNAL frame: delivers sig to the command of the supervisor `sup`. */
 void exec_signal(pid_t sup, int sig);

@@ -19,6 +19,7 @@
 #include <sys/utsname.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -60,8 +61,10 @@ struct channel {
   struct buf in;        /* stream 0 bytes the pipe has not taken yet */
   int in_eof;
   uint64_t in_window;   /* bytes the client may still send on stream 0 */
+  uint32_t grant_pending; /* the input grant of OPEN, sent at the round's end unless input has ended by then */
   int out_fd[3];        /* [1] output, [2] stderr; -1 when ended or absent */
   uint64_t out_window[3];
+  int eof_pending[3];   /* an exec's output ended while its outcome had not: its EOF waits to leave with END */
   int status_fd;
   struct buf status;
 };
@@ -211,6 +214,7 @@ static void kill_channel(struct channel *c) {
 }
 
 static void free_channel(struct channel *c) {
+  if (c->is_exec && c->pid > 0) exec_release(c->pid, c->status.len > 0 && !c->killed && !c->reaped);
   close_fd(&c->in_fd);
   close_fd(&c->out_fd[1]);
   close_fd(&c->out_fd[2]);
@@ -354,7 +358,7 @@ static void handle_open(struct session *s, uint32_t id, char *payload, size_t le
     s->channels = c;
     if (streams & OP_INPUT) {
       c->in_window += INPUT_WINDOW - INITIAL_WINDOW;
-      send_window(s, id, INPUT_WINDOW - INITIAL_WINDOW);
+      c->grant_pending = INPUT_WINDOW - INITIAL_WINDOW;
     }
   }
   free(fields);
@@ -492,6 +496,39 @@ static void read_session(struct session *s) {
   parse_frames(s);
 }
 
+/*
+ * A command's output and its outcome end within a fraction of a millisecond
+ * of each other, on separate pipes: an exec's EOF waits for the outcome (at
+ * most EOF_HOLD_NS) so that the client is woken once, not once per pipe.
+ */
+#define EOF_HOLD_NS 2000000LL
+
+static long long now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static long long eof_deadline; /* when held EOFs leave anyway; 0 when none is held */
+
+static void end_output(struct session *s, struct channel *c, int stream) {
+  if (c->is_exec && c->status_fd >= 0 && !c->killed) {
+    c->eof_pending[stream] = 1;
+    if (!eof_deadline) eof_deadline = now_ns() + EOF_HOLD_NS;
+    return;
+  }
+  send_stream(s, c->id, F_EOF, stream);
+}
+
+/* Sends a channel's held EOFs once its outcome has arrived, or at the deadline. */
+static void release_eofs(struct session *s, struct channel *c, int due) {
+  for (int k = 1; k <= 2; k++)
+    if (c->eof_pending[k] && (due || c->status_fd < 0 || c->killed)) {
+      c->eof_pending[k] = 0;
+      send_stream(s, c->id, F_EOF, k);
+    }
+}
+
 /* Relays one read of a child's output pipe as DATA within the stream's window. */
 static void read_output(struct session *s, struct channel *c, int stream) {
   size_t chunk = c->is_exec ? CHUNK : BULK_CHUNK;
@@ -512,7 +549,7 @@ static void read_output(struct session *s, struct channel *c, int stream) {
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
     close_fd(&c->out_fd[stream]);
-    send_stream(s, c->id, F_EOF, stream);
+    end_output(s, c, stream);
     return;
   }
   put_header(frame, (uint32_t)n + 1, c->id, F_DATA);
@@ -558,6 +595,7 @@ static void free_session(struct session *s) {
 }
 
 static void mark_reaped(pid_t pid) {
+  exec_reaped(pid);
   for (struct session *s = sessions; s; s = s->next)
     for (struct channel *c = s->channels; c; c = c->next)
       if (c->pid == pid) {
@@ -684,10 +722,18 @@ static void dispatch(const struct pollfd *p, const struct slot *sl) {
 /* After events: sends ENDs, flushes output, closes sessions that are done. */
 static int settle(void) {
   int stdio_gone = 0;
+  int due = eof_deadline && now_ns() >= eof_deadline;
+  int held = 0;
   for (struct session **sp = &sessions; *sp;) {
     struct session *s = *sp;
     for (struct channel **cp = &s->channels; *cp;) {
       struct channel *c = *cp;
+      if (c->grant_pending) {
+        if (!c->in_eof) send_window(s, c->id, c->grant_pending);
+        c->grant_pending = 0;
+      }
+      release_eofs(s, c, due);
+      held |= c->eof_pending[1] | c->eof_pending[2];
       if (!s->dead && channel_finished(s, c)) {
         *cp = c->next;
         free_channel(c);
@@ -705,6 +751,7 @@ static int settle(void) {
       sp = &s->next;
     }
   }
+  if (!held) eof_deadline = 0;
   return stdio_gone;
 }
 
@@ -717,7 +764,12 @@ static void serve(void) {
     if (watch_stdin) watch(&ps, 0, POLLIN, R_STDIN, NULL, NULL);
     for (struct session *s = sessions; s; s = s->next) watch_session(&ps, s);
     exec_prepare();
-    if (poll(ps.p, ps.n, -1) < 0) {
+    int timeout = -1;
+    if (eof_deadline) {
+      long long left = eof_deadline - now_ns();
+      timeout = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+    }
+    if (poll(ps.p, ps.n, timeout) < 0) {
       if (errno == EINTR) continue;
       perror("execenv-agent: poll");
       shutdown_agent();

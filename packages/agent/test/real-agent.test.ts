@@ -297,6 +297,75 @@ describe.skipIf(!binary)('the real agent', () => {
     },
   );
 
+  it.each(['pidns', 'subreaper'] as const)(
+    'serves the next command from the supervisor of the last one, never after a mount change or a kill (%s)',
+    { timeout: 30_000 },
+    async (tree) => {
+      const { session } = await stdioAgent(tree);
+      const scratch = await mkdtemp(join(tmpdir(), 'execenv-agent-reuse-'));
+      /** Starts `sh -c "SCRIPT; cat >/dev/null"` and returns it with the pid of the supervisor it runs under. */
+      const waiting = async (script = ':') => {
+        const marker = `execenv-reuse-${randomBytes(6).toString('hex')}`;
+        const proc = session.exec(request(['sh', '-c', `${script}; cat >/dev/null`, marker]));
+        proc.stdout.resume();
+        proc.stderr.resume();
+        for (let i = 0; i < 200; i++) {
+          for (const pid of await readdir('/proc')) {
+            if (!/^\d+$/.test(pid)) continue;
+            if (!(await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes(marker)) continue;
+            const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+            return { proc, supervisor: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) };
+          }
+          await sleep(20);
+        }
+        throw new Error(`${marker} never showed up`);
+      };
+      const finish = async (proc: AgentProcess) => {
+        proc.stdin.end();
+        return proc.exited;
+      };
+      try {
+        await run(session.exec(request(['true'])));
+        const first = await waiting();
+        expect(await finish(first.proc)).toEqual({ exitCode: 0, signal: null });
+        const second = await waiting();
+        expect(second.supervisor).toBe(first.supervisor);
+        await finish(second.proc);
+        if (tree === 'pidns') {
+          // A mount made in the supervisor's namespace would outlive the command there: that supervisor is done.
+          const mounting = await waiting(`mount -t tmpfs execenv-reuse ${scratch}`);
+          expect(mounting.supervisor).toBe(first.supervisor);
+          expect(await finish(mounting.proc)).toEqual({ exitCode: 0, signal: null });
+          const after = await waiting(`! grep -q execenv-reuse /proc/self/mounts`);
+          expect(after.supervisor).not.toBe(mounting.supervisor);
+          expect(await finish(after.proc)).toEqual({ exitCode: 0, signal: null });
+        }
+        const killed = await waiting();
+        killed.proc.kill();
+        expect(await killed.proc.exited).toEqual({ exitCode: null, signal: 'SIGKILL' });
+        const next = await waiting();
+        expect(next.supervisor).not.toBe(killed.supervisor);
+        expect(await finish(next.proc)).toEqual({ exitCode: 0, signal: null });
+      } finally {
+        await rm(scratch, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it('ends output a command closed long before it exits without waiting for the exit', { timeout: 15_000 }, async () => {
+    const { session } = await stdioAgent();
+    const proc = session.exec(request(['sh', '-c', 'echo early; exec >&- 2>&-; sleep 3']));
+    proc.stdin.end();
+    const started = performance.now();
+    const [out] = await Promise.all([bytes(proc.stdout), bytes(proc.stderr)]);
+    const ended = performance.now() - started;
+    expect(out.toString()).toBe('early\n');
+    // The agent holds an EOF a little while for the outcome to go with it, never until the exit.
+    expect(ended).toBeLessThan(2000);
+    expect(await proc.exited).toEqual({ exitCode: 0, signal: null });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(2900);
+  });
+
   it('hands a request larger than a socket buffer to the standby supervisor intact', { timeout: 15_000 }, async () => {
     const { session } = await stdioAgent();
     await run(session.exec(request(['true'])));
