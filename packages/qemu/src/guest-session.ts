@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { ProcessRunner, RunningProcess } from '@execenv/core';
+import { hostRunner, type ProcessRunner, type RunningProcess } from '@execenv/core';
 import type { AgentExecRequest, AgentFileStat, AgentSessionLike, AgentWriteOptions } from '@execenv/core/driver';
 import type { PullStaging, PushStaging, StagedArchive } from './staging.js';
 
@@ -55,7 +55,7 @@ export interface GuestStaging {
  *   push: await PushStaging.create(`${envDir}/stage`, GUEST_STAGING_DIR),
  *   pull: await PullStaging.create(`${envDir}/pull`, GUEST_PULL_DIR),
  * };
- * const session = new GuestSession(guest.session, staging);
+ * const session = new GuestSession(guest.session, staging, hostRunner());
  * const env = new AgentEnvironment({ id, driver: 'qemu', capabilities, session, destroy });
  * await env.push('./src', '/work/src'); // staged, then tar-in-file in the guest
  * ```
@@ -63,10 +63,13 @@ export interface GuestStaging {
 export class GuestSession implements AgentSessionLike {
   readonly agent: GuestAgent;
   readonly staging: GuestStaging;
+  readonly #runner: ProcessRunner;
 
-  constructor(agent: GuestAgent, staging: GuestStaging) {
+  /** `runner` runs the host's GNU tar that packs pushed directories into the push share. */
+  constructor(agent: GuestAgent, staging: GuestStaging, runner: ProcessRunner = hostRunner()) {
     this.agent = agent;
     this.staging = staging;
+    this.#runner = runner;
   }
 
   exec(request: AgentExecRequest): RunningProcess {
@@ -107,13 +110,9 @@ export class GuestSession implements AgentSessionLike {
     return this.#extractStaged(await this.staging.push.write(tar), destDir);
   }
 
-  /** Packs a host directory with GNU tar into the push share and has the agent extract it into destDir. */
-  async pushDirectory(
-    runner: ProcessRunner,
-    dir: string,
-    destDir: string,
-  ): Promise<{ entries: number; bytes: number }> {
-    return this.#extractStaged(await this.staging.push.pack(runner, dir), destDir);
+  /** Packs a host directory with GNU tar straight into the push share and has the agent extract it into destDir. */
+  async pushDirectory(dir: string, destDir: string): Promise<{ entries: number; bytes: number }> {
+    return this.#extractStaged(await this.staging.push.pack(this.#runner, dir), destDir);
   }
 
   /** Has the agent extract a staged archive into destDir, and removes the archive whatever the outcome. */

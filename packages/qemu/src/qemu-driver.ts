@@ -322,14 +322,14 @@ export class QemuDriver implements Driver {
           ],
           onEvent: opts.onEvent,
           closeOnSignal: opts.closeOnSignal,
-          session: new GuestSession(guest.session, staging),
+          session: new GuestSession(guest.session, staging, runner),
           hostRunner: runner,
           env: checked.env ?? {},
           restart: async ({ graceful, whileStopped }) => {
             await guest.stop({ graceful });
             await whileStopped?.();
             guest = await boot();
-            return new GuestSession(guest.session, staging);
+            return new GuestSession(guest.session, staging, runner);
           },
           freshDisk,
           snapshots,

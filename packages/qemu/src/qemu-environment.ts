@@ -1,15 +1,6 @@
-import { stat } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
-import { assertEnvPath, ExecenvError, type FileOptions, type ProcessRunner } from '@execenv/core';
-import {
-  AgentEnvironment,
-  type AgentEnvironmentInit,
-  type AgentSessionLike,
-  agentError,
-  DEFAULT_PATH,
-} from '@execenv/core/driver';
+import { ExecenvError } from '@execenv/core';
+import { AgentEnvironment, type AgentEnvironmentInit, type AgentSessionLike, DEFAULT_PATH } from '@execenv/core/driver';
 import { checkSnapshotName, type DiskSnapshots } from './disk-snapshots.js';
-import { GuestSession } from './guest-session.js';
 
 /**
  * How a guest is booted again: shut down cleanly first (the guest syncs its
@@ -83,31 +74,12 @@ export class QemuEnvironment extends AgentEnvironment {
   readonly #restart: (how: GuestRestart) => Promise<AgentSessionLike>;
   readonly #freshDisk: () => Promise<void>;
   readonly #snapshots: DiskSnapshots;
-  readonly #hostRunner: ProcessRunner | undefined;
 
   constructor(init: QemuEnvironmentInit) {
     super(init);
     this.#restart = init.restart;
     this.#freshDisk = init.freshDisk;
     this.#snapshots = init.snapshots;
-    this.#hostRunner = init.hostRunner;
-  }
-
-  /** A host directory goes into the push share by GNU tar directly; anything else as AgentEnvironment pushes it. */
-  protected override async doPush(src: string | Uint8Array | Readable, dest: string, opts: FileOptions): Promise<void> {
-    const session = this.session;
-    if (typeof src === 'string' && session instanceof GuestSession && this.#hostRunner) {
-      assertEnvPath(dest);
-      if ((await stat(src).catch(() => undefined))?.isDirectory()) {
-        const ctx = { envId: this.id, driver: this.driver, op: 'push' };
-        const result = await session.pushDirectory(this.#hostRunner, src, dest).catch((err: unknown) => {
-          throw agentError(err, ctx, dest, 'archive');
-        });
-        this.emit({ type: 'copy', envId: this.id, direction: 'push', path: dest, bytes: result.bytes });
-        return;
-      }
-    }
-    return super.doPush(src, dest, opts);
   }
 
   /** Goes back to the image as it was opened: the guest boots again on a fresh overlay, without snapshots. */

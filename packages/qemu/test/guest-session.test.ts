@@ -1,7 +1,8 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { hostRunner, type ProcessRunner } from '@execenv/core';
 import { FakeAgentSession } from '@execenv/core/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type GuestAgent, GuestSession } from '../src/guest-session.js';
@@ -50,6 +51,28 @@ describe('GuestSession', () => {
     expect(await session.tarIn('/work', Readable.from([Buffer.from('tar bytes')]))).toEqual({ entries: 1, bytes: 9 });
     expect(agent.calls).toEqual([['tarInFile', '/work', '/dev/.execenv-stage/push-fixed.tar']]);
     expect(agent.staged).toEqual({ path: join(stagingDir, 'push-fixed.tar'), content: 'tar bytes' });
+    await expect(stat(agent.staged!.path)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('packs a pushed host directory with the runner it was given straight into the share', async () => {
+    const agent = new RecordingAgent();
+    const asked: (readonly string[])[] = [];
+    const runner = hostRunner();
+    const recording: ProcessRunner = {
+      ...runner,
+      run: (argv, opts) => {
+        asked.push(argv);
+        return runner.run(argv, opts);
+      },
+    };
+    const session = new GuestSession(agent, staging, recording);
+    const tree = join(scratch, 'tree');
+    await mkdir(tree, { recursive: true });
+    await writeFile(join(tree, 'hello.txt'), 'hello from the host\n');
+    await session.pushDirectory(tree, '/work');
+    expect(asked.map((argv) => argv[0])).toEqual(['tar']);
+    expect(agent.calls).toEqual([['tarInFile', '/work', '/dev/.execenv-stage/push-fixed.tar']]);
+    expect(agent.staged?.content).toContain('hello from the host');
     await expect(stat(agent.staged!.path)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 

@@ -181,9 +181,7 @@ export class AgentEnvironment extends CommandEnvironment {
       const st = await statHost(src).catch(() => undefined);
       if (!st) throw new NotFoundError(src, { ...ctx, envId: undefined });
       if (st.isDirectory()) {
-        const tar = this.#init.hostRunner ? gnuTar(this.#init.hostRunner, src) : packTree('/', src);
-        const result = await this.session.tarIn(dest, tar).catch((err: unknown) => {
-          tar.destroy();
+        const result = await this.#pushDirectory(src, dest).catch((err: unknown) => {
           throw agentError(err, ctx, dest, 'archive');
         });
         this.emit({ type: 'copy', envId: this.id, direction: 'push', path: dest, bytes: result.bytes });
@@ -193,6 +191,18 @@ export class AgentEnvironment extends CommandEnvironment {
       return this.#writeFile(content, dest, { mode: st.mode & 0o7777, ...opts });
     }
     return this.#writeFile(src instanceof Uint8Array ? Readable.from([Buffer.from(src)]) : src, dest, opts);
+  }
+
+  /** A host directory's tree into dest: the session's own way when it has one, else its archive through tarIn. */
+  async #pushDirectory(dir: string, dest: string): Promise<{ entries: number; bytes: number }> {
+    if (this.session.pushDirectory) return this.session.pushDirectory(dir, dest);
+    const tar = this.#init.hostRunner ? gnuTar(this.#init.hostRunner, dir) : packTree('/', dir);
+    try {
+      return await this.session.tarIn(dest, tar);
+    } catch (err) {
+      tar.destroy();
+      throw err;
+    }
   }
 
   async #writeFile(content: Readable, dest: string, opts: FileOptions): Promise<void> {

@@ -111,6 +111,13 @@ export interface AgentSessionLike {
   tarOut(path: string): Readable;
   /** Extracts a tar archive into destDir, refusing unsafe entries. */
   tarIn(destDir: string, tar: Readable): Promise<{ entries: number; bytes: number }>;
+  /**
+   * Copies a host directory's tree into destDir, as `tarIn` of its archive
+   * would. Optional: a session with a faster way to move a host tree than a
+   * tar stream through the connection (a share the environment reads) has
+   * it; without it, pushes of directories go through `tarIn`.
+   */
+  pushDirectory?(dir: string, destDir: string): Promise<{ entries: number; bytes: number }>;
   /** Closes the connection; the agent kills what this session still runs. */
   close(): void;
 }

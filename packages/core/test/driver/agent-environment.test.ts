@@ -197,6 +197,29 @@ describe('AgentEnvironment files', () => {
     });
   }
 
+  it("hands a host directory to the session's own pushDirectory when it has one, mapping its errors", async () => {
+    /** A session that moves host trees its own way (as a guest's share does) and records what it was asked. */
+    class SharingSession extends FakeAgentSession {
+      readonly pushed: [string, string][] = [];
+      refuse: Error | undefined;
+      async pushDirectory(dir: string, destDir: string) {
+        this.pushed.push([dir, destDir]);
+        if (this.refuse) throw this.refuse;
+        return { entries: 3, bytes: 42 };
+      }
+    }
+    const session = new SharingSession();
+    const { env, events } = open(session, { hostRunner: createRunner() });
+    const tree = await hostTree();
+    await env.push(tree, '/dst');
+    expect(session.pushed).toEqual([[tree, '/dst']]);
+    expect(session.ops.filter((op) => op.startsWith('tarIn'))).toEqual([]);
+    expect(events).toContainEqual({ type: 'copy', envId: env.id, direction: 'push', path: '/dst', bytes: 42 });
+    session.refuse = fakeAgentError('UNSAFE_PATH', '/dst/sub is a symlink');
+    await expect(env.push(tree, '/dst')).rejects.toMatchObject({ code: 'UNSAFE_PATH', op: 'push' });
+    await env.close();
+  });
+
   for (const withTar of [false, true])
     it(`takes host paths relative to the working directory${withTar ? ' (GNU tar)' : ''}`, async () => {
       const session = new FakeAgentSession();
