@@ -352,7 +352,9 @@ describe.skipIf(!binary)('the real agent', () => {
     },
   );
 
-  it('ends output a command closed long before it exits without waiting for the exit', { timeout: 15_000 }, async () => {
+  it('ends output a command closed long before it exits without waiting for the exit', {
+    timeout: 15_000,
+  }, async () => {
     const { session } = await stdioAgent();
     const proc = session.exec(request(['sh', '-c', 'echo early; exec >&- 2>&-; sleep 3']));
     proc.stdin.end();
