@@ -14,6 +14,22 @@ export async function time(fn) {
   return Number(process.hrtime.bigint() - t) / 1e6;
 }
 
+/**
+ * Times `sdk` and `raw` `runs` times each, alternating blocks of 20, and
+ * returns both lists of milliseconds. Blocks, not single runs: right after
+ * Node has spawned a raw tool's process it is still busy with that child (its
+ * streams, its exit), and that would be timed as part of the next SDK call.
+ */
+export async function alternateBlocks(runs, sdk, raw, block = 20) {
+  const sdkMs = [];
+  const rawMs = [];
+  for (let i = 0; i < runs; i += block) {
+    for (let j = 0; j < block; j++) sdkMs.push(await time(sdk));
+    for (let j = 0; j < block; j++) rawMs.push(await time(raw));
+  }
+  return { sdk: sdkMs, raw: rawMs };
+}
+
 /** Copies a directory's content into another with `tar -c | tar -x`, the raw tool transfers are measured against. */
 export function tarPipe(fromDir, toDir) {
   return new Promise((resolve, reject) => {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { NspawnDriver } from '@execenv/nspawn';
-import { median, time } from './measure.mjs';
+import { alternateBlocks, median, time } from './measure.mjs';
 
 const run = promisify(execFile);
 const { values } = parseArgs({
@@ -99,16 +99,11 @@ try {
     .find((e) => e.id === env.id)
     .resources.at(-1)
     .replace(/^process /, '');
-  const execs = [];
-  const nsenters = [];
-  // Alternating blocks, not single runs: right after spawning nsenter, Node is still busy with that child
-  // (its streams, its exit), and that would be timed as part of the next exec.
-  const block = 20;
-  for (let i = 0; i < execRuns; i += block) {
-    for (let j = 0; j < block; j++) execs.push(await time(() => env.exec(['/bin/true'], { check: true })));
-    for (let j = 0; j < block; j++)
-      nsenters.push(await time(() => sh(['nsenter', '-t', init, '-a', '/bin/true'], { PATH: HOST_PATH })));
-  }
+  const { sdk: execs, raw: nsenters } = await alternateBlocks(
+    execRuns,
+    () => env.exec(['/bin/true'], { check: true }),
+    () => sh(['nsenter', '-t', init, '-a', '/bin/true'], { PATH: HOST_PATH }),
+  );
   await env.close();
 
   const parallel = [];

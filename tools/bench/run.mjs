@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { parseArgs, promisify } from 'node:util';
 import { ChrootDriver } from '@execenv/chroot';
-import { median, tarPipe, time } from './measure.mjs';
+import { alternateBlocks, median, tarPipe, time } from './measure.mjs';
 
 const run = promisify(execFile);
 const { values } = parseArgs({
@@ -85,16 +85,15 @@ const rows = [];
 try {
   // exec
   const runs = Number(values.runs);
-  const sdk = [];
-  const raw = [];
   for (let i = 0; i < 20; i++) {
     await env.exec(['/bin/true']);
     await sh(['chroot', root, '/bin/true']);
   }
-  for (let i = 0; i < runs; i++) {
-    sdk.push(await time(() => env.exec(['/bin/true'], { check: true })));
-    raw.push(await time(() => sh(['chroot', root, '/bin/true'])));
-  }
+  const { sdk, raw } = await alternateBlocks(
+    runs,
+    () => env.exec(['/bin/true'], { check: true }),
+    () => sh(['chroot', root, '/bin/true']),
+  );
   rows.push({
     what: 'exec /bin/true',
     sdk: median(sdk),
