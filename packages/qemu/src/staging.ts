@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { constants } from 'node:fs';
 import { type FileHandle, lstat, mkdir, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -247,10 +248,11 @@ export class PullStaging extends StagingDirectory {
   }
 
   /**
-   * Streams the archive `write` makes at the guest path it is given. The
-   * stream errors with what `write` rejected with, or with UnsafePathError
-   * when the file there is a symlink or not a regular file; the file is
-   * gone from the directory either way.
+   * Streams the archive `write` makes at the guest path it is given, while
+   * it is being written: the host reads and extracts as the guest packs.
+   * The stream errors with what `write` rejected with, or with
+   * UnsafePathError when the file there is a symlink or not a regular file;
+   * the file is gone from the directory either way.
    */
   archive(write: (guestPath: string) => Promise<unknown>): Readable {
     const out = new PassThrough({ highWaterMark: 1 << 20 });
@@ -260,16 +262,90 @@ export class PullStaging extends StagingDirectory {
 
   async #stream(write: (guestPath: string) => Promise<unknown>, out: PassThrough): Promise<void> {
     let hostPath: string | undefined;
+    let file: FileHandle | undefined;
     try {
       const name = checkedName(this.names(), this.context);
       hostPath = join(this.hostDir, name);
-      await write(`${this.guestDir}/${name}`);
-      const file = await openGuestFile(hostPath, this.context);
-      await unlink(hostPath).catch(() => {});
-      await pipeline(file.createReadStream({ highWaterMark: 1 << 20 }), out);
+      const writing = new ArchiveWriting(write(`${this.guestDir}/${name}`));
+      file = await openWhenMade(hostPath, writing, this.context);
+      for (;;) {
+        // Whether the guest had finished before this read: then an empty read is the end.
+        const finished = writing.settled;
+        const chunk = Buffer.allocUnsafe(PULL_CHUNK);
+        const { bytesRead } = await file.read(chunk, 0, PULL_CHUNK, null);
+        if (bytesRead > 0) {
+          if (!out.write(chunk.subarray(0, bytesRead))) await once(out, 'drain');
+        } else if (finished) {
+          writing.throwIfFailed();
+          break;
+        } else {
+          await writing.orAfter(PULL_POLL_MS);
+        }
+      }
+      await removeArchive(file, hostPath);
+      out.end();
     } catch (err) {
-      if (hostPath) await unlink(hostPath).catch(() => {});
+      await removeArchive(file, hostPath);
       out.destroy(stagingError(`cannot read ${hostPath ?? 'a pulled archive'}`, err, this.context) as Error);
+    }
+  }
+}
+
+/** How much of a pulled archive is read at a time, and how long to wait when the reader has caught up with the guest. */
+const PULL_CHUNK = 1 << 20;
+const PULL_POLL_MS = 2;
+
+/** The agent's write of an archive into the pull share, watched while the host reads it. */
+class ArchiveWriting {
+  settled = false;
+  #failure: { err: unknown } | undefined;
+  readonly #done: Promise<void>;
+
+  constructor(writing: Promise<unknown>) {
+    this.#done = writing.then(
+      () => {
+        this.settled = true;
+      },
+      (err: unknown) => {
+        this.settled = true;
+        this.#failure = { err };
+      },
+    );
+  }
+
+  /** Throws what the write rejected with, once it has. */
+  throwIfFailed(): void {
+    if (this.#failure) throw this.#failure.err;
+  }
+
+  /** Resolves when the write settles or after `ms`, whichever is first. */
+  orAfter(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([this.#done, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]).finally(() =>
+      clearTimeout(timer),
+    );
+  }
+}
+
+/** Closes and removes a pulled archive, before its stream ends: the directory is empty once the reader has seen the end. */
+async function removeArchive(file: FileHandle | undefined, hostPath: string | undefined): Promise<void> {
+  await file?.close().catch(() => {});
+  if (hostPath) await unlink(hostPath).catch(() => {});
+}
+
+/** Opens the archive once the agent has made it; what the agent failed with if it ends without making one. */
+async function openWhenMade(hostPath: string, writing: ArchiveWriting, context: ErrorContext): Promise<FileHandle> {
+  for (;;) {
+    const settled = writing.settled;
+    try {
+      return await openGuestFile(hostPath, context);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      if (settled) {
+        writing.throwIfFailed();
+        throw err;
+      }
+      await writing.orAfter(PULL_POLL_MS);
     }
   }
 }

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { appendFile, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -163,6 +163,24 @@ describe('PullStaging', () => {
     await expect(drain(dir.archive(() => mkdir(join(dir.hostDir, 'pull-4.tar'))))).rejects.toMatchObject({
       code: 'UNSAFE_PATH',
     });
+  });
+
+  it('hands on what the guest has written while it is still writing', async () => {
+    const stage = await pulls('pull-6.tar');
+    let finishWriting!: () => void;
+    const out = stage.archive(async () => {
+      await writeFile(join(stage.hostDir, 'pull-6.tar'), 'first part;');
+      await new Promise<void>((resolve) => (finishWriting = resolve));
+      await appendFile(join(stage.hostDir, 'pull-6.tar'), 'second part');
+    });
+    const reading = out[Symbol.asyncIterator]();
+    const first = await reading.next();
+    expect(String(first.value)).toBe('first part;');
+    finishWriting();
+    let rest = '';
+    for (let next = await reading.next(); !next.done; next = await reading.next()) rest += String(next.value);
+    expect(rest).toBe('second part');
+    expect(await readdir(stage.hostDir)).toEqual([]);
   });
 
   it('passes on what the agent failed with and removes what it left', async () => {
