@@ -534,14 +534,17 @@ static pid_t use_standby(char *const *args, int nargs, const int fds[4]) {
     uint32_t len32 = (uint32_t)len;
     char control[CMSG_SPACE(4 * sizeof(int))];
     memset(control, 0, sizeof control);
-    struct iovec iov = {&len32, sizeof len32};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    /* Length, descriptors and arguments in one message: the supervisor wakes once and finds it all there. */
+    struct iovec iov[2] = {{&len32, sizeof len32}, {payload, len}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = control, .msg_controllen = sizeof control};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(4 * sizeof(int));
     memcpy(CMSG_DATA(cm), fds, 4 * sizeof(int));
-    if (sendmsg(sup.sock, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof len32 && write_all(sup.sock, payload, len) == 0) {
+    ssize_t sent = sendmsg(sup.sock, &msg, MSG_NOSIGNAL);
+    size_t payload_sent = sent > (ssize_t)sizeof len32 ? (size_t)sent - sizeof len32 : 0;
+    if (sent >= (ssize_t)sizeof len32 && write_all(sup.sock, payload + payload_sent, len - payload_sent) == 0) {
       remember_busy(sup);
       started = sup.pid;
     } else {
