@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { constants } from 'node:fs';
 import { type FileHandle, lstat, mkdir, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -268,13 +267,14 @@ export class PullStaging extends StagingDirectory {
       hostPath = join(this.hostDir, name);
       const writing = new ArchiveWriting(write(`${this.guestDir}/${name}`));
       file = await openWhenMade(hostPath, writing, this.context);
-      for (;;) {
+      // A reader that went away (destroyed the stream) ends the reading too.
+      while (!out.destroyed) {
         // Whether the guest had finished before this read: then an empty read is the end.
         const finished = writing.settled;
         const chunk = Buffer.allocUnsafe(PULL_CHUNK);
         const { bytesRead } = await file.read(chunk, 0, PULL_CHUNK, null);
         if (bytesRead > 0) {
-          if (!out.write(chunk.subarray(0, bytesRead))) await once(out, 'drain');
+          if (!out.write(chunk.subarray(0, bytesRead))) await drainedOrGone(out);
         } else if (finished) {
           writing.throwIfFailed();
           break;
@@ -289,6 +289,19 @@ export class PullStaging extends StagingDirectory {
       out.destroy(stagingError(`cannot read ${hostPath ?? 'a pulled archive'}`, err, this.context) as Error);
     }
   }
+}
+
+/** Resolves once `out` takes more, or once it is closed (its reader destroyed it): never waits on a stream that will not drain. */
+function drainedOrGone(out: PassThrough): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      out.off('drain', done);
+      out.off('close', done);
+      resolve();
+    };
+    out.on('drain', done);
+    out.on('close', done);
+  });
 }
 
 /** How much of a pulled archive is read at a time, and how long to wait when the reader has caught up with the guest. */

@@ -183,6 +183,22 @@ describe('PullStaging', () => {
     expect(await readdir(stage.hostDir)).toEqual([]);
   });
 
+  it('stops reading and removes the archive when its reader goes away mid-way', async () => {
+    const stage = await pulls('pull-7.tar');
+    const out = stage.archive(async () => {
+      // More than the stream buffers: the host waits for its reader to take more.
+      await writeFile(join(stage.hostDir, 'pull-7.tar'), Buffer.alloc(8 << 20, 1));
+    });
+    await new Promise((resolve) => out.once('readable', resolve));
+    out.destroy();
+    let left = await readdir(stage.hostDir);
+    for (let i = 0; i < 100 && left.length > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      left = await readdir(stage.hostDir);
+    }
+    expect(left).toEqual([]);
+  });
+
   it('passes on what the agent failed with and removes what it left', async () => {
     const stage = await pulls('pull-5.tar');
     const agentFailure = Object.assign(new Error('no such file'), { name: 'AgentError', code: 'NOT_FOUND' });
