@@ -186,24 +186,18 @@ async function importImage(client: LxdClient, alias: string, files: readonly str
  * sha256 of the files one after another, and that is what the alias points at.
  */
 async function uploadImage(client: LxdClient, alias: string, files: readonly string[]): Promise<string> {
+  const { body, contentType } =
+    files.length === 1
+      ? { body: createReadStream(files[0]!, { highWaterMark: 1 << 20 }), contentType: 'application/octet-stream' }
+      : splitImageBody(files[0]!, files[1]!);
   let op: LxdOperation;
   try {
-    if (files.length === 1) {
-      op = await client.run({
-        method: 'POST',
-        path: '/1.0/images',
-        headers: { 'Content-Type': 'application/octet-stream', 'X-LXD-properties': `${IMAGE_PROPERTY}=${alias}` },
-        body: createReadStream(files[0]!, { highWaterMark: 1 << 20 }),
-      });
-    } else {
-      const { multipart, contentType } = splitImageBody(files[0]!, files[1]!);
-      op = await client.run({
-        method: 'POST',
-        path: '/1.0/images',
-        headers: { 'Content-Type': contentType, 'X-LXD-properties': `${IMAGE_PROPERTY}=${alias}` },
-        body: multipart,
-      });
-    }
+    op = await client.run({
+      method: 'POST',
+      path: '/1.0/images',
+      headers: { 'Content-Type': contentType, 'X-LXD-properties': `${IMAGE_PROPERTY}=${alias}` },
+      body,
+    });
   } catch (err) {
     if (err instanceof LxdApiError && /same fingerprint already exists/i.test(err.message))
       return lxdFingerprint(files);
@@ -229,7 +223,7 @@ function splitImageBody(meta: string, rootfs: string) {
     Buffer.from(
       `--${boundary}\r\nContent-Disposition: form-data; name="${name}"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
     );
-  async function* body() {
+  async function* multipart() {
     yield part('metadata');
     for await (const c of createReadStream(meta)) yield c as Buffer;
     yield Buffer.from('\r\n');
@@ -237,5 +231,5 @@ function splitImageBody(meta: string, rootfs: string) {
     for await (const c of createReadStream(rootfs, { highWaterMark: 1 << 20 })) yield c as Buffer;
     yield Buffer.from(`\r\n--${boundary}--\r\n`);
   }
-  return { multipart: Readable.from(body()), contentType: `multipart/form-data; boundary=${boundary}` };
+  return { body: Readable.from(multipart()), contentType: `multipart/form-data; boundary=${boundary}` };
 }
