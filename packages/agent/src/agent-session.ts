@@ -547,12 +547,12 @@ function fileSpec(op: string, path: string, streams: { input?: boolean; output?:
   };
 }
 
-/** The `ok` fields of an outcome, or the AgentError it stands for. */
 /** What an archive operation's `ok` reports: how many entries and content bytes it moved. */
 function archiveCounts(fields: Readonly<Record<string, string>>): { entries: number; bytes: number } {
   return { entries: Number(fields.entries ?? 0), bytes: Number(fields.bytes ?? 0) };
 }
 
+/** The `ok` fields of an outcome, or the AgentError it stands for. */
 function expectOk(outcome: AgentOutcome, channel: AgentChannel): Readonly<Record<string, string>> {
   if (outcome.kind === 'ok') return outcome.fields;
   if (outcome.kind === 'error') throw outcomeError(outcome, channel.spec.op, channel.spec.path);
