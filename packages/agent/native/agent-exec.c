@@ -318,13 +318,16 @@ static void supervise(char *const *args, int nargs, int ready_sock, int mounts_f
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   /* vfork: no copy of our page tables, no copy-on-write faults after it. The child only sets up its
-     own credentials, directory and descriptors, and execs or reports and _exits. */
+     own credentials, directory and descriptors, and execs or reports and _exits. It shares our
+     memory until then: the environ it points at the request (freed below) is set back here. */
+  char **own_environ = environ;
   pid_t pid = vfork();
   if (pid < 0) end_error(STATUS_FD, "IO", "fork: %s", strerror(errno));
   if (pid == 0) {
     close(report[0]);
     run_command(&req, report[1]);
   }
+  environ = own_environ;
   command = pid;
   close(report[1]);
   /* Only the command's tree holds the stdio pipes from here: their ends reach the agent with it, not with us. */
