@@ -652,6 +652,12 @@ static void op_remove(char *const *args, int nargs, int status_fd) {
 
 /* ---- dispatch ------------------------------------------------------------ */
 
+void host_tar_in(const char *dest, int in_fd, int status_fd) {
+  signal(SIGPIPE, SIG_IGN);
+  catch_term();
+  tar_in_host(dest, in_fd, status_fd);
+}
+
 int file_op_streams(const char *op) {
   if (!strcmp(op, "write") || !strcmp(op, "tar-in")) return OP_INPUT;
   if (!strcmp(op, "read") || !strcmp(op, "readdir") || !strcmp(op, "tar-out")) return OP_OUTPUT;

@@ -575,6 +575,7 @@ struct dir_attr {
 
 struct tar_reader {
   int fd, status_fd, can_splice, root;
+  int host; /* extracting into a host directory (tar_in_host) */
   int from_file; /* fd is a regular file: file content may be read at its offset, with direct I/O */
   char *buf;
   char *direct_buf; /* DIRECT_ALIGN-aligned, DIRECT_CHUNK bytes, allocated on first use */
@@ -951,7 +952,7 @@ static int walk_to(struct tar_reader *r, const char *dir, int create) {
       }
     }
     struct stat st;
-    if (nfd < 0 && (errno == ENOTDIR || errno == ELOOP) && fstatat(fd, p, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+    if (nfd < 0 && !r->host && (errno == ENOTDIR || errno == ELOOP) && fstatat(fd, p, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
         S_ISLNK(st.st_mode))
       nfd = openat(fd, p, O_PATH | O_DIRECTORY | O_CLOEXEC);
     int e = errno;
@@ -1024,6 +1025,7 @@ static int ignorable(int e) {
 }
 
 static void set_xattrs(struct tar_reader *r, int fd, const struct in_entry *e) {
+  if (r->host) return;
   for (size_t i = 0; i < e->nxattrs; i++)
     if (fsetxattr(fd, e->xattrs[i].name, e->xattrs[i].value, e->xattrs[i].len, 0) != 0 && !ignorable(errno))
       fail_errno(r, e->name, errno);
@@ -1147,6 +1149,7 @@ static void extract(struct tar_reader *r, struct in_entry *e) {
     extract_dir(r, pfd, base, e);
     return;
   }
+  if (r->host && e->type != '0' && e->type != '1' && e->type != '2') return;
   const char *base;
   int pfd = parent_of(r, e->name, &base);
   struct stat st;
@@ -1161,8 +1164,11 @@ static void extract(struct tar_reader *r, struct in_entry *e) {
     char *dir = strndup(e->link, slash ? (size_t)(slash - e->link) : 0);
     int tfd = dir ? walk_to(r, dir, 0) : -1;
     free(dir);
-    if (tfd < 0 || linkat(tfd, slash ? slash + 1 : e->link, pfd, base, 0) != 0) fail_errno(r, e->name, errno);
-    close(tfd);
+    int linked = tfd >= 0 ? linkat(tfd, slash ? slash + 1 : e->link, pfd, base, 0) : -1;
+    int err = errno;
+    if (tfd >= 0) close(tfd);
+    /* A host extraction drops devices and fifos, and links to them with them. */
+    if (linked != 0 && !(r->host && err == ENOENT)) fail_errno(r, e->name, err);
     return;
   }
   if (e->type == '2') {
@@ -1344,13 +1350,14 @@ static void make_dest(struct tar_reader *r) {
 }
 
 /* Extracts the archive read from fd (the input pipe, or a regular file when from_file) into dest. */
-static void extract_archive(const char *dest, int fd, int from_file, int status_fd) __attribute__((noreturn));
-static void extract_archive(const char *dest, int fd, int from_file, int status_fd) {
+static void extract_archive(const char *dest, int fd, int from_file, int host, int status_fd) __attribute__((noreturn));
+static void extract_archive(const char *dest, int fd, int from_file, int host, int status_fd) {
   struct tar_reader *r = calloc(1, sizeof *r);
   if (!r || !(r->buf = malloc(FILE_IO_CHUNK))) end_errno(status_fd, dest, ENOMEM);
   r->fd = fd;
   r->status_fd = status_fd;
   r->from_file = from_file;
+  r->host = host;
   r->can_splice = !from_file;
   r->root = geteuid() == 0;
   r->dest = dest;
@@ -1362,7 +1369,11 @@ static void extract_archive(const char *dest, int fd, int from_file, int status_
 }
 
 void tar_in(const char *dest, int in_fd, int status_fd) {
-  extract_archive(dest, in_fd, 0, status_fd);
+  extract_archive(dest, in_fd, 0, 0, status_fd);
+}
+
+void tar_in_host(const char *dest, int in_fd, int status_fd) {
+  extract_archive(dest, in_fd, 0, 1, status_fd);
 }
 
 void tar_in_file(const char *dest, const char *archive, int status_fd) {
@@ -1371,5 +1382,5 @@ void tar_in_file(const char *dest, const char *archive, int status_fd) {
   struct stat st;
   if (fstat(fd, &st) != 0) end_errno(status_fd, archive, errno);
   if (!S_ISREG(st.st_mode)) end_error(status_fd, "INVALID", "%s is not a regular file", archive);
-  extract_archive(dest, fd, 1, status_fd);
+  extract_archive(dest, fd, 1, 0, status_fd);
 }

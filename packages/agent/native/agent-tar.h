@@ -28,6 +28,14 @@ void tar_out_file(const char *path, const char *archive, int status_fd) __attrib
 void tar_in(const char *dest, int in_fd, int status_fd) __attribute__((noreturn));
 
 /*
+ * Extracts the archive read from in_fd into the host directory destDir, as
+ * tar_in does but for an archive from inside an environment: no symlink
+ * already in destDir is followed, and device nodes, fifos and extended
+ * attributes are not made. Ends the operation.
+ */
+void tar_in_host(const char *dest, int in_fd, int status_fd) __attribute__((noreturn));
+
+/*
  * Extracts the archive in the regular file `archive` into destDir, large
  * files written with direct I/O; ends the operation.
  */

@@ -825,7 +825,8 @@ static void usage(void) {
           "usage: execenv-agent --version\n"
           "       execenv-agent [--root DIR [--bind|--bind-ro SOURCE TARGET]...] [--netns FILE]\n"
           "                     [--personality linux32]\n"
-          "                     (--listen SOCKET [--socket-owner UID] | --stdio)\n");
+          "                     (--listen SOCKET [--socket-owner UID] | --stdio)\n"
+          "       execenv-agent (--pull|--push) SOCKET SRC DEST\n");
   exit(2);
 }
 
@@ -837,6 +838,10 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+    if ((strcmp(a, "--pull") == 0 || strcmp(a, "--push") == 0) && i == 1) {
+      if (argc != 5 || argv[3][0] != '/' || argv[4][0] != '/') usage();
+      return client_main(a, argv[2], argv[3], argv[4]);
+    }
     if (strcmp(a, "--version") == 0) {
       struct utsname u;
       if (uname(&u) != 0) strcpy(u.machine, "unknown");

@@ -38,6 +38,22 @@ int file_op_streams(const char *op);
 void run_file_op(const char *op, char *const *args, int nargs, int in_fd, int out_fd, int status_fd)
     __attribute__((noreturn));
 
+/*
+ * Extracts an archive from inside an environment, read from in_fd, into
+ * the host directory `dest` (tar_in_host) and exits, as a file operation's
+ * worker does: the outcome goes to status_fd, SIGTERM undoes what it made.
+ */
+void host_tar_in(const char *dest, int in_fd, int status_fd) __attribute__((noreturn));
+
+/*
+ * The host side of a directory transfer with the agent listening on
+ * socket_path (agent-client.c): `--pull` extracts the agent's tar-out of
+ * src into the host directory dest, `--push` packs the host directory src
+ * into the agent's tar-in of dest. Writes the outcome to stdout as an END
+ * payload; returns the exit status (0 ok, 1 error outcome, 2 broken).
+ */
+int client_main(const char *op, const char *socket_path, const char *src, const char *dest);
+
 /* Writes an `ok` END payload with the given "key=value" fields (NULL-terminated list) and exits 0. */
 void end_ok(int status_fd, const char *const *fields) __attribute__((noreturn));
 

@@ -257,6 +257,7 @@ export class ChrootDriver implements Driver {
           closeOnSignal: opts.closeOnSignal,
           session: agent.session,
           hostRunner: runner,
+          hostAgent: { socket, binary: agentBinary },
           env: checked.env ?? {},
           checkUser: ctx.ids ? (resolved, user) => checkMapped(ctx.ids!, resolved, user) : undefined,
           // Revert: the agent and its namespaces go, the overlay's upper layer is emptied, both come back.

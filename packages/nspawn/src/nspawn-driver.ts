@@ -287,6 +287,7 @@ export class NspawnDriver implements Driver {
           closeOnSignal: opts.closeOnSignal,
           session,
           hostRunner: runner,
+          hostAgent: { socket, binary: agentBinary },
           env: checked.env ?? {},
           destroy: async () => {
             await stop();

@@ -362,6 +362,7 @@ export class PodmanDriver implements Driver {
           closeOnSignal: opts.closeOnSignal,
           session: link.session,
           hostRunner: hostRunner(),
+          hostAgent: socket ? { socket, binary } : undefined,
           env: checked.env ?? {},
           lifecycle: {
             commit: async (name) => {

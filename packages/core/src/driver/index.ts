@@ -13,6 +13,7 @@ export * from './arch.js';
 export * from './command-environment.js';
 export * from './exit-status.js';
 export * from './host.js';
+export * from './host-transfer.js';
 export * from './isolation.js';
 export * from './open-environment.js';
 export * from './pipe-stdio.js';

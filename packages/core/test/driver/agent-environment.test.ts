@@ -6,8 +6,8 @@ import { pack as tarPack } from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentEnvironment, type AgentEnvironmentInit, DEFAULT_PATH } from '../../src/driver/index.js';
 import type { ExecenvEvent } from '../../src/events.js';
-import { createRunner } from '../../src/runner.js';
-import { FakeAgentSession, fakeAgentError, fakeAgentTransportError } from '../../src/testing/index.js';
+import { createRunner, type RunOptions } from '../../src/runner.js';
+import { FakeAgentSession, FakeRunner, fakeAgentError, fakeAgentTransportError } from '../../src/testing/index.js';
 
 let tmp: string;
 beforeEach(async () => {
@@ -217,6 +217,56 @@ describe('AgentEnvironment files', () => {
     expect(events).toContainEqual({ type: 'copy', envId: env.id, direction: 'push', path: '/dst', bytes: 42 });
     session.refuse = fakeAgentError('UNSAFE_PATH', '/dst/sub is a symlink');
     await expect(env.push(tree, '/dst')).rejects.toMatchObject({ code: 'UNSAFE_PATH', op: 'push' });
+    await env.close();
+  });
+
+  it('moves directories through the host agent when it has one, mapping its outcomes', async () => {
+    /** Answers every host agent run with the next scripted result. */
+    class ScriptedRunner extends FakeRunner {
+      readonly results: { exitCode: number; stdout: string; stderr?: string }[] = [];
+      override async run(argv: readonly string[], opts?: RunOptions) {
+        await super.run(argv, opts);
+        const r = this.results.shift() ?? { exitCode: 0, stdout: 'ok\0entries=0\0bytes=0\0' };
+        return { argv, signal: null, stderr: '', ...r };
+      }
+    }
+    const runner = new ScriptedRunner();
+    const session = new FakeAgentSession();
+    const hostAgent = { socket: '/run/env/agent.sock', binary: '/opt/execenv-agent' };
+    const { env, events } = open(session, { hostRunner: runner, hostAgent });
+    const tree = await hostTree();
+    runner.results.push({ exitCode: 0, stdout: 'ok\0entries=3\0bytes=42\0' });
+    await env.push(tree, '/dst');
+    expect(runner.ran.at(-1)?.argv).toEqual(['/opt/execenv-agent', '--push', '/run/env/agent.sock', tree, '/dst']);
+    expect(events).toContainEqual({ type: 'copy', envId: env.id, direction: 'push', path: '/dst', bytes: 42 });
+    expect(session.ops.filter((op) => op.startsWith('tarIn'))).toEqual([]);
+
+    await session.mkdir('/src', 0o755);
+    const back = join(tmp, 'back-new');
+    runner.results.push({ exitCode: 0, stdout: 'ok\0entries=7\0bytes=9\0' });
+    await env.pull('/src', back);
+    expect(runner.ran.at(-1)?.argv).toEqual(['/opt/execenv-agent', '--pull', '/run/env/agent.sock', '/src', back]);
+    expect(events).toContainEqual({ type: 'copy', envId: env.id, direction: 'pull', path: '/src', bytes: 9 });
+
+    // A directory that holds something already is extracted in this process, which checks what is there.
+    const used = join(tmp, 'back-used');
+    await mkdir(used);
+    await writeFile(join(used, 'mine'), 'kept');
+    const runs = runner.ran.length;
+    await env.pull('/src', used);
+    expect(runner.ran.length).toBe(runs);
+    expect(await readFile(join(used, 'mine'), 'utf8')).toBe('kept');
+
+    const failing = join(tmp, 'back-failing');
+    runner.results.push({ exitCode: 1, stdout: 'error\0UNSAFE_PATH\0unsafe entry name ../x\0' });
+    await expect(env.pull('/src', failing)).rejects.toMatchObject({ code: 'UNSAFE_PATH', op: 'pull' });
+    await expect(lstat(failing)).rejects.toMatchObject({ code: 'ENOENT' });
+    runner.results.push({ exitCode: 1, stdout: 'error\0NOT_FOUND\0/gone: No such file or directory\0' });
+    await expect(env.push(tree, '/gone')).rejects.toMatchObject({ code: 'NOT_FOUND', op: 'push' });
+    runner.results.push({ exitCode: 2, stdout: '', stderr: 'execenv-agent: cannot connect to /run/env/agent.sock\n' });
+    const lost = await env.push(tree, '/dst').catch((e: unknown) => e);
+    expect(lost).toMatchObject({ code: 'TRANSPORT', op: 'push' });
+    expect((lost as Error).message).toContain('cannot connect to /run/env/agent.sock');
     await env.close();
   });
 
