@@ -329,6 +329,8 @@ static void supervise(char *const *args, int nargs, int ready_sock, int mounts_f
   }
   environ = own_environ;
   command = pid;
+  /* A KILL that came while vfork held us ran its handler before command was set: it kills now. */
+  if (kill_asked) on_killtree(SIG_EXEC_KILLTREE);
   close(report[1]);
   /* Only the command's tree holds the stdio pipes from here: their ends reach the agent with it, not with us. */
   for (int fd = 0; fd <= 2; fd++) close(fd);

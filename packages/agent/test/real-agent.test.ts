@@ -298,6 +298,25 @@ describe.skipIf(!binary)('the real agent', () => {
   );
 
   it.each(['pidns', 'subreaper'] as const)(
+    'kills a command whose KILL comes while it is being started (%s)',
+    { timeout: 30_000 },
+    async (tree) => {
+      const { session } = await stdioAgent(tree);
+      for (let i = 0; i < 25; i++) {
+        const proc = session.exec(request(['sleep', '30']));
+        proc.stdin.end();
+        proc.stdout.resume();
+        proc.stderr.resume();
+        // Right after the supervisor took the request: the command may not have exec'd yet.
+        await sleep(i % 5);
+        proc.kill();
+        const timer = sleep(5000).then(() => 'still running');
+        expect(await Promise.race([proc.exited, timer])).toEqual({ exitCode: null, signal: 'SIGKILL' });
+      }
+    },
+  );
+
+  it.each(['pidns', 'subreaper'] as const)(
     'serves the next command from the supervisor of the last one, never after a mount change or a kill (%s)',
     { timeout: 30_000 },
     async (tree) => {
