@@ -491,7 +491,7 @@ export class QemuDriver implements Driver {
     if (!(await isStaticElf(busybox)))
       throw new DriverUnavailableError(DRIVER_NAME, `${busybox} is missing or not static: ${fetch}`);
     const arch = await elfArch(busybox);
-    if (arch !== target.arch)
+    if (!runsOn(arch, target.arch))
       throw new DriverUnavailableError(
         DRIVER_NAME,
         `${busybox} is built for ${arch}, not for the ${target.arch} guests this driver boots: ${fetch}`,
@@ -537,7 +537,7 @@ export class QemuDriver implements Driver {
     const tree = await imageRootDirectory(resolved, ctx);
     // A root of another architecture would boot as far as a kernel panic (init cannot run): say so instead.
     const programs = await rootArch(tree);
-    if (programs && programs !== arch)
+    if (programs && !runsOn(programs, arch))
       throw new InvalidSpecError(
         'image',
         `${image} holds ${programs} programs (its /bin/sh), but this qemu driver boots ${arch} guests: ` +
@@ -556,4 +556,9 @@ export class QemuDriver implements Driver {
       throw new DriverUnavailableError(DRIVER_NAME, (err as Error).message, { cause: err });
     }
   }
+}
+
+/** Whether programs built for `programs` run on a kernel of `guest`: the same architecture, or i386 on amd64. */
+function runsOn(programs: string | undefined, guest: QemuArch): boolean {
+  return programs === guest || (programs === 'i386' && guest === 'amd64');
 }
