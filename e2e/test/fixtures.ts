@@ -28,27 +28,31 @@ const withSymlinks = new Map<string, Promise<string>>();
 let variantsDir: Promise<string> | undefined;
 
 /**
- * A busybox rootfs tarball whose top-level entries named in `links` (such as
- * `/tmp`) are symlinks to the given paths. Built once per set of links in a
- * temporary directory; removeBusyboxVariants removes it.
+ * A busybox rootfs tarball (`base`, the busybox fixture unless given) whose
+ * top-level entries named in `links` (such as `/tmp`) are symlinks to the
+ * given paths. Built once per base and set of links in a temporary
+ * directory; removeBusyboxVariants removes it.
  */
-export function busyboxTarballWithSymlinks(links: Record<string, string>): Promise<string> {
-  const key = JSON.stringify(Object.entries(links).sort());
+export function busyboxTarballWithSymlinks(
+  links: Record<string, string>,
+  base: string = busyboxTarball(),
+): Promise<string> {
+  const key = JSON.stringify([base, ...Object.entries(links).sort()]);
   let built = withSymlinks.get(key);
   if (!built) {
-    built = buildWithSymlinks(links);
+    built = buildWithSymlinks(links, base);
     withSymlinks.set(key, built);
   }
   return built;
 }
 
-async function buildWithSymlinks(links: Record<string, string>): Promise<string> {
+async function buildWithSymlinks(links: Record<string, string>, base: string): Promise<string> {
   variantsDir ??= mkdtemp(join(tmpdir(), 'execenv-busybox-variants-'));
   const work = await mkdtemp(join(await variantsDir, 'rootfs-'));
   const root = join(work, 'root');
   await mkdir(root);
   const runner = hostRunner();
-  await runner.run(['tar', '--numeric-owner', '-C', root, '-xf', busyboxTarball()]);
+  await runner.run(['tar', '--numeric-owner', '-C', root, '-xf', base]);
   for (const [entry, target] of Object.entries(links)) {
     const name = entry.replace(/^\/+/, '');
     if (!name || name.includes('/')) throw new Error(`busyboxTarballWithSymlinks: ${entry} is not a top-level entry`);

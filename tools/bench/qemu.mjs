@@ -5,8 +5,9 @@
 //                                                   of the same kernel (goal <= 20 ms under TCG)
 //   push / pull of a tree                        vs  tar | tar on the host (goal >= 0.5x throughput)
 //   4 guests opened at once                      vs  one
-// Usage: node tools/bench/qemu.mjs [--kernel DIR] [--image PATH] [--runs N] [--tree-mb N] [--transfer-runs N]
-//                                  [--only open,exec,transfer,parallel]
+// Usage: node tools/bench/qemu.mjs [--arch amd64|arm64] [--kernel DIR] [--image PATH] [--runs N] [--tree-mb N]
+//                                  [--transfer-runs N] [--only open,exec,transfer,parallel]
+// --arch arm64 boots arm64 guests (qemu-system-aarch64, virt) from the arm64 fixtures; on another host, under TCG.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
@@ -14,11 +15,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { hostTscKhz, loadKernel, moduleLoadOrder, packCpio, QemuDriver, qemuArgv } from '@execenv/qemu';
+import { hostTscKhz, loadKernel, moduleLoadOrder, packCpio, QEMU_ARCHES, QemuDriver, qemuArgv } from '@execenv/qemu';
 import { median, tarPipe, time } from './measure.mjs';
 
 const { values } = parseArgs({
   options: {
+    arch: { type: 'string', default: 'amd64' },
     kernel: { type: 'string' },
     image: { type: 'string' },
     runs: { type: 'string', default: '50' },
@@ -35,12 +37,20 @@ const fixture = (script) =>
     .trim()
     .split('\n')
     .at(-1);
-const kernelDir = values.kernel ?? process.env.EXECENV_QEMU_KERNEL ?? fixture('qemu-kernel.sh');
-const image = values.image ?? process.env.EXECENV_FIXTURE_BUSYBOX ?? fixture('busybox-rootfs.sh');
+const arch = values.arch;
+if (!Object.hasOwn(QEMU_ARCHES, arch)) throw new Error(`--arch: amd64 or arm64, not ${arch}`);
+const arm64 = arch === 'arm64';
+const kernelDir = arm64
+  ? (values.kernel ?? process.env.EXECENV_QEMU_KERNEL_ARM64 ?? fixture('qemu-kernel-arm64.sh'))
+  : (values.kernel ?? process.env.EXECENV_QEMU_KERNEL ?? fixture('qemu-kernel.sh'));
+const image = arm64
+  ? (values.image ?? fixture('busybox-rootfs-arm64.sh'))
+  : (values.image ?? process.env.EXECENV_FIXTURE_BUSYBOX ?? fixture('busybox-rootfs.sh'));
+const busybox = arm64 ? fixture('busybox-static-arm64.sh') : '/bin/busybox';
 
 const work = await mkdtemp(join(tmpdir(), 'execenv-bench-qemu-'));
 const stateDir = join(work, 'state');
-const driver = new QemuDriver({ kernel: kernelDir });
+const driver = new QemuDriver({ kernel: kernelDir, ...(arm64 ? { arch, busybox, bootTimeoutMs: 600_000 } : {}) });
 const probe = await driver.probe();
 console.log(`${probe.version}; ${probe.reason}`);
 const rows = [];
@@ -48,8 +58,9 @@ const rows = [];
 /** A guest whose init is a shell on the serial port: the raw round trip the agent is measured against. */
 async function shellGuest() {
   const kernel = await loadKernel(kernelDir);
+  // microvm's devices are on virtio-mmio, virt's (as the driver boots it) on PCI.
   const modules = moduleLoadOrder(await readFile(join(kernel.modulesDir, 'modules.dep'), 'utf8'), [
-    'virtio_mmio',
+    arm64 ? 'virtio_pci' : 'virtio_mmio',
     'virtio_console',
   ]);
   const init = `#!/bin/busybox sh
@@ -62,7 +73,7 @@ exec /bin/busybox sh <>"$port" >&0 2>&0
 `;
   const entries = [
     ...['bin', 'dev', 'sys', 'lib', 'lib/modules'].map((path) => ({ type: 'directory', path })),
-    { type: 'file', path: 'bin/busybox', content: await readFile('/bin/busybox'), mode: 0o755 },
+    { type: 'file', path: 'bin/busybox', content: await readFile(busybox), mode: 0o755 },
     { type: 'file', path: 'init', content: Buffer.from(init), mode: 0o755 },
     ...(await Promise.all(
       modules.map(async (m) => ({
@@ -77,8 +88,8 @@ exec /bin/busybox sh <>"$port" >&0 2>&0
   const disk = join(work, 'empty.qcow2');
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '16M']);
   const argv = qemuArgv({
-    binary: 'qemu-system-x86_64',
-    machine: 'microvm',
+    binary: QEMU_ARCHES[arch].binary,
+    machine: arm64 ? 'virt' : 'microvm',
     accel: probe.details.accel,
     cpus: 1,
     memoryMiB: 256,

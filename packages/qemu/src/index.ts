@@ -16,13 +16,23 @@ export {
   probeKvm,
   readKvmProbe,
 } from './accel.js';
+export { elfArch, kernelImageArch, rootArch } from './binary-arch.js';
 export { type CpioEntry, packCpio } from './cpio.js';
 export { checkSnapshotName, DiskSnapshots, type DiskSnapshotsInit } from './disk-snapshots.js';
 export { type GuestNetwork, nicArgv, type QemuNic, USER_NETWORK, userNetwork } from './guest-network.js';
 export { type GuestAgent, GuestSession, type GuestStaging } from './guest-session.js';
 export { AGENT_PORT_NAME, buildInitramfs, type InitramfsInputs, initScript } from './initramfs.js';
 export { BOOT_MODULES, loadKernel, moduleLoadOrder, NET_MODULES, type QemuKernel } from './kernel.js';
-export { machineOption, type QemuMachine, type QemuMachineType, qemuArgv, ROOT_DRIVE } from './qemu-command.js';
+export {
+  machineArch,
+  machineOption,
+  QEMU_ARCHES,
+  type QemuArch,
+  type QemuMachine,
+  type QemuMachineType,
+  qemuArgv,
+  ROOT_DRIVE,
+} from './qemu-command.js';
 export { DRIVER_NAME, QemuDriver } from './qemu-driver.js';
 export { type GuestRestart, QemuEnvironment, type QemuEnvironmentInit } from './qemu-environment.js';
 export {

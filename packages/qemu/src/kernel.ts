@@ -1,6 +1,7 @@
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DriverUnavailableError } from '@execenv/core';
+import { kernelImageArch } from './binary-arch.js';
 
 const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46]);
 
@@ -15,7 +16,7 @@ const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46]);
  * ```
  */
 export interface QemuKernel {
-  /** The kernel image: an uncompressed vmlinux (microvm boots it through PVH) or a bzImage. */
+  /** The kernel image: an uncompressed vmlinux (microvm boots it through PVH), a bzImage, or an arm64 Image. */
   image: string;
   /** Whether `image` is an uncompressed ELF vmlinux. */
   elf: boolean;
@@ -23,6 +24,8 @@ export interface QemuKernel {
   modulesDir: string;
   /** The kernel release, e.g. `6.1.0-56-amd64`. */
   release: string;
+  /** The architecture the image says it is for (`amd64`, `arm64`); absent when it does not say (a compressed image). */
+  arch?: string;
 }
 
 /**
@@ -66,8 +69,9 @@ export const BOOT_MODULES = [
 export const NET_MODULES = ['virtio_net'] as const;
 
 /**
- * Reads a kernel directory as tools/fixtures/qemu-kernel.sh lays it out:
- * `vmlinux` (or `vmlinuz`) and `modules/<release>/` holding modules.dep.
+ * Reads a kernel directory as tools/fixtures/qemu-kernel.sh (amd64) and
+ * qemu-kernel-arm64.sh lay it out: `vmlinux`, `Image` or `vmlinuz` (the
+ * first found) and `modules/<release>/` holding modules.dep.
  * @throws DriverUnavailableError naming what is missing and how to get it.
  *
  * @example
@@ -84,23 +88,24 @@ export async function loadKernel(dir: string): Promise<QemuKernel> {
   const missing = (what: string) =>
     new DriverUnavailableError(
       'qemu',
-      `the kernel directory ${dir} has no ${what}; build one with tools/fixtures/qemu-kernel.sh (a Debian linux-image package, unpacked) or pass the qemu driver's kernel option`,
+      `the kernel directory ${dir} has no ${what}; build one with tools/fixtures/qemu-kernel.sh (a Debian linux-image package, unpacked; qemu-kernel-arm64.sh for arm64) or pass the qemu driver's kernel option`,
     );
   let image: string | undefined;
-  for (const name of ['vmlinux', 'vmlinuz']) {
+  for (const name of ['vmlinux', 'Image', 'vmlinuz']) {
     const candidate = join(dir, name);
     if (await isFile(candidate)) {
       image = candidate;
       break;
     }
   }
-  if (!image) throw missing('vmlinux or vmlinuz');
+  if (!image) throw missing('vmlinux, Image or vmlinuz');
   const releases = await readdir(join(dir, 'modules')).catch(() => [] as string[]);
   if (releases.length !== 1) throw missing('modules/<release> directory (exactly one)');
   const release = releases[0]!;
   const modulesDir = join(dir, 'modules', release);
   if (!(await isFile(join(modulesDir, 'modules.dep')))) throw missing(`modules/${release}/modules.dep (run depmod)`);
-  return { image, elf: await isElf(image), modulesDir, release };
+  const arch = await kernelImageArch(image);
+  return { image, elf: await isElf(image), modulesDir, release, ...(arch ? { arch } : {}) };
 }
 
 /**

@@ -53,13 +53,14 @@ import {
   resolvConf,
 } from '@execenv/net';
 import { type AccelChoice, chooseAccel, hostTscKhz, type KvmProbe, probeKvm } from './accel.js';
+import { elfArch, rootArch } from './binary-arch.js';
 import { DiskSnapshots } from './disk-snapshots.js';
 import { startGuest } from './guest.js';
 import { type GuestNetwork, type QemuNic, userNetwork } from './guest-network.js';
 import { GuestSession } from './guest-session.js';
 import { buildInitramfs, checkGuestBinds, guestInitramfs } from './initramfs.js';
 import { loadKernel, type QemuKernel } from './kernel.js';
-import { ROOT_DRIVE } from './qemu-command.js';
+import { QEMU_ARCHES, type QemuArch, type QemuMachineType, ROOT_DRIVE } from './qemu-command.js';
 import { QemuEnvironment } from './qemu-environment.js';
 import { type CheckedEnvOptions, checkEnvOptions, type QemuDriverOptions } from './qemu-options.js';
 import { GUEST_PULL_DIR, GUEST_STAGING_DIR, PULL_TAG, PullStaging, PushStaging, STAGING_TAG } from './staging.js';
@@ -91,12 +92,17 @@ const CAPABILITIES: readonly Capability[] = [
 /** Longest path a unix socket address holds. */
 const MAX_SOCKET_PATH = 107;
 
-/** QEMU binaries by Debian architecture of the guest. */
-const SYSTEM_BINARY: Readonly<Record<string, string>> = {
-  amd64: 'qemu-system-x86_64',
-  i386: 'qemu-system-x86_64',
-  arm64: 'qemu-system-aarch64',
-};
+/** The Debian package of each architecture's QEMU system emulator. */
+const EMULATOR_PACKAGE: Readonly<Record<QemuArch, string>> = { amd64: 'qemu-system-x86', arm64: 'qemu-system-arm' };
+
+/** What a driver boots, after the checks of its options. */
+interface Target {
+  arch: QemuArch;
+  machine: QemuMachineType;
+  binary: string;
+  /** Whether the guest's architecture is the host's (KVM is possible, host binaries fit). */
+  native: boolean;
+}
 
 /**
  * QemuDriver opens virtual machines: a fresh qcow2 overlay on a cached base
@@ -136,38 +142,82 @@ export class QemuDriver implements Driver {
     return this.#options.cacheDir ?? defaultCacheDir();
   }
 
-  get #binary(): string {
-    return this.#options.binary ?? SYSTEM_BINARY[hostArch()] ?? 'qemu-system-x86_64';
+  /**
+   * The guest architecture, machine type and emulator, from the options.
+   * @throws InvalidSpecError for an architecture the driver does not boot, a machine type of another
+   * architecture, or KVM asked for a guest of another architecture than the host's.
+   */
+  #target(): Target {
+    const context = { driver: DRIVER_NAME, op: 'open' };
+    const host = hostArch();
+    const asked = this.#options.arch;
+    if (asked !== undefined && !Object.hasOwn(QEMU_ARCHES, asked))
+      throw new InvalidSpecError(
+        'options.arch',
+        `the qemu driver boots ${Object.keys(QEMU_ARCHES).join(' and ')} guests, not ${JSON.stringify(asked)}`,
+        context,
+      );
+    const arch: QemuArch = asked ?? (host === 'arm64' ? 'arm64' : 'amd64');
+    const { machines, binary } = QEMU_ARCHES[arch];
+    const machine = this.#options.machine ?? machines[0]!;
+    if (!machines.includes(machine))
+      throw new InvalidSpecError(
+        'options.machine',
+        `${JSON.stringify(machine)} is no machine type for ${arch} guests: use ${machines.map((m) => `"${m}"`).join(', ')}`,
+        context,
+      );
+    const native = arch === host || (arch === 'amd64' && host === 'i386');
+    if (!native && this.#options.accel === 'kvm')
+      throw new InvalidSpecError(
+        'options.accel',
+        `KVM runs guests of the host's architecture (${host}) only; an ${arch} guest needs accel "tcg" or "auto"`,
+        context,
+      );
+    return { arch, machine, binary: this.#options.binary ?? binary, native };
   }
 
   /**
    * The accelerator guests will use, and why. With `accel: 'auto'` QEMU is
    * started once with KVM (the first call; later ones reuse its answer):
-   * KVM when that works, else TCG with QEMU's reason.
+   * KVM when that works, else TCG with QEMU's reason. A guest of another
+   * architecture than the host's always runs under TCG, which the reason says.
+   * @throws InvalidSpecError when the options are inconsistent (see QemuDriverOptions.arch).
    */
   async accel(): Promise<AccelChoice> {
     const asked = this.#options.accel ?? 'auto';
+    const target = this.#target();
+    if (!target.native && asked === 'auto')
+      return {
+        accel: 'tcg',
+        reason: `an ${target.arch} guest on an ${hostArch()} host: software emulation (TCG), since KVM runs the host's architecture only`,
+      };
     if (asked !== 'auto') return chooseAccel(asked, { works: asked === 'kvm' });
-    this.#kvmProbe ??= probeKvm(this.#runner, this.#binary, this.#options.machine ?? 'microvm');
+    this.#kvmProbe ??= probeKvm(this.#runner, target.binary, target.machine);
     return chooseAccel(asked, await this.#kvmProbe);
   }
 
   async probe(): Promise<Availability> {
     const capabilities: Capability[] = [...CAPABILITIES, 'network'];
     const unavailable = (reason: string): Availability => ({ available: false, reason, capabilities });
-    const binary = this.#binary;
-    if (!binary.includes('/') && !(await findBinary(binary)))
-      return unavailable(`${binary} not found: apt-get install --no-install-recommends qemu-system-x86 qemu-utils`);
-    if (!(await findBinary('qemu-img'))) return unavailable('qemu-img not found: apt-get install qemu-utils');
+    let target: Target;
     try {
-      await this.#kernel();
+      target = this.#target();
     } catch (err) {
       return unavailable((err as Error).message);
     }
-    const busybox = this.#options.busybox ?? '/bin/busybox';
-    if (!(await isStaticElf(busybox)))
-      return unavailable(`${busybox} is missing or not static: apt-get install busybox-static`);
-    const agent = await this.#agentBinary().catch((err: Error) => err);
+    const { binary } = target;
+    if (!binary.includes('/') && !(await findBinary(binary)))
+      return unavailable(
+        `${binary} not found: apt-get install --no-install-recommends ${EMULATOR_PACKAGE[target.arch]} qemu-utils`,
+      );
+    if (!(await findBinary('qemu-img'))) return unavailable('qemu-img not found: apt-get install qemu-utils');
+    try {
+      await this.#kernel(target);
+      await this.#busybox(target);
+    } catch (err) {
+      return unavailable((err as Error).message);
+    }
+    const agent = await this.#agentBinary(target.arch).catch((err: Error) => err);
     if (agent instanceof Error) return unavailable(agent.message);
     const version = (await this.#runner.run([binary, '--version'], { check: false, env: { PATH: HOST_PATH } })).stdout
       .split('\n')[0]
@@ -179,6 +229,7 @@ export class QemuDriver implements Driver {
   async open(spec: EnvSpec, opts: OpenOptions = {}): Promise<QemuEnvironment> {
     const checked = validateSpec(spec, DRIVER_NAME);
     const context = { driver: DRIVER_NAME, op: 'open' };
+    const target = this.#target();
     const network = networkMode(checked.network);
     if (network.mode === 'host')
       throw new InvalidSpecError(
@@ -202,10 +253,11 @@ export class QemuDriver implements Driver {
           `${m.source} is not a directory on the host: guests share whole directories (9p)`,
           context,
         );
-    if (checked.arch && checked.arch !== hostArch())
+    if (checked.arch && checked.arch !== target.arch)
       throw new InvalidSpecError(
         'arch',
-        `guests run the host's architecture (${hostArch()}), not ${checked.arch}`,
+        `this qemu driver boots ${target.arch} guests, not ${checked.arch}: make one with the arch option ` +
+          `(new QemuDriver({ arch: '${checked.arch}', kernel, busybox }))`,
         context,
       );
     if (checked.ephemeral === false)
@@ -238,13 +290,13 @@ export class QemuDriver implements Driver {
     const runner = this.#runner;
     const undo = this.#undo();
     throwIfAborted(opts.signal, ['open'], { driver: DRIVER_NAME, op: 'open' });
-    const kernel = await this.#kernel();
-    const initramfs = await this.#initramfsFor(kernel);
+    const kernel = await this.#kernel(target);
+    const initramfs = await this.#initramfsFor(kernel, target);
     const accel = await this.accel();
     if (accel.accel === 'tcg' && (this.#options.accel ?? 'auto') === 'auto')
       emit(opts.onEvent, { type: 'warning', message: `qemu: ${accel.reason}` });
-    const base = await this.#baseDisk(checked.image, envOptions.images, opts);
-    const tscKhz = accel.accel === 'tcg' ? await hostTscKhz() : undefined;
+    const base = await this.#baseDisk(checked.image, envOptions.images, opts, target.arch);
+    const tscKhz = accel.accel === 'tcg' && target.arch === 'amd64' ? await hostTscKhz() : undefined;
     return openWithLease({
       driver: DRIVER_NAME,
       spec: checked,
@@ -278,8 +330,8 @@ export class QemuDriver implements Driver {
             envId: id,
             bootTimeoutMs: this.#options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS,
             machine: {
-              binary: this.#binary,
-              machine: this.#options.machine ?? 'microvm',
+              binary: target.binary,
+              machine: target.machine,
               accel: accel.accel,
               cpus: checked.resources?.cpu ?? 1,
               memoryMiB,
@@ -397,25 +449,62 @@ export class QemuDriver implements Driver {
     };
   }
 
-  async #kernel(): Promise<QemuKernel> {
-    const dir = this.#options.kernel ?? process.env.EXECENV_QEMU_KERNEL;
+  /**
+   * The guest kernel: the kernel option, else EXECENV_QEMU_KERNEL for guests of the host's
+   * architecture and EXECENV_QEMU_KERNEL_ARM64 (say) for others.
+   * @throws DriverUnavailableError when there is none, or it is built for another architecture.
+   */
+  async #kernel(target: Target): Promise<QemuKernel> {
+    const variable = target.native ? 'EXECENV_QEMU_KERNEL' : `EXECENV_QEMU_KERNEL_${target.arch.toUpperCase()}`;
+    const dir = this.#options.kernel ?? process.env[variable];
+    const fixture = target.arch === 'amd64' ? 'qemu-kernel.sh' : `qemu-kernel-${target.arch}.sh`;
     if (!dir)
       throw new DriverUnavailableError(
         DRIVER_NAME,
-        'no guest kernel: pass the kernel option or set EXECENV_QEMU_KERNEL to a directory built by tools/fixtures/qemu-kernel.sh',
+        `no ${target.arch} guest kernel: pass the kernel option or set ${variable} to a directory built by tools/fixtures/${fixture}`,
       );
-    return loadKernel(dir);
+    const kernel = await loadKernel(dir);
+    if (kernel.arch && kernel.arch !== target.arch)
+      throw new DriverUnavailableError(
+        DRIVER_NAME,
+        `the kernel ${kernel.image} is built for ${kernel.arch}, not for the ${target.arch} guests this driver boots; ` +
+          `build an ${target.arch} one with tools/fixtures/${fixture}`,
+      );
+    return kernel;
+  }
+
+  /**
+   * The static busybox the initramfs runs its init with: the busybox option, else the host's
+   * /bin/busybox for guests of the host's architecture; guests of another need the option.
+   * @throws DriverUnavailableError when it is missing, not static, or built for another architecture.
+   */
+  async #busybox(target: Target): Promise<string> {
+    const busybox = this.#options.busybox ?? (target.native ? '/bin/busybox' : undefined);
+    const fetch = target.native
+      ? 'apt-get install busybox-static'
+      : `tools/fixtures/busybox-static-${target.arch}.sh fetches Debian's busybox-static:${target.arch}`;
+    if (!busybox)
+      throw new DriverUnavailableError(
+        DRIVER_NAME,
+        `${target.arch} guests need a static ${target.arch} busybox for their initramfs: pass the busybox option (${fetch})`,
+      );
+    if (!(await isStaticElf(busybox)))
+      throw new DriverUnavailableError(DRIVER_NAME, `${busybox} is missing or not static: ${fetch}`);
+    const arch = await elfArch(busybox);
+    if (!runsOn(arch, target.arch))
+      throw new DriverUnavailableError(
+        DRIVER_NAME,
+        `${busybox} is built for ${arch}, not for the ${target.arch} guests this driver boots: ${fetch}`,
+      );
+    return busybox;
   }
 
   /** The initramfs for a kernel, built once per driver and kernel. */
-  #initramfsFor(kernel: QemuKernel): Promise<string> {
+  #initramfsFor(kernel: QemuKernel, target: Target): Promise<string> {
     let built = this.#initramfs.get(kernel.modulesDir);
     if (!built) {
-      built = this.#agentBinary().then((agent) =>
-        buildInitramfs(
-          { kernel, agent, busybox: this.#options.busybox ?? '/bin/busybox' },
-          join(this.#cacheDir, 'qemu'),
-        ),
+      built = Promise.all([this.#agentBinary(target.arch), this.#busybox(target)]).then(([agent, busybox]) =>
+        buildInitramfs({ kernel, agent, busybox }, join(this.#cacheDir, 'qemu')),
       );
       built.catch(() => this.#initramfs.delete(kernel.modulesDir));
       this.#initramfs.set(kernel.modulesDir, built);
@@ -423,11 +512,15 @@ export class QemuDriver implements Driver {
     return built;
   }
 
-  /** The cached, never written, base disk of an image: a disk as given, or a root filesystem made into one. */
+  /**
+   * The cached, never written, base disk of an image: a disk as given, or a root filesystem made into one.
+   * @throws InvalidSpecError when the root filesystem's programs are built for another architecture than `arch`.
+   */
   async #baseDisk(
     image: string,
     specImages: ImageSettings | undefined,
     opts: OpenOptions,
+    arch: QemuArch,
   ): Promise<{ path: string; format: string }> {
     const runner = this.#runner;
     emit(opts.onEvent, { type: 'image-resolve', reference: image });
@@ -442,16 +535,30 @@ export class QemuDriver implements Driver {
     if (resolved.kind === 'disk') return { path: resolved.path, format: resolved.format };
     const ctx = { cache, runner, onEvent: opts.onEvent };
     const tree = await imageRootDirectory(resolved, ctx);
+    // A root of another architecture would boot as far as a kernel panic (init cannot run): say so instead.
+    const programs = await rootArch(tree);
+    if (programs && !runsOn(programs, arch))
+      throw new InvalidSpecError(
+        'image',
+        `${image} holds ${programs} programs (its /bin/sh), but this qemu driver boots ${arch} guests: ` +
+          `use an ${arch} image, or a driver with arch: '${programs}'`,
+        { driver: DRIVER_NAME, op: 'open' },
+      );
     const disk = await convertToQcow2(tree, { size: this.#options.diskSize ?? '2G' }, ctx);
     return { path: disk.path, format: 'qcow2' };
   }
 
-  /** The agent binary for this host, shipped in @execenv/agent. */
-  async #agentBinary(): Promise<string> {
+  /** The agent binary for the guest's architecture, shipped in @execenv/agent. */
+  async #agentBinary(arch: QemuArch): Promise<string> {
     try {
-      return await agentBinaryPath(hostArch());
+      return await agentBinaryPath(arch);
     } catch (err) {
       throw new DriverUnavailableError(DRIVER_NAME, (err as Error).message, { cause: err });
     }
   }
+}
+
+/** Whether programs built for `programs` run on a kernel of `guest`: the same architecture, or i386 on amd64. */
+function runsOn(programs: string | undefined, guest: QemuArch): boolean {
+  return programs === guest || (programs === 'i386' && guest === 'amd64');
 }

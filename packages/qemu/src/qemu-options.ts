@@ -1,7 +1,7 @@
 import { InvalidSpecError, type ProcessRunner } from '@execenv/core';
 import { checkImageSettings, type ImageSettings } from '@execenv/images';
 import type { DriverNetworksOptions } from '@execenv/net';
-import type { QemuMachineType } from './qemu-command.js';
+import type { QemuArch, QemuMachineType } from './qemu-command.js';
 
 /**
  * Options of a QemuDriver, for every environment it opens.
@@ -20,21 +20,36 @@ import type { QemuMachineType } from './qemu-command.js';
  */
 export interface QemuDriverOptions {
   /**
-   * Directory of the guest kernel: `vmlinux` (or `vmlinuz`) and
-   * `modules/<release>/` with modules.dep, as tools/fixtures/qemu-kernel.sh
-   * builds from a Debian linux-image package.
-   * @default the EXECENV_QEMU_KERNEL environment variable
+   * The guests' architecture. `arm64` boots qemu-system-aarch64's `virt`
+   * machine; on a host of another architecture it always runs under TCG
+   * (accel `kvm` is refused) and needs an arm64 kernel, busybox and image.
+   * A spec's `arch`, when given, must be this one; an image whose /bin/sh is
+   * built for another architecture is refused (InvalidSpecError).
+   * @default the host's: 'arm64' on arm64 hosts, else 'amd64'
+   */
+  arch?: QemuArch;
+  /**
+   * Directory of the guest kernel: `vmlinux` (or `vmlinuz`; `Image` for
+   * arm64) and `modules/<release>/` with modules.dep, as
+   * tools/fixtures/qemu-kernel.sh (qemu-kernel-arm64.sh) builds from a
+   * Debian linux-image package. A kernel built for another architecture
+   * than `arch` makes the driver unavailable.
+   * @default the EXECENV_QEMU_KERNEL environment variable; for guests of another architecture than the host's, EXECENV_QEMU_KERNEL_<ARCH> (EXECENV_QEMU_KERNEL_ARM64)
    */
   kernel?: string;
-  /** The QEMU system emulator. @default `qemu-system-x86_64` from the host PATH */
+  /** The QEMU system emulator. @default from the host PATH, `qemu-system-x86_64` for amd64, `qemu-system-aarch64` for arm64 */
   binary?: string;
-  /** Machine type. @default 'microvm' */
+  /** Machine type: microvm, q35 or pc for amd64, virt for arm64 (others are an InvalidSpecError). @default 'microvm' for amd64, 'virt' for arm64 */
   machine?: QemuMachineType;
   /** Accelerator: KVM where it works, else TCG; or one of them forced. @default 'auto' */
   accel?: 'auto' | 'kvm' | 'tcg';
   /** Guest memory when the spec sets none. @default 512 MiB */
   memoryMiB?: number;
-  /** Static busybox the initramfs runs its init script with. @default '/bin/busybox' */
+  /**
+   * Static busybox the initramfs runs its init script with, built for
+   * `arch` (tools/fixtures/busybox-static-arm64.sh fetches Debian's arm64 one).
+   * @default '/bin/busybox' for guests of the host's architecture; required for others
+   */
   busybox?: string;
   /** How long a guest may take from start to a ready agent. @default 120000 */
   bootTimeoutMs?: number;

@@ -58,7 +58,7 @@ describe('moduleLoadOrder', () => {
 describe('loadKernel', () => {
   it('reads a kernel directory and tells what is missing', async () => {
     const dir = join(scratch, 'k');
-    await expect(loadKernel(dir)).rejects.toThrow(/has no vmlinux or vmlinuz.*qemu-kernel\.sh/);
+    await expect(loadKernel(dir)).rejects.toThrow(/has no vmlinux, Image or vmlinuz.*qemu-kernel\.sh/);
     await mkdir(join(dir, 'modules', '6.1.0-test'), { recursive: true });
     await writeFile(join(dir, 'vmlinux'), Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1]));
     await expect(loadKernel(dir)).rejects.toThrow(/modules\.dep/);
