@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { agentBinaryPath } from '../src/agent-binary.js';
 import { FakeAgent, type FakeFileOp } from './fake-agent.js';
+import { archive, entry } from './tar-entries.js';
 
 const binary = await agentBinaryPath().catch((err: Error) => {
   console.log(`skipping the host transfer tests: ${err.message}`);
@@ -75,31 +76,6 @@ async function hostileAgent(name: string, archive: Buffer, end = ['ok', 'entries
   await new Promise<void>((resolve) => server.listen(socket, resolve));
   return socket;
 }
-
-/** A ustar header block for one entry (typeflag `type`), then its content padded to whole blocks. */
-function entry(name: string, type: string, content = '', linkTarget = ''): Buffer {
-  const header = Buffer.alloc(512);
-  const put = (text: string, offset: number) => header.write(text, offset, 'latin1');
-  put(name, 0);
-  put('0000644\0', 100);
-  put('0000000\0', 108);
-  put('0000000\0', 116);
-  put(`${content.length.toString(8).padStart(11, '0')}\0`, 124);
-  put('00000000000\0', 136);
-  put('        ', 148);
-  put(type, 156);
-  put(linkTarget, 157);
-  put('ustar\0', 257);
-  put('00', 263);
-  let sum = 0;
-  for (const b of header) sum += b;
-  put(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-  const body = Buffer.alloc(Math.ceil(content.length / 512) * 512);
-  body.write(content);
-  return Buffer.concat([header, body]);
-}
-
-const archive = (...entries: Buffer[]) => Buffer.concat([...entries, Buffer.alloc(1024)]);
 
 describe.skipIf(!binary)('execenv-agent --pull and --push', () => {
   it('pulls a tree with modes, links and mtimes, and drops fifos', async () => {

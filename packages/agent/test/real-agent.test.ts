@@ -10,6 +10,7 @@ import { AgentError, AgentTransportError } from '../src/agent-errors.js';
 import { AgentSession } from '../src/agent-session.js';
 import type { AgentExecRequest, AgentProcess } from '../src/agent-types.js';
 import { INITIAL_WINDOW } from '../src/frames.js';
+import { archive, entry } from './tar-entries.js';
 
 const binary = await agentBinaryPath().catch((err: Error) => {
   console.log(`skipping the real-agent tests: ${err.message}`);
@@ -74,28 +75,6 @@ async function processesWith(marker: string): Promise<number> {
     if (cmdline.includes(marker)) found++;
   }
   return found;
-}
-
-/** A one-entry ustar archive whose entry has the given name. */
-function tarWithEntry(name: string, content: string): Buffer {
-  const header = Buffer.alloc(512);
-  const put = (text: string, offset: number) => header.write(text, offset, 'latin1');
-  put(name, 0);
-  put('0000644\0', 100);
-  put('0000000\0', 108);
-  put('0000000\0', 116);
-  put(`${content.length.toString(8).padStart(11, '0')}\0`, 124);
-  put('00000000000\0', 136);
-  put('        ', 148);
-  put('0', 156);
-  put('ustar\0', 257);
-  put('00', 263);
-  let sum = 0;
-  for (const b of header) sum += b;
-  put(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-  const body = Buffer.alloc(Math.ceil(content.length / 512) * 512);
-  body.write(content);
-  return Buffer.concat([header, body, Buffer.alloc(1024)]);
 }
 
 let scratch: string;
@@ -559,7 +538,7 @@ describe.skipIf(!binary)('the real agent', () => {
     await expect(session.tarInFile(dest, scratch)).rejects.toMatchObject({ code: 'INVALID' });
     await expect(session.tarInFile(dest, 'relative.tar')).rejects.toMatchObject({ code: 'INVALID' });
     const evil = join(scratch, 'evil.tar');
-    await writeFile(evil, tarWithEntry('../x', 'evil'));
+    await writeFile(evil, archive(entry('../x', '0', 'evil')));
     await expect(session.tarInFile(dest, evil)).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
     expect(await session.stat(join(scratch, 'file-unsafe/x'), false)).toBeNull();
   });
@@ -585,7 +564,9 @@ describe.skipIf(!binary)('the real agent', () => {
   it('refuses a tar entry that climbs out of the destination', async () => {
     const { session } = await stdioAgent();
     const dest = join(scratch, 'unsafe/dest');
-    const err = await session.tarIn(dest, Readable.from([tarWithEntry('../x', 'evil')])).catch((e: unknown) => e);
+    const err = await session
+      .tarIn(dest, Readable.from([archive(entry('../x', '0', 'evil'))]))
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AgentError);
     expect(err).toMatchObject({ code: 'UNSAFE_PATH', op: 'tar-in' });
     expect(await session.stat(join(scratch, 'unsafe/x'), false)).toBeNull();
