@@ -102,12 +102,25 @@ const SCRIPTS: [RegExp, (m: RegExpExecArray, ctx: FakeCommandContext) => Promise
     },
   ],
   [
-    /^\(sleep \d+; touch \S+\) & sleep (\d+)$/,
+    /^\(sleep (\d+); touch (\S+)\) & sleep (\d+)$/,
     async (m, ctx) => {
-      // The background half dies with the foreground one: it never touches its marker when killed.
-      await pause(Number(m[1]) * 1000, ctx.signal);
+      // The background half touches its marker unless the command's whole tree is killed first.
+      void pause(Number(m[1]) * 1000, ctx.signal).then(() => {
+        if (!ctx.signal.aborted) ctx.files.writeFile(m[2]!, new Uint8Array());
+      });
+      await pause(Number(m[3]) * 1000, ctx.signal);
       return {};
     },
+  ],
+  [
+    /^for m; do test -e "\$m" && echo "\$m"; done; true$/,
+    async (_m, ctx) => ({
+      stdout: ctx.argv
+        .slice(4)
+        .filter((path) => ctx.files.stat(path) !== null)
+        .map((path) => `${path}\n`)
+        .join(''),
+    }),
   ],
   [/^sleep (\d+) & echo started$/, async () => ({ stdout: 'started\n' })],
   [

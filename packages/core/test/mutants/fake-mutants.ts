@@ -11,7 +11,7 @@ import { join, posix } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { extract as tarExtract, pack as tarPack } from 'tar-stream';
 import type { CheckName, ConformanceOptions } from '../../src/conformance/context.js';
-import type { EnvSpec, ExecOptions, ExecProcess, OpenOptions } from '../../src/index.js';
+import { AbortedError, type EnvSpec, type ExecOptions, type ExecProcess, type OpenOptions } from '../../src/index.js';
 import { hostRunner } from '../../src/runner.js';
 import {
   FakeDriver,
@@ -415,6 +415,28 @@ export const MUTANTS: readonly Mutant[] = [
           for (const m of spec.mounts ?? []) await rm(join(m.source, 'hello'), { force: true });
         }),
       ),
+  },
+  {
+    name: 'kill-lost-while-starting',
+    bug: 'an abort that comes while the command is being started rejects the exec but never kills the command',
+    caughtBy: 'abort',
+    driver: () =>
+      new MutantDriver((env) => {
+        const exec = env.exec.bind(env);
+        env.exec = (argv, opts) => {
+          const signal = opts?.signal;
+          if (!signal || signal.aborted) return exec(argv, opts);
+          const started = Date.now();
+          const late = new AbortController();
+          return new Promise((resolve, reject) => {
+            signal.addEventListener('abort', () => {
+              if (Date.now() - started > 20) late.abort(signal.reason);
+              else reject(new AbortedError('execenv: exec aborted', { envId: env.id, op: 'exec' }));
+            });
+            exec(argv, { ...opts, signal: late.signal }).then(resolve, reject);
+          });
+        };
+      }),
   },
   {
     name: 'close-waits-for-commands',

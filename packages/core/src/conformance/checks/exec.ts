@@ -227,6 +227,16 @@ async function timeout(ctx: CheckContext): Promise<void> {
 
 async function abort(ctx: CheckContext): Promise<void> {
   const env = await ctx.env();
+  // Aborts that land while the command is still being started (0-4 ms in) must kill it too.
+  const starting: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    const marker = `/tmp/${unique(`abort-early-${i}`)}`;
+    starting.push(marker);
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), i % 5);
+    const err = await rejection(env.exec(grandchild(marker), { signal: ac.signal }));
+    ctx.expect(env.id, `exec aborted ${i % 5} ms after its start`, codeOf(err), 'ABORTED');
+  }
   const marker = `/tmp/${unique('abort')}`;
   const ac = new AbortController();
   setTimeout(() => ac.abort(), 300);
@@ -234,6 +244,15 @@ async function abort(ctx: CheckContext): Promise<void> {
   ctx.expect(env.id, 'exec aborted after 300 ms', codeOf(err), 'ABORTED');
   if (await markerAppeared(ctx, marker))
     ctx.problem(env.id, 'background grandchild after abort', 'still running', 'killed');
+  const left = (await env.exec(['sh', '-c', 'for m; do test -e "$m" && echo "$m"; done; true', 'sh', ...starting]))
+    .stdout;
+  if (left.trim())
+    ctx.problem(
+      env.id,
+      'commands aborted while they started',
+      `still ran: ${left.trim().split('\n').join(', ')}`,
+      'killed',
+    );
   const ran = `/tmp/${unique('pre-aborted')}`;
   const early = await rejection(env.exec(['touch', ran], { signal: AbortSignal.abort() }));
   ctx.expect(env.id, 'exec with an aborted signal', codeOf(early), 'ABORTED');
